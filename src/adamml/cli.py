@@ -1,0 +1,48 @@
+"""The `adamml` command line: one sub-command per job (see README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+# Each entry adds one sub-command: a function (subparsers) -> None that registers its parser and
+# sets `func` (args -> exit code) through `set_defaults`.
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+def _registrars() -> list[Registrar]:
+    from adamml.prepare.command import register as prepare
+    from adamml.demo import register as demo
+
+    registrars: list[Registrar] = [prepare, demo]
+    # --- further sub-commands register here (flops, train, eval, predict, ...) ---
+    return registrars
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adamml",
+        description="Adaptive multi-modal video recognition (AdaMML, ICCV 2021).",
+    )
+    from adamml import __version__
+
+    parser.add_argument("--version", action="version", version=f"adamml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`adamml prepare`: raw videos (a folder or an annotation file) to a prepared store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from adamml.prepare.decode import DEFAULT_AUDIO_RATE, DEFAULT_SHORT_SIDE
+from adamml.prepare.flow import DEFAULT_BOUND, FLOW_METHODS
+from adamml.prepare.importers import FORMATS, SUBSETS, AnnotationError, assign_classes, guess_format, import_annotations
+from adamml.prepare.layout import StoreError
+from adamml.prepare.pipeline import PrepareSummary, merge_manifests, parse_shard, run_prepare
+from adamml.prepare.worker import STAGES, PrepareSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "prepare",
+        help="decode videos into a store: frames, audio, optical flow, manifest",
+        description="Decode raw videos into a prepared store (RGB frames, mono audio, optical flow, manifest). "
+        "Re-running the same command resumes: finished videos are skipped.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--videos", type=Path, metavar="DIR",
+                     help="a folder of videos (DIR/<label>/<video> or DIR/<split>/<label>/<video>)")
+    src.add_argument("--list", type=Path, metavar="FILE", help="an annotation file (see --format)")
+    src.add_argument("--merge", type=Path, metavar="STORE",
+                     help="join the manifest parts of a sharded run in STORE into manifest.jsonl")
+    p.add_argument("--root", type=Path, help="folder the paths of --list are relative to (default: the list's folder)")
+    p.add_argument("--out", type=Path, help="the store folder to write")
+    p.add_argument("--format", choices=("auto",) + FORMATS, default="auto", help="annotation format of --list")
+    p.add_argument("--subset", choices=sorted(SUBSETS), help="keep only the classes of this subset")
+    p.add_argument("--split", choices=("train", "val", "test"), help="split for entries that do not name one")
+    p.add_argument("--classes", type=Path, metavar="FILE", help="class names, one a line (fixes the class ids)")
+    p.add_argument("--label-file", type=Path, help="FCVID label matrix (default: FCVID_Label.txt beside --list)")
+    p.add_argument("--flow", choices=FLOW_METHODS, default="tvl1", help="optical flow method (default tvl1)")
+    p.add_argument("--flow-bound", type=float, default=DEFAULT_BOUND, help="flow is clipped to [-B, B] pixels")
+    p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="resize frames to this short side (0 keeps)")
+    p.add_argument("--audio-rate", type=int, default=DEFAULT_AUDIO_RATE, help="audio sample rate (Hz)")
+    p.add_argument("--jpeg-quality", type=int, default=95)
+    p.add_argument("--frames-fps", type=float, default=30.0, help="frame rate assumed for folders of frames")
+    p.add_argument("--workers", type=int, default=1, help="videos prepared in parallel")
+    p.add_argument("--shard", metavar="I/N", help="prepare only shard I of N (zero-based); merge with --merge")
+    p.add_argument("--overwrite", action="store_true", help="prepare everything again instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    try:
+        if args.merge is not None:
+            path, rows, parts = merge_manifests(args.merge)
+            console.print(f"merged {parts} shard parts: {rows} videos -> {path}")
+            return 0
+        if args.out is None:
+            console.print("[red]error:[/red] --out STORE is required")
+            return 2
+        summary = prepare_from_args(args, console)
+    except (AnnotationError, StoreError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    print_summary(summary, console)
+    return 0
+
+
+def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSummary:
+    if args.videos is not None:
+        fmt, source, root = "folder", args.videos, args.videos
+    else:
+        source = args.list
+        if not source.exists():
+            raise AnnotationError(f"{source}: annotation file not found")
+        fmt = guess_format(source) if args.format == "auto" else args.format
+        root = args.root if args.root is not None else source.parent
+    imported = import_annotations(fmt, source, root, subset=args.subset, default_split=args.split,
+                                  label_file=args.label_file)
+    classes, entries = assign_classes(imported.entries, imported.classes, args.classes)
+    settings = PrepareSettings(
+        short_side=args.short_side, flow=args.flow, flow_bound=args.flow_bound, audio_rate=args.audio_rate,
+        jpeg_quality=args.jpeg_quality, frames_fps=args.frames_fps,
+    )
+    shard = parse_shard(args.shard) if args.shard else None
+    console.print(
+        f"prepare: {len(entries)} videos ({fmt}), {len(classes)} classes, flow={settings.flow}, "
+        f"short side {settings.short_side}, {args.workers} worker(s)"
+        + (f", shard {shard[0]}/{shard[1]}" if shard else "")
+        + f" -> {args.out}"
+    )
+    return prepare_with_progress(entries, classes, root, args.out, settings, args.workers, shard,
+                                 args.overwrite, console, quiet=args.quiet)
+
+
+def prepare_with_progress(entries, classes, root, out, settings, workers=1, shard=None, overwrite=False,
+                          console: Console | None = None, quiet: bool = False) -> PrepareSummary:
+    """run_prepare with a rich progress bar (videos done, ok / failed so far)."""
+    console = console or Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet,
+    )
+    counts = {"ok": 0, "failed": 0}
+    task = progress.add_task("prepare", total=None, status="")
+
+    def on_start(total: int, skipped: int) -> None:
+        progress.update(task, total=total, completed=skipped, status=f"skipped {skipped}")
+
+    def on_row(row: dict) -> None:
+        counts[row["status"]] += 1
+        status = f"ok {counts['ok']} failed {counts['failed']}"
+        if row["status"] == "failed":
+            progress.console.print(f"[yellow]failed[/yellow] {row['id']}: {row['error']}")
+        progress.update(task, advance=1, status=status)
+
+    with progress:
+        return run_prepare(entries, classes, root, out, settings, workers=workers, shard=shard,
+                           overwrite=overwrite, on_start=on_start, on_row=on_row)
+
+
+def print_summary(summary: PrepareSummary, console: Console) -> None:
+    table = Table(title="prepare summary", show_header=False)
+    table.add_row("videos ok / failed / skipped", f"{summary.ok} / {summary.failed} / {summary.skipped}")
+    table.add_row("frames written", str(summary.frames))
+    table.add_row("wall time", f"{summary.wall_seconds:.1f} s")
+    table.add_row("frames / s (wall)", f"{summary.frames_per_second:.1f}")
+    for stage in STAGES:
+        table.add_row(f"time in {stage} (all workers)", f"{summary.stage_seconds[stage]:.1f} s")
+    table.add_row("manifest", str(summary.manifest))
+    console.print(table)
+    for vid, warning in summary.warnings[:10]:
+        console.print(f"[yellow]warning[/yellow] {vid}: {warning}")
+    if len(summary.warnings) > 10:
+        console.print(f"... and {len(summary.warnings) - 10} more warnings (see the manifest)")
+    if summary.failures:
+        console.print(f"[red]{summary.failed} failed[/red] (reasons in the manifest):")
+        for vid, error in summary.failures[:10]:
+            console.print(f"  {vid}: {error}")
+

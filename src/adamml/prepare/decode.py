@@ -1,0 +1,238 @@
+"""Decoding with PyAV: RGB frames resized to a short side, audio resampled to mono 24 kHz.
+
+Used by `adamml prepare` (frames written to a store) and by single-video prediction (frames kept in
+memory). Supplementary material, Sec. B "Input": frames are decoded with the shorter side resized to 256,
+aspect ratio kept; audio is mono 24 kHz.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+DEFAULT_SHORT_SIDE = 256
+DEFAULT_AUDIO_RATE = 24_000
+# A frame whose long side would exceed this after resizing is refused: such a video (1 x N pixels, say)
+# carries no usable picture, and its JPEGs would be enormous.
+MAX_RESIZED_SIDE = 4096
+
+
+class VideoError(Exception):
+    """A video that cannot be decoded; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video before decoding."""
+
+    width: int
+    height: int
+    fps: float  # average frame rate (frames / duration), also right for variable-frame-rate files
+    declared_frames: int  # 0 when the container does not say
+    duration: float  # seconds, 0.0 when unknown
+    has_audio: bool
+    audio_rate: int  # of the source audio stream, 0 without audio
+
+
+@dataclass
+class DecodedAudio:
+    """Mono 16-bit audio, resampled."""
+
+    samples: np.ndarray  # (N,) int16
+    rate: int
+
+
+def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side scaled to `short_side`, aspect kept; 0 keeps the size."""
+    if short_side <= 0:
+        return width, height
+    if width <= height:
+        return short_side, max(1, round(height * short_side / width))
+    return max(1, round(width * short_side / height)), short_side
+
+
+def _rate(value: Fraction | None) -> float:
+    return float(value) if value else 0.0
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open `path` and read its stream information, without decoding."""
+    with open_container(path) as container:
+        return _info(container, path)
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    """av.open with errors turned into VideoError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoError(f"{path}: cannot open as a video container ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _info(container: av.container.InputContainer, path: Path) -> VideoInfo:
+    if not container.streams.video:
+        raise VideoError(f"{path}: no video stream")
+    vs = container.streams.video[0]
+    width, height = vs.codec_context.width, vs.codec_context.height
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{path}: video stream has no frame size ({width} x {height})")
+    duration = 0.0
+    if vs.duration is not None and vs.time_base is not None:
+        duration = float(vs.duration * vs.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    fps = _rate(vs.average_rate) or _rate(vs.guessed_rate) or _rate(vs.base_rate)
+    audio = container.streams.audio[0] if container.streams.audio else None
+    return VideoInfo(
+        width=width,
+        height=height,
+        fps=fps,
+        declared_frames=int(vs.frames or 0),
+        duration=duration,
+        has_audio=audio is not None,
+        audio_rate=int(audio.rate or 0) if audio is not None else 0,
+    )
+
+
+class VideoReader:
+    """Decodes one video in a single demuxing pass.
+
+    Iterating yields resized frames as (H, W, 3) uint8 arrays in BGR order (OpenCV's), while the audio
+    track is resampled on the way and available as `audio` once the iteration ends. `frame_times` holds
+    each frame's presentation time in seconds, so variable frame rates are known exactly.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        short_side: int = DEFAULT_SHORT_SIDE,
+        audio_rate: int = DEFAULT_AUDIO_RATE,
+        with_audio: bool = True,
+        pixel_format: str = "bgr24",
+    ) -> None:
+        self.path = Path(path)
+        self.short_side = short_side
+        self.audio_rate = audio_rate
+        self.with_audio = with_audio
+        self.pixel_format = pixel_format
+        self._container = open_container(self.path)
+        try:
+            self.info = _info(self._container, self.path)
+        except Exception:
+            self._container.close()
+            raise
+        self.size = resized_size(self.info.width, self.info.height, short_side)
+        if max(self.size) > MAX_RESIZED_SIDE:
+            self._container.close()
+            raise VideoError(
+                f"{self.path}: frame size {self.info.width} x {self.info.height} is too elongated: "
+                f"resizing the short side to {short_side} gives {self.size[0]} x {self.size[1]} "
+                f"(limit {MAX_RESIZED_SIDE} px)"
+            )
+        self.frame_times: list[float] = []
+        self.audio: DecodedAudio | None = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        container = self._container
+        vstream = container.streams.video[0]
+        vstream.thread_type = "AUTO"
+        astream = None
+        if self.with_audio and container.streams.audio:
+            astream = container.streams.audio[0]
+        streams = [vstream] + ([astream] if astream is not None else [])
+        resampler = (
+            av.AudioResampler(format="s16", layout="mono", rate=self.audio_rate)
+            if astream is not None
+            else None
+        )
+        chunks: list[np.ndarray] = []
+        audio_start: float | None = None
+        width, height = self.size
+        index = 0
+        try:
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame):
+                        image = frame.reformat(
+                            width=width,
+                            height=height,
+                            format=self.pixel_format,
+                            interpolation="BILINEAR",
+                        ).to_ndarray()
+                        time = frame.time if frame.time is not None else index / (self.info.fps or 30.0)
+                        self.frame_times.append(float(time))
+                        index += 1
+                        yield image
+                    elif resampler is not None:
+                        if audio_start is None and frame.time is not None:
+                            audio_start = float(frame.time)
+                        for out in resampler.resample(frame):
+                            chunks.append(out.to_ndarray().reshape(-1))
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise VideoError(
+                f"{self.path}: decoding failed after {index} frames ({_reason(exc)}); "
+                "the file is corrupt or truncated"
+            ) from exc
+        if index == 0:
+            raise VideoError(f"{self.path}: no frame could be decoded")
+        if astream is not None:
+            samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+            samples = self._align(samples, audio_start)
+            self.audio = DecodedAudio(samples=samples.astype(np.int16, copy=False), rate=self.audio_rate)
+
+    def _align(self, samples: np.ndarray, audio_start: float | None) -> np.ndarray:
+        """Shift the audio so that sample 0 plays with the first video frame (pads or trims)."""
+        if audio_start is None or not self.frame_times:
+            return samples
+        offset = int(round((audio_start - self.frame_times[0]) * self.audio_rate))
+        if offset > 0:
+            return np.concatenate([np.zeros(offset, samples.dtype), samples])
+        return samples[-offset:]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_times)
+
+    def measured_duration(self) -> float:
+        """Duration from the decoded timestamps (last frame time + one average frame interval)."""
+        if not self.frame_times:
+            return 0.0
+        span = self.frame_times[-1] - self.frame_times[0]
+        n = len(self.frame_times)
+        step = span / (n - 1) if n > 1 else (1.0 / self.info.fps if self.info.fps else 0.0)
+        return span + step
+
+    def measured_fps(self) -> float:
+        """Frames per second as decoded: frames / duration, falling back to the container's rate."""
+        duration = self.measured_duration()
+        if len(self.frame_times) > 1 and duration > 0 and math.isfinite(duration):
+            return len(self.frame_times) / duration
+        return self.info.fps

@@ -1,0 +1,248 @@
+"""Preparing one video: decode, write frames, flow and audio into a temporary folder, then rename it into
+place, so that a half-written video is never visible in the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+import wave
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from adamml.prepare.decode import (
+    DEFAULT_AUDIO_RATE,
+    DEFAULT_SHORT_SIDE,
+    VideoError,
+    VideoReader,
+    resized_size,
+)
+from adamml.prepare.flow import DEFAULT_BOUND, make_flow, quantize, to_gray
+from adamml.prepare.importers import IMAGE_EXTENSIONS, VideoEntry
+from adamml.prepare.layout import (
+    AUDIO_NAME,
+    FLOW_X_TEMPLATE,
+    FLOW_Y_TEMPLATE,
+    FRAMES_DIR,
+    IMG_TEMPLATE,
+    META_NAME,
+    TMP_DIR,
+    video_dir,
+)
+
+STAGES = ("decode", "write", "flow", "audio")
+# A video with fewer frames than one segment window (8 frames at stride 4) is kept, with a warning:
+# readers clamp indices, so it still yields segments.
+SEGMENT_WINDOW = 32
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """How videos are prepared; recorded in store.json so every video of a store agrees."""
+
+    short_side: int = DEFAULT_SHORT_SIDE
+    flow: str = "tvl1"
+    flow_bound: float = DEFAULT_BOUND
+    audio_rate: int = DEFAULT_AUDIO_RATE
+    jpeg_quality: int = 95
+    frames_fps: float = 30.0  # frame rate assumed for folders of frames, which do not record one
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _new_row(entry: VideoEntry, settings: PrepareSettings) -> dict:
+    return {
+        "id": entry.id,
+        "source": entry.source,
+        "frames_dir": f"{FRAMES_DIR}/{entry.id}",
+        "audio": None,
+        "labels": list(entry.labels),
+        "label_ids": [],
+        "split": entry.split,
+        "fps": None,
+        "num_frames": 0,
+        "num_flow": 0,
+        "duration": None,
+        "width": None,
+        "height": None,
+        "has_audio": False,
+        "audio_samples": 0,
+        "flow": settings.flow,
+        "status": "failed",
+        "error": None,
+        "warning": None,
+        "seconds": 0.0,
+        "stage_seconds": {s: 0.0 for s in STAGES},
+    }
+
+
+class FrameFolderReader:
+    """A folder of frame images read like a video (for mmaction2 rawframe and AdaMML frame lists)."""
+
+    def __init__(self, path: Path, short_side: int, fps: float) -> None:
+        self.path = path
+        names = sorted(
+            n for n in os.listdir(path)
+            if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith(("flow_", "x_", "y_"))
+        )
+        if not names:
+            raise VideoError(f"{path}: frame folder holds no images")
+        self.names = names
+        self.short_side = short_side
+        self.fps = fps
+        self.audio = None
+        self.frame_times: list[float] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i, name in enumerate(self.names):
+            image = cv2.imread(str(self.path / name), cv2.IMREAD_COLOR)
+            if image is None:
+                raise VideoError(f"{self.path / name}: not a readable image")
+            h, w = image.shape[:2]
+            size = resized_size(w, h, self.short_side)
+            if size != (w, h):
+                image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+            self.frame_times.append(i / self.fps)
+            yield image
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_times)
+
+    def measured_fps(self) -> float:
+        return self.fps
+
+    def measured_duration(self) -> float:
+        return len(self.frame_times) / self.fps
+
+    def close(self) -> None:
+        pass
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.astype("<i2").tobytes())
+
+
+def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"{path}: JPEG encoding failed")
+    path.write_bytes(data.tobytes())
+
+
+def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
+    """Decode `reader` into `tmp`, recording what was done in `row`."""
+    stage = row["stage_seconds"]
+    flow_fn = make_flow(settings.flow) if settings.flow != "none" else None
+    prev_gray = None
+    index = 0
+    frames = iter(reader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            image = next(frames)
+        except StopIteration:
+            stage["decode"] += time.perf_counter() - t0
+            break
+        t1 = time.perf_counter()
+        stage["decode"] += t1 - t0
+        index += 1
+        _write_jpeg(tmp / IMG_TEMPLATE.format(index), image, settings.jpeg_quality)
+        t2 = time.perf_counter()
+        stage["write"] += t2 - t1
+        if flow_fn is not None:
+            gray = to_gray(image)
+            if prev_gray is not None:
+                fx, fy = quantize(flow_fn(prev_gray, gray), settings.flow_bound)
+                t3 = time.perf_counter()
+                stage["flow"] += t3 - t2
+                n = index - 1
+                _write_jpeg(tmp / FLOW_X_TEMPLATE.format(n), fx, settings.jpeg_quality)
+                _write_jpeg(tmp / FLOW_Y_TEMPLATE.format(n), fy, settings.jpeg_quality)
+                stage["write"] += time.perf_counter() - t3
+            prev_gray = gray
+    height, width = image.shape[:2]
+    row.update(
+        num_frames=index,
+        num_flow=index - 1 if flow_fn is not None else 0,
+        width=int(width),
+        height=int(height),
+        fps=round(float(reader.measured_fps()), 6),
+        duration=round(float(reader.measured_duration()), 6),
+    )
+    if reader.audio is not None:
+        t0 = time.perf_counter()
+        _write_wav(tmp / AUDIO_NAME, reader.audio.samples, reader.audio.rate)
+        row.update(audio=f"{row['frames_dir']}/{AUDIO_NAME}", has_audio=True,
+                   audio_samples=int(reader.audio.samples.size))
+        stage["audio"] += time.perf_counter() - t0
+    warnings = []
+    if index < SEGMENT_WINDOW:
+        warnings.append(f"only {index} frames, shorter than one segment window ({SEGMENT_WINDOW})")
+    declared = getattr(getattr(reader, "info", None), "declared_frames", 0)
+    if declared and index < 0.9 * declared:
+        warnings.append(f"decoded {index} of the {declared} frames the container declares")
+    row["warning"] = "; ".join(warnings) or None
+
+
+def prepare_video(
+    entry: VideoEntry,
+    root: Path,
+    store: Path,
+    settings: PrepareSettings,
+    tmp_name: str,
+    label_ids: list[int] | None = None,
+) -> dict:
+    """Prepare one video into `store`; returns its manifest row (status ok or failed, never raises for
+    a bad video)."""
+    start = time.perf_counter()
+    row = _new_row(entry, settings)
+    row["label_ids"] = list(label_ids or [])
+    if entry.error:
+        row["error"] = entry.error
+        return row
+    tmp = store / TMP_DIR / tmp_name / uuid.uuid4().hex
+    try:
+        tmp.mkdir(parents=True)
+        source = root / entry.source
+        if entry.kind == "frames":
+            reader = FrameFolderReader(source, settings.short_side, settings.frames_fps)
+        else:
+            t0 = time.perf_counter()
+            reader = VideoReader(source, settings.short_side, settings.audio_rate)
+            row["stage_seconds"]["decode"] += time.perf_counter() - t0
+        try:
+            _fill(row, reader, tmp, settings)
+        finally:
+            reader.close()
+        row["status"] = "ok"
+        row["seconds"] = round(time.perf_counter() - start, 4)
+        (tmp / META_NAME).write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8")
+        final = video_dir(store, entry.id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except (VideoError, OSError, cv2.error, MemoryError) as exc:
+        row.update(status="failed", error=str(exc) if isinstance(exc, VideoError) else f"{root / entry.source}: {type(exc).__name__}: {exc}")
+        row.update(num_frames=0, num_flow=0, audio=None, has_audio=False, audio_samples=0)
+        shutil.rmtree(tmp, ignore_errors=True)
+    row["seconds"] = round(time.perf_counter() - start, 4)
+    row["stage_seconds"] = {k: round(v, 4) for k, v in row["stage_seconds"].items()}
+    return row
+
+
+def init_worker(threads: int) -> None:
+    """Per-process set-up for a pool worker: keep OpenCV from oversubscribing the cores."""
+    cv2.setNumThreads(threads)
