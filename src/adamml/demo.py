@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)
     videos, store = args.out / "videos", args.out / "store"

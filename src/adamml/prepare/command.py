@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         if args.merge is not None:
             path, rows, parts = merge_manifests(args.merge)
@@ -99,7 +99,7 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
 def prepare_with_progress(entries, classes, root, out, settings, workers=1, shard=None, overwrite=False,
                           console: Console | None = None, quiet: bool = False) -> PrepareSummary:
     """run_prepare with a rich progress bar (videos done, ok / failed so far)."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     progress = Progress(
         TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet,

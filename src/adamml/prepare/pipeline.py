@@ -123,6 +123,8 @@ class ManifestWriter:
 
 def _recover(store: Path, entry: VideoEntry, manifest_rows: dict[str, dict]) -> dict | None:
     """The finished row of `entry` when its folder is complete in the store, else None."""
+    if entry.error:
+        return None
     meta = video_dir(store, entry.id) / META_NAME
     row = manifest_rows.get(entry.id)
     if row is not None and row.get("status") == "ok" and meta.exists():

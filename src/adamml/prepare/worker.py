@@ -61,7 +61,7 @@ def _new_row(entry: VideoEntry, settings: PrepareSettings) -> dict:
     return {
         "id": entry.id,
         "source": entry.source,
-        "frames_dir": f"{FRAMES_DIR}/{entry.id}",
+        "frames_dir": None if entry.error else f"{FRAMES_DIR}/{entry.id}",
         "audio": None,
         "labels": list(entry.labels),
         "label_ids": [],
@@ -227,7 +227,7 @@ def prepare_video(
         finally:
             reader.close()
         row["status"] = "ok"
-        row["seconds"] = round(time.perf_counter() - start, 4)
+        _finish_timing(row, start)
         (tmp / META_NAME).write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8")
         final = video_dir(store, entry.id)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -238,9 +238,13 @@ def prepare_video(
         row.update(status="failed", error=str(exc) if isinstance(exc, VideoError) else f"{root / entry.source}: {type(exc).__name__}: {exc}")
         row.update(num_frames=0, num_flow=0, audio=None, has_audio=False, audio_samples=0)
         shutil.rmtree(tmp, ignore_errors=True)
+    _finish_timing(row, start)
+    return row
+
+
+def _finish_timing(row: dict, start: float) -> None:
     row["seconds"] = round(time.perf_counter() - start, 4)
     row["stage_seconds"] = {k: round(v, 4) for k, v in row["stage_seconds"].items()}
-    return row
 
 
 def init_worker(threads: int) -> None:

@@ -1,0 +1,313 @@
+"""Configuration: a few frozen dataclasses, YAML in, resolved YAML out.
+
+The numbers of the paper's setting (Sec. 4 and supplementary Sec. B) are the defaults: ResNet-50 recognizers on
+8 frames of 224 x 224, a MobileNetV2 audio recognizer on the 256 x 256 spectrogram, a MobileNetV2 policy on
+4 frames of 160 x 160, an MLP 2048-2048, an LSTM of 256, learnable weighted late fusion, 10 test segments.
+
+A preset is a YAML file shipped in ``adamml/configs/NAME.yaml`` and is loaded by its bare name; any other YAML
+file is loaded by path. Keys missing from a file take the defaults below; unknown keys are errors naming the key
+and the file. ``overrides`` are ``section.key=value`` strings whose value is parsed as YAML
+(``model.policy.threshold=0.3``, ``model.modalities=[rgb,audio]``).
+
+``Config`` is the top level; later parts add their own sections (``data``, ``train``) next to ``model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from adamml.modalities import check_modalities
+
+FusionKind = Literal["weighted", "average"]
+SegmentMean = Literal["all", "selected"]
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """TSN-style 2D ResNet recognizer for the visual modalities (rgb, flow, rgbdiff)."""
+
+    depth: int = 50  # 18, 34 or 50 (torchvision definitions)
+    base_width: int = 64  # channels of the stem and of the first stage (64 = torchvision); 128/256/512 follow
+    dropout: float = 0.5
+    pretrained: str | None = None  # local torchvision ImageNet ResNet checkpoint (.pth), or none
+
+    def __post_init__(self) -> None:
+        if self.depth not in (18, 34, 50):
+            raise ValueError(f"resnet.depth must be 18, 34 or 50, got {self.depth}")
+        if self.base_width < 1:
+            raise ValueError(f"resnet.base_width must be positive, got {self.base_width}")
+        _check_probability("resnet.dropout", self.dropout)
+
+
+@dataclass(frozen=True)
+class AudioNetConfig:
+    """MobileNetV2 recognizer on the log-spectrogram."""
+
+    size: int = 256  # spectrogram side the network runs at (the spectrogram is resized when it differs)
+    width_mult: float = 1.0
+    dropout: float = 0.5
+    pretrained: str | None = None  # local torchvision ImageNet MobileNetV2 checkpoint, or none
+
+    def __post_init__(self) -> None:
+        if self.size < 16 or self.width_mult <= 0:
+            raise ValueError(f"audio: size must be >= 16 and width_mult > 0, got {self.size}, {self.width_mult}")
+        _check_probability("audio.dropout", self.dropout)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The policy network (Sec. 3.1) and how its decisions are taken."""
+
+    size: int = 160  # side of the visual policy inputs
+    frames: int = 4  # frames of the visual policy inputs (frames 0, 2, 4, 6 of 8)
+    audio_size: int = 256  # side of the spectrogram the policy's audio extractor runs at
+    width_mult: float = 1.0  # MobileNetV2 width of the feature extractors
+    feature_dim: int = 1280  # features per extractor (the MobileNetV2 last conv)
+    hidden: tuple[int, ...] = (2048, 2048)  # the MLP after concatenating the extractors' features
+    lstm_hidden: int = 256
+    temperature: float = 5.0  # initial Gumbel-Softmax temperature (training)
+    threshold: float = 0.5  # evaluation: use a modality when P(use) >= threshold
+    random_at_test: bool = False  # evaluation: sample like the official code instead of thresholding
+    pretrained: str | None = None  # local torchvision ImageNet MobileNetV2 checkpoint, or none
+
+    def __post_init__(self) -> None:
+        if self.size < 16 or self.audio_size < 16:
+            raise ValueError(f"policy sizes must be >= 16, got {self.size}, {self.audio_size}")
+        if self.frames < 1 or self.lstm_hidden < 1 or self.feature_dim < 1 or self.width_mult <= 0:
+            raise ValueError("policy.frames, lstm_hidden, feature_dim and width_mult must be positive")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"policy.hidden must be a non-empty list of positive sizes, got {self.hidden}")
+        if self.temperature <= 0:
+            raise ValueError(f"policy.temperature must be positive, got {self.temperature}")
+        _check_probability("policy.threshold", self.threshold)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Late fusion of the recognizers' segment logits (Sec. 3.2)."""
+
+    kind: FusionKind = "weighted"  # learnable weights (official) or plain average
+    segment_mean: SegmentMean = "all"  # video logits: mean over all segments or over segments that used something
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("weighted", "average"):
+            raise ValueError(f"fusion.kind must be 'weighted' or 'average', got {self.kind!r}")
+        if self.segment_mean not in ("all", "selected"):
+            raise ValueError(f"fusion.segment_mean must be 'all' or 'selected', got {self.segment_mean!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The whole AdaMML model: recognizers, policy and fusion."""
+
+    modalities: tuple[str, ...] = ("rgb", "audio")  # recognizer modalities; the policy uses their proxies
+    num_classes: int = 31
+    num_segments: int = 10  # segments per video at test time (cost reports use it)
+    frames_per_segment: int = 8
+    input_size: int = 224  # side of the visual recognizer inputs
+    resnet: ResNetConfig = field(default_factory=ResNetConfig)
+    audio: AudioNetConfig = field(default_factory=AudioNetConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self) -> None:
+        check_modalities(self.modalities)
+        if self.num_classes < 1 or self.num_segments < 1 or self.frames_per_segment < 1:
+            raise ValueError("model.num_classes, num_segments and frames_per_segment must be positive")
+        if self.input_size < 16:
+            raise ValueError(f"model.input_size must be >= 16, got {self.input_size}")
+        if self.policy.frames > self.frames_per_segment:
+            raise ValueError("model.policy.frames cannot exceed model.frames_per_segment")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Top level. Further sections (data, train) are added next to ``model``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def _check_probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+# ----------------------------------------------------------------------------------------------- YAML in
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the dataclasses."""
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    folder = resources.files("adamml") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_source(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """The raw mapping and a description of where it came from."""
+    text = str(name_or_path)
+    is_name = "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
+    if is_name:
+        resource = resources.files("adamml") / "configs" / f"{text}.yaml"
+        if not resource.is_file():
+            raise ConfigError(f"no preset named {text!r}; presets: {', '.join(preset_names())} (or give a YAML path)")
+        source, content = f"preset {text!r} ({resource})", resource.read_text(encoding="utf-8")
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        source, content = str(path), path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(content)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
+    return raw, source
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in the nested mapping ``raw`` (the value is parsed as YAML)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+    key, value_text = override.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {override!r}: empty key part")
+    # check the path against the dataclasses, for an error that names the override
+    cls: Any = Config
+    for i, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in names:
+            where = ".".join(parts[:i]) or "top level"
+            raise ConfigError(f"override {override!r}: unknown key {'.'.join(parts[: i + 1])!r} "
+                              f"(keys of {where}: {', '.join(names)})")
+        hint = typing.get_type_hints(cls)[part]
+        if i < len(parts) - 1:
+            if not dataclasses.is_dataclass(hint):
+                raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])!r} has no sub-keys")
+            cls = hint
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a mapping in the loaded file")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value_text)
+
+
+def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check and convert one YAML value to the annotated type."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {value!r}")
+        return _from_dict(hint, value, key, source)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key, source)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{source}: bad value for {key!r}")
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key!r} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key!r} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_convert(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key!r} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key!r} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key!r} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key!r} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{source}: unsupported type {hint!r} for {key!r}")  # a bug in the dataclasses
+
+
+def _from_dict(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
+    """Build dataclass ``cls`` from ``raw``; unknown keys are errors naming the key and the source."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key {full!r} (allowed here: {', '.join(names)})")
+        kwargs[key] = _convert(value, hints[key], full, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
+    """A ``Config`` from a nested mapping (as read from YAML)."""
+    return _from_dict(Config, raw, "", source)
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a preset (bare name) or a YAML file, apply ``key.sub=value`` overrides, validate."""
+    raw, source = _read_source(name_or_path)
+    for override in overrides:
+        _apply_override(raw, override)
+    if overrides:
+        source += f" with overrides {list(overrides)}"
+    return config_from_dict(raw, source)
+
+
+# ---------------------------------------------------------------------------------------------- YAML out
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested mapping of a config dataclass (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(cfg)
+
+
+def dump_config(cfg: Config, path: str | Path) -> Path:
+    """Write the resolved configuration (every key, defaults included) as YAML; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    return path

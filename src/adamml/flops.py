@@ -1,0 +1,184 @@
+"""Computational cost: measured per component, and per video from the decisions actually taken.
+
+The field's "GFLOPs" are multiply-accumulates (GMACs); every number here is in GMACs. The cost of each component
+is measured by counting the operations of a real forward pass (``torch.utils.flop_counter.FlopCounterMode``,
+which counts 2 per MAC) at the configured input sizes, on meta tensors so that even ResNet-50 costs nothing to
+count. The counter does not see the LSTM cell; it and the policy's 2-way heads are counted analytically.
+
+Two counts are kept side by side:
+
+- ``conv``: convolution layers only, as the paper counts (supplementary Table 2: ResNet-50 at 8 x 224^2 with
+  temporal pooling: RGB 14.136, flow 16.339, RGBDiff 17.912; MobileNetV2 audio 0.3817; policy MobileNetV2 on
+  4 x 160^2 with two temporal pools: RGB 0.3754, RGBDiff 0.4639).
+- ``all``: every layer with multiply-accumulates: convolutions, fully connected layers and the LSTM cell
+  (batch norm, activations, pooling and element-wise additions are not counted by either).
+
+A video's cost (paper Sec. 4 "GFLOPs"): the policy on every segment plus each recognizer on the segments that
+selected it; ``video_gmacs`` is that pure function of the decisions, for the evaluator and the predictor alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from adamml.config import FusionConfig, ModelConfig, PolicyConfig
+from adamml.modalities import get_modality
+
+Count = Literal["conv", "all"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """GMACs of one run of a component: convolution layers only, and all layers with MACs."""
+
+    conv: float
+    all: float
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.conv + other.conv, self.all + other.all)
+
+    def __mul__(self, factor: float) -> Cost:
+        return Cost(self.conv * factor, self.all * factor)
+
+    __rmul__ = __mul__
+
+    def get(self, count: Count) -> float:
+        """The ``conv`` or the ``all`` figure."""
+        if count not in ("conv", "all"):
+            raise ValueError(f"count must be 'conv' or 'all', got {count!r}")
+        return self.conv if count == "conv" else self.all
+
+
+ZERO = Cost(0.0, 0.0)
+
+
+def count_gmacs(module: nn.Module, *inputs: Tensor) -> Cost:
+    """Measure one forward pass of ``module`` on ``inputs`` (any device, meta included)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(*inputs)
+    flops = counter.get_flop_counts().get("Global", {})
+    conv = sum(v for op, v in flops.items() if "convolution" in str(op))
+    total = sum(flops.values())
+    return Cost(conv / 2e9, total / 2e9)  # the counter counts 2 per multiply-accumulate
+
+
+def lstm_cell_gmacs(input_size: int, hidden_size: int) -> float:
+    """MACs of one ``nn.LSTMCell`` step: the four gates' input and hidden matrix products."""
+    return 4 * hidden_size * (input_size + hidden_size) / 1e9
+
+
+@dataclass(frozen=True)
+class ModelCosts:
+    """Per-segment cost of every component of an AdaMML model; modalities in model order."""
+
+    modalities: tuple[str, ...]
+    recognizers: Mapping[str, Cost]  # per recognizer modality, one segment
+    extractors: Mapping[str, Cost]  # per policy input (rgb, rgbdiff, audio), one segment
+    policy_head: Cost  # MLP + LSTM cell + decision heads, one segment
+    recognizer_inputs: Mapping[str, tuple[int, ...]]  # per-segment input shape of each recognizer
+    extractor_inputs: Mapping[str, tuple[int, ...]]  # per-segment input shape of each policy extractor
+
+    def policy(self) -> Cost:
+        """The policy on one segment."""
+        total = self.policy_head
+        for cost in self.extractors.values():
+            total = total + cost
+        return total
+
+    def always_on(self) -> Cost:
+        """Every recognizer on one segment (the weighted-fusion baseline, no policy)."""
+        total = ZERO
+        for name in self.modalities:
+            total = total + self.recognizers[name]
+        return total
+
+
+def _cost_key(cfg: ModelConfig) -> ModelConfig:
+    """The configuration with everything that does not change the cost set to defaults (for the cache)."""
+    return dataclasses.replace(
+        cfg,
+        num_segments=1,
+        resnet=dataclasses.replace(cfg.resnet, pretrained=None),
+        audio=dataclasses.replace(cfg.audio, pretrained=None),
+        policy=dataclasses.replace(cfg.policy, pretrained=None, threshold=PolicyConfig.threshold,
+                                   temperature=PolicyConfig.temperature, random_at_test=False),
+        fusion=FusionConfig(),
+    )
+
+
+def measure_costs(cfg: ModelConfig) -> ModelCosts:
+    """Measure every component of the model ``cfg`` describes (cached: a repeated call is free)."""
+    return _measure(_cost_key(cfg))
+
+
+@functools.lru_cache(maxsize=64)
+def _measure(cfg: ModelConfig) -> ModelCosts:
+    from adamml.models.build import build_model  # the models import this module's siblings only
+
+    with torch.device("meta"):
+        model = build_model(cfg).eval()
+    recognizers, recognizer_inputs = {}, {}
+    for name in cfg.modalities:
+        modality = get_modality(name)
+        if modality.visual:
+            shape = (cfg.frames_per_segment, modality.channels, cfg.input_size, cfg.input_size)
+        else:
+            shape = (modality.channels, cfg.audio.size, cfg.audio.size)
+        recognizers[name] = count_gmacs(model.recognizers[name], torch.zeros((1, *shape), device="meta"))
+        recognizer_inputs[name] = shape
+    extractors, extractor_inputs = {}, {}
+    for name in model.policy.inputs:
+        modality = get_modality(name)
+        if modality.visual:
+            shape = (cfg.policy.frames, modality.channels, cfg.policy.size, cfg.policy.size)
+        else:
+            shape = (modality.channels, cfg.policy.audio_size, cfg.policy.audio_size)
+        extractors[name] = count_gmacs(model.policy.extractors[name], torch.zeros((1, *shape), device="meta"))
+        extractor_inputs[name] = shape
+    width = sum(extractor.num_features for extractor in model.policy.extractors.values())
+    mlp = count_gmacs(model.policy.mlp, torch.zeros((1, width), device="meta"))
+    num = len(cfg.modalities)
+    lstm = lstm_cell_gmacs(model.policy.feature_dim + 2 * num, cfg.policy.lstm_hidden)
+    heads = num * cfg.policy.lstm_hidden * 2 / 1e9
+    return ModelCosts(
+        modalities=cfg.modalities,
+        recognizers=recognizers,
+        extractors=extractors,
+        policy_head=Cost(0.0, mlp.all + lstm + heads),
+        recognizer_inputs=recognizer_inputs,
+        extractor_inputs=extractor_inputs,
+    )
+
+
+def video_gmacs(decisions: Tensor | np.ndarray, costs: ModelCosts, count: Count = "conv",
+                include_policy: bool = True) -> np.ndarray:
+    """GMACs each video actually cost, from its decisions ``(..., S, M)`` (1 = the recognizer ran).
+
+    The policy on every segment (unless ``include_policy`` is false) plus each recognizer on every segment that
+    selected it. Returns float64 ``(...)``, e.g. ``(B,)`` for ``(B, S, M)`` decisions.
+    """
+    if isinstance(decisions, Tensor):
+        decisions = decisions.detach().cpu().numpy()
+    used = np.asarray(decisions, dtype=np.float64) > 0.5  # (..., S, M)
+    if used.ndim < 2 or used.shape[-1] != len(costs.modalities):
+        raise ValueError(f"decisions must be (..., S, {len(costs.modalities)}), got {used.shape}")
+    per_cell = np.array([costs.recognizers[m].get(count) for m in costs.modalities])  # (M,)
+    total = (used * per_cell).sum(axis=(-1, -2))  # (...)
+    if include_policy:
+        total = total + used.shape[-2] * costs.policy().get(count)
+    return total
+
+
+def always_on_gmacs(costs: ModelCosts, num_segments: int, count: Count = "conv") -> float:
+    """GMACs of the always-on weighted-fusion baseline: every recognizer on every segment, no policy."""
+    return num_segments * costs.always_on().get(count)

@@ -1,0 +1,115 @@
+"""Building the AdaMML model from its configuration, and loading ImageNet weights from a local file.
+
+One explicit ``build_model(cfg)``; no registries. Pretrained weights come only from a local torchvision ImageNet
+checkpoint given by the user (``torch.load(..., weights_only=True)``; nothing is downloaded). As in the paper
+(supplementary Sec. B) the first convolution of a non-RGB input (flow 10, RGBDiff 15, audio 1 channels) is the RGB
+kernel averaged over its 3 input channels and repeated. Keys are matched strictly: any missing, unexpected or
+shape-mismatched key is an error listing them (the ImageNet classifier is the only thing left out: the head is
+trained for the dataset's classes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from adamml.config import ModelConfig
+from adamml.modalities import get_modality
+from adamml.models.adamml import AdaMML
+from adamml.models.fusion import LateFusion
+from adamml.models.mobilenet import MobileNetV2Extractor, MobileNetV2Recognizer
+from adamml.models.policy import PolicyNetwork
+from adamml.models.tsn_resnet import TSNResNet
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint that does not fit the network it is loaded into."""
+
+
+def _first_conv_and_head(net: nn.Module) -> tuple[str, str]:
+    """Name of the first conv weight and prefix of the ImageNet classifier, in torchvision's naming."""
+    if isinstance(net, TSNResNet):
+        return "conv1.weight", "fc."
+    if isinstance(net, (MobileNetV2Recognizer, MobileNetV2Extractor)):
+        return "features.0.0.weight", "classifier."
+    raise TypeError(f"no ImageNet checkpoint layout known for {type(net).__name__}")
+
+
+def _listing(title: str, items: list[str], limit: int = 20) -> str:
+    shown = "".join(f"\n    {item}" for item in items[:limit])
+    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"\n  {title} ({len(items)}):{shown}{more}"
+
+
+def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
+    """Load a local torchvision ImageNet checkpoint into ``net`` (TSNResNet or a MobileNetV2), strictly.
+
+    The checkpoint's classifier is dropped; the first conv is inflated from 3 channels when ``net`` takes another
+    number of input channels. Raises ``CheckpointMismatchError`` listing missing / unexpected / mismatched keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors of every kind: report them with the path
+        raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: {error}") from error
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointMismatchError(
+            f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "
+            f"are; got {type(state).__name__}" + (f" with keys {sorted(state)[:8]}" if isinstance(state, dict) else ""))
+    first_conv, head = _first_conv_and_head(net)
+    target = net.state_dict()
+    state = {key: value for key, value in state.items() if not key.startswith(head)}
+    weight = state.get(first_conv)
+    wanted = target[first_conv]
+    if weight is not None and weight.dim() == 4 and weight.shape[1] == 3 and wanted.shape[1] != 3:
+        # average the RGB kernel over its input channels and repeat it (supplementary Sec. B)
+        state[first_conv] = weight.mean(dim=1, keepdim=True).expand(-1, wanted.shape[1], -1, -1).contiguous()
+    expected = {key: value for key, value in target.items() if not key.startswith(head)}
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        message = f"{path} does not match {type(net).__name__}"
+        if isinstance(net, TSNResNet):
+            message += f" (depth {net.depth}, {net.in_channels} input channels)"
+        if missing:
+            message += _listing("missing from the checkpoint", missing)
+        if unexpected:
+            message += _listing("unexpected in the checkpoint", unexpected)
+        if mismatched:
+            message += _listing("shape mismatch", mismatched)
+        if unexpected and all(k.startswith("module.") for k in unexpected):
+            message += "\n  hint: keys start with 'module.': this is a DataParallel checkpoint, not torchvision's"
+        raise CheckpointMismatchError(message)
+    full = dict(target)
+    full.update(state)
+    net.load_state_dict(full, strict=True)
+
+
+def build_model(cfg: ModelConfig) -> AdaMML:
+    """The AdaMML model for ``cfg``: one recognizer per modality, the policy, the fusion."""
+    recognizers: dict[str, nn.Module] = {}
+    for name in cfg.modalities:
+        modality = get_modality(name)
+        if modality.visual:
+            net: nn.Module = TSNResNet(cfg.resnet.depth, modality.channels, cfg.num_classes,
+                                       base_width=cfg.resnet.base_width, dropout=cfg.resnet.dropout)
+            if cfg.resnet.pretrained:
+                load_imagenet_weights(net, cfg.resnet.pretrained)
+        else:
+            net = MobileNetV2Recognizer(modality.channels, cfg.num_classes, width_mult=cfg.audio.width_mult,
+                                        dropout=cfg.audio.dropout)
+            if cfg.audio.pretrained:
+                load_imagenet_weights(net, cfg.audio.pretrained)
+        recognizers[name] = net
+    policy = PolicyNetwork(cfg.modalities, cfg.policy)
+    if cfg.policy.pretrained:
+        for extractor in policy.extractors.values():
+            load_imagenet_weights(extractor, cfg.policy.pretrained)
+    fusion = LateFusion(len(cfg.modalities), cfg.fusion.kind, cfg.fusion.segment_mean)
+    return AdaMML(cfg, recognizers, policy, fusion)

@@ -1,0 +1,57 @@
+"""Late fusion of the recognizers' segment logits (paper Sec. 3.2, Eq. 1; official "learnable_lf_weights").
+
+Segment logits = sum over modalities of ``w_m * d_{s,m} * z_{s,m}`` with ``d`` the policy's 0/1 decision and ``z``
+the modality's logits. ``weighted``: M - 1 free weights initialised to 1/M, the last one is 1 minus their sum
+(the official learnable late fusion). ``average``: fixed ``w_m = 1/M`` (plain averaging, as the official code
+without learnable weights: unselected modalities still count in the denominator).
+
+Video logits: the mean over all segments (paper), or the mean over the segments where at least one modality
+was used (``segment_mean="selected"``; a video where nothing was used gets zero logits).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from adamml.config import FusionKind, SegmentMean
+
+
+class LateFusion(nn.Module):
+    """Weighted or averaged late fusion of decision-masked modality logits, then the mean over segments."""
+
+    def __init__(self, num_modalities: int, kind: FusionKind = "weighted", segment_mean: SegmentMean = "all") -> None:
+        super().__init__()
+        if kind not in ("weighted", "average") or segment_mean not in ("all", "selected"):
+            raise ValueError(f"unknown fusion kind {kind!r} or segment mean {segment_mean!r}")
+        self.num_modalities = num_modalities
+        self.kind = kind
+        self.segment_mean = segment_mean
+        self.free_weights: nn.Parameter | None = None
+        if kind == "weighted" and num_modalities > 1:
+            self.free_weights = nn.Parameter(torch.full((num_modalities - 1,), 1.0 / num_modalities))
+
+    def weights(self) -> Tensor:
+        """The fusion weights ``(M,)`` (summing to 1)."""
+        if self.free_weights is None:
+            return torch.full((self.num_modalities,), 1.0 / self.num_modalities)
+        return torch.cat([self.free_weights, 1.0 - self.free_weights.sum().reshape(1)])
+
+    def forward_segments(self, modality_logits: Tensor, decisions: Tensor) -> Tensor:
+        """``(B, S, M, K)`` logits and ``(B, S, M)`` decisions -> fused segment logits ``(B, S, K)``."""
+        weights = self.weights().to(modality_logits)  # (M,)
+        masked = modality_logits * decisions.unsqueeze(-1)  # (B, S, M, K)
+        return torch.einsum("bsmk,m->bsk", masked, weights)
+
+    def forward_video(self, segment_logits: Tensor, decisions: Tensor) -> Tensor:
+        """``(B, S, K)`` fused segment logits -> video logits ``(B, K)``."""
+        if self.segment_mean == "all":
+            return segment_logits.mean(dim=1)
+        used = decisions.detach().amax(dim=-1)  # (B, S): 1 where any modality was used
+        count = used.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
+        return (segment_logits * used.unsqueeze(-1)).sum(dim=1) / count
+
+    def forward(self, modality_logits: Tensor, decisions: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns the fused segment logits ``(B, S, K)`` and the video logits ``(B, K)``."""
+        segments = self.forward_segments(modality_logits, decisions)
+        return segments, self.forward_video(segments, decisions)

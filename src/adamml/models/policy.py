@@ -1,0 +1,110 @@
+"""The multi-modal policy network (paper Sec. 3.1, Fig. 2; supplementary Sec. B).
+
+For every segment, one MobileNetV2 per policy input looks at cheap data: RGB and RGBDiff (standing in for optical
+flow, so no flow is computed to decide about flow) on 4 frames of 160 x 160 with two temporal pools, audio on the
+spectrogram; each gives 1280 features. Concatenated features go through an MLP (2048, 2048, ReLU) and an LSTM
+cell (256) whose input also holds the previous segment's decision logits (zeros at the first segment); one
+2-way linear head per recognizer modality gives the decision logits (index 1 = "use").
+
+Training: hard Gumbel-Softmax with a temperature, straight-through, so gradients reach every policy parameter.
+Evaluation: deterministic, a modality is used when P(use) >= threshold (settable at test time to trade accuracy
+for cost); ``random_at_test`` reproduces the official code's random Gumbel sampling at test time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adamml.config import PolicyConfig
+from adamml.modalities import check_modalities, get_modality, policy_modalities
+from adamml.models.mobilenet import MobileNetV2Extractor
+
+
+@dataclass
+class PolicyOutput:
+    """Decisions for every (video, segment, modality) cell; modalities in ``PolicyNetwork.modalities`` order."""
+
+    decisions: Tensor  # (B, S, M): 1.0 = use (straight-through hard Gumbel samples in training)
+    probs: Tensor  # (B, S, M): P(use) = softmax(logits)[..., 1]
+    logits: Tensor  # (B, S, M, 2)
+
+
+class PolicyNetwork(nn.Module):
+    """Per-segment, per-modality usage decisions for recognizer modalities ``modalities``."""
+
+    def __init__(self, modalities: tuple[str, ...], cfg: PolicyConfig) -> None:
+        super().__init__()
+        self.modalities = check_modalities(modalities)
+        self.inputs = policy_modalities(modalities)  # e.g. ("rgb", "rgbdiff", "audio")
+        self.extractors = nn.ModuleDict(
+            {name: MobileNetV2Extractor(get_modality(name).channels, cfg.width_mult) for name in self.inputs}
+        )
+        width = sum(extractor.num_features for extractor in self.extractors.values())
+        layers: list[nn.Module] = []
+        for hidden in cfg.hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        self.mlp = nn.Sequential(*layers)
+        self.feature_dim = width
+        self.lstm_hidden = cfg.lstm_hidden
+        num = len(self.modalities)
+        self.lstm = nn.LSTMCell(width + 2 * num, cfg.lstm_hidden)
+        self.heads = nn.ModuleDict({name: nn.Linear(cfg.lstm_hidden, 2) for name in self.modalities})
+        self.register_buffer("temperature", torch.tensor(float(cfg.temperature)))
+        self.threshold = cfg.threshold
+        self.random_at_test = cfg.random_at_test
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the Gumbel-Softmax temperature (the trainer decays it by 0.965 per alternating epoch)."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature.fill_(float(temperature))
+
+    def forward_features(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Policy inputs keyed by name, each ``(B, S, ...)`` -> MLP features ``(B, S, D)``.
+
+        Visual inputs are ``(B, S, T, C, H, W)`` at the policy size; audio ``(B, S, 1, F, W)``.
+        """
+        features = []
+        b, s = inputs[self.inputs[0]].shape[:2]
+        for name, extractor in self.extractors.items():
+            x = inputs[name]
+            if x.shape[:2] != (b, s):
+                raise ValueError(f"policy input {name!r} has shape {tuple(x.shape)}, expected (B={b}, S={s}, ...)")
+            features.append(extractor(x.flatten(0, 1)))  # (B * S, F)
+        x = self.mlp(torch.cat(features, dim=1))  # (B * S, D)
+        return x.view(b, s, -1)  # (B, S, D)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """MLP features ``(B, S, D)`` -> decision logits ``(B, S, M, 2)`` (LSTM over the segments)."""
+        b, s, _ = features.shape
+        num = len(self.modalities)
+        h = features.new_zeros(b, self.lstm_hidden)
+        c = features.new_zeros(b, self.lstm_hidden)
+        previous = features.new_zeros(b, 2 * num)  # (B, 2M): the previous segment's decision logits
+        steps = []
+        for i in range(s):
+            h, c = self.lstm(torch.cat([features[:, i], previous], dim=1), (h, c))
+            step = torch.stack([self.heads[name](h) for name in self.modalities], dim=1)  # (B, M, 2)
+            steps.append(step)
+            previous = step.reshape(b, 2 * num)  # (B, 2M)
+        return torch.stack(steps, dim=1)  # (B, S, M, 2)
+
+    def decide(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Decision logits ``(..., 2)`` -> decisions and P(use), both ``(...)``."""
+        probs = logits.softmax(dim=-1)[..., 1]
+        if self.training or self.random_at_test:
+            tau = float(self.temperature)
+            decisions = F.gumbel_softmax(logits, tau=tau, hard=True)[..., 1]  # straight-through
+        else:
+            decisions = (probs >= self.threshold).to(logits.dtype)
+        return decisions, probs
+
+    def forward(self, inputs: dict[str, Tensor]) -> PolicyOutput:
+        logits = self.forward_head(self.forward_features(inputs))
+        decisions, probs = self.decide(logits)
+        return PolicyOutput(decisions=decisions, probs=probs, logits=logits)

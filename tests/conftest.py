@@ -1,0 +1,78 @@
+"""Shared fixtures: small real video files written with PyAV (H.264 + AAC in mp4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from adamml.synth import moving_square_clip, tone, write_video
+
+FPS = 25.0
+
+
+def make_clip(path: Path, frames: int = 20, size: tuple[int, int] = (64, 48), audio: bool = True,
+              velocity: tuple[float, float] = (2.0, 0.0), seed: int = 0, **kwargs) -> Path:
+    w, h = size
+    data = moving_square_clip(frames, w, h, velocity, seed=seed)
+    return write_video(path, data, FPS, tone(frames / FPS, 440.0) if audio else None, **kwargs)
+
+
+def write_raw_codec(path: Path, frames: np.ndarray, codec: str) -> Path:
+    """A video in a codec that accepts any frame size (H.264 needs even sizes)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def good_clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "good.mp4", frames=40)
+
+
+@pytest.fixture(scope="session")
+def video_tree(tmp_path_factory) -> Path:
+    """A folder DIR/<split>/<label>/<video> with good and bad videos of every kind the store must handle."""
+    root = tmp_path_factory.mktemp("videos")
+    make_clip(root / "train" / "cat" / "a.mp4", frames=36)
+    make_clip(root / "train" / "cat" / "with space.mp4", frames=20, seed=1)
+    make_clip(root / "train" / "dog" / "no_audio.mp4", frames=20, audio=False, seed=2)
+    make_clip(root / "train" / "dog" / "portrait.mp4", frames=12, size=(32, 64), seed=3)
+    make_clip(root / "test" / "dog" / "ünïcödé.mp4", frames=20, seed=4)
+    make_clip(root / "test" / "cat" / "short.mp4", frames=3, seed=5)
+    times = list(np.cumsum([0.0] + [0.02 if i % 2 else 0.06 for i in range(19)]))
+    make_clip(root / "test" / "cat" / "vfr.mp4", frames=20, seed=6, frame_times=times)
+    # bad inputs
+    (root / "test" / "cat" / "empty.mp4").write_bytes(b"")
+    (root / "test" / "cat" / "garbage.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    full = make_clip(root / "scratch.mp4", frames=30, seed=7).read_bytes()
+    (root / "scratch.mp4").unlink()
+    (root / "test" / "dog" / "truncated.mp4").write_bytes(full[: len(full) // 2])
+    _audio_only(root / "test" / "dog" / "audio_only.mp4")
+    thin = np.random.default_rng(1).integers(0, 255, size=(5, 64, 2, 3), dtype=np.uint8)
+    write_raw_codec(root / "test" / "dog" / "thin.mkv", thin, "ffv1")
+    (root / "test" / "dog" / "notes.txt").write_text("not a video")
+    return root
+
+
+def _audio_only(path: Path) -> None:
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=24_000, layout="mono")
+        samples = tone(0.5).reshape(1, -1)
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]),
+                                               format="flt", layout="mono")
+            frame.sample_rate = 24_000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
