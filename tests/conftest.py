@@ -49,6 +49,7 @@ def video_tree(tmp_path_factory) -> Path:
     make_clip(root / "train" / "dog" / "portrait.mp4", frames=12, size=(32, 64), seed=3)
     make_clip(root / "test" / "dog" / "ünïcödé.mp4", frames=20, seed=4)
     make_clip(root / "test" / "cat" / "short.mp4", frames=3, seed=5)
+    make_clip(root / "test" / "cat" / "huge.mp4", frames=2, size=(1920, 1088), seed=8)
     times = list(np.cumsum([0.0] + [0.02 if i % 2 else 0.06 for i in range(19)]))
     make_clip(root / "test" / "cat" / "vfr.mp4", frames=20, seed=6, frame_times=times)
     # bad inputs

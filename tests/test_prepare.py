@@ -37,7 +37,7 @@ def prepared(video_tree, tmp_path_factory):
 def test_every_video_gets_a_status_and_bad_ones_a_clear_reason(prepared):
     store, summary, rows = prepared
     ok = {"train/cat/a", "train/cat/with space", "train/dog/no_audio", "train/dog/portrait",
-          "test/dog/ünïcödé", "test/cat/short", "test/cat/vfr"}
+          "test/dog/ünïcödé", "test/cat/short", "test/cat/vfr", "test/cat/huge"}
     failed = {
         "test/cat/empty": "empty file",
         "test/cat/garbage": "cannot open",
@@ -93,6 +93,8 @@ def test_no_audio_short_portrait_vfr_and_odd_names(prepared):
     silent = rows["train/dog/no_audio"]
     assert silent["has_audio"] is False and silent["audio"] is None
     assert not (store / silent["frames_dir"] / "audio.wav").exists()
+    huge = rows["test/cat/huge"]
+    assert (huge["width"], huge["height"], huge["num_frames"]) == (452, 256, 2)
     portrait = rows["train/dog/portrait"]
     assert (portrait["width"], portrait["height"]) == (256, 512)
     short = rows["test/cat/short"]
@@ -109,7 +111,7 @@ def test_rerun_skips_finished_videos_and_retries_failed(prepared, video_tree):
     classes, entries = assign_classes(imported.entries, None, None)
     before = (store / "rawframes" / "train" / "cat" / "a" / "img_00001.jpg").stat().st_mtime_ns
     summary = run_prepare(entries, classes, video_tree, store, PrepareSettings(flow="dis"))
-    assert summary.skipped == 7 and summary.failed == 5 and summary.ok == 0
+    assert summary.skipped == 8 and summary.failed == 5 and summary.ok == 0
     assert (store / "rawframes" / "train" / "cat" / "a" / "img_00001.jpg").stat().st_mtime_ns == before
 
 
