@@ -1,0 +1,273 @@
+"""A prepared store as a torch Dataset of per-segment samples keyed by modality.
+
+Each item is a dict:
+  `rgb`     (S, T, 3, H, W)   ImageNet-normalised frames
+  `flow`    (S, T, 10, H, W)  x0, y0, ..., x4, y4 stacked at each frame position, normalised 0.5 / 0.226
+  `rgbdiff` (S, T', 15, H, W) 5 consecutive differences of normalised frames (T' = T, or the policy's 4
+                              frame positions 0, 2, 4, 6 when RGBDiff only stands in for flow in the policy)
+  `audio`   (S, 1, 256, 256)  log-spectrogram of 1.28 s centred on the segment (silence without audio)
+  `label`   ()  int64 first class id (-1 when unlabelled);  `target` (K,) float multi-hot;  `index` () int64
+with S segments (5 random in training, 10 uniform at test) of T = 8 frames at stride 4.
+"""
+
+from __future__ import annotations
+
+import json
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from adamml.data.sampling import (
+    diff_frame_indices,
+    flow_stack_indices,
+    segment_centre_seconds,
+    segment_frame_indices,
+    eval_segment_starts,
+    train_segment_starts,
+    window_span,
+)
+from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
+from adamml.data.transforms import (
+    Crop,
+    apply_crop,
+    flow_component,
+    normalize_flow,
+    normalize_rgb,
+    centre_crop,
+    train_crop,
+)
+from adamml.modalities import check_modalities, policy_modalities
+from adamml.prepare.layout import (
+    CLASSES_NAME,
+    FLOW_X_TEMPLATE,
+    FLOW_Y_TEMPLATE,
+    IMG_TEMPLATE,
+    MANIFEST_NAME,
+    SETTINGS_NAME,
+    StoreError,
+    read_classes,
+    read_jsonl,
+)
+
+FLOW_STACK = 5
+DIFFS = 5
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How segments are sampled and transformed (supplementary Sec. B)."""
+
+    train_segments: int = 5
+    test_segments: int = 10
+    frames: int = 8
+    stride: int = 4
+    input_size: int = 224
+    train_scale: tuple[int, int] = (256, 320)
+    test_short_side: int = 256
+    policy_frames: int = 4
+    audio_window: int = WINDOW_SAMPLES
+
+
+@dataclass
+class Store:
+    """What a prepared store holds: its ok videos, classes and settings."""
+
+    root: Path
+    rows: list[dict]
+    classes: list[str]
+    settings: dict
+
+    @classmethod
+    def open(cls, root: Path) -> Store:
+        root = Path(root)
+        manifest = root / MANIFEST_NAME
+        if not manifest.exists():
+            parts = sorted(root.glob("manifest.shard-*.jsonl"))
+            hint = " (shard parts found: run `adamml prepare --merge`)" if parts else ""
+            raise StoreError(f"{root}: no {MANIFEST_NAME}, not a prepared store{hint}")
+        classes_path = root / CLASSES_NAME
+        if not classes_path.exists():
+            raise StoreError(f"{classes_path}: missing")
+        settings_path = root / SETTINGS_NAME
+        settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
+        rows = [r for r in read_jsonl(manifest) if r.get("status", "ok") == "ok"]
+        return cls(root, rows, read_classes(classes_path), settings)
+
+    def split(self, name: str) -> list[dict]:
+        return [r for r in self.rows if r.get("split") == name]
+
+    @property
+    def multi_label(self) -> bool:
+        return any(len(r.get("label_ids", [])) > 1 for r in self.rows)
+
+
+class SegmentDataset(Dataset):
+    """Videos of one split of a store, sampled into segments; see the module docstring for the items."""
+
+    def __init__(
+        self,
+        store: Store,
+        split: str,
+        modalities: tuple[str, ...] | list[str],
+        train: bool,
+        sampling: SamplingConfig = SamplingConfig(),
+        seed: int = 0,
+    ) -> None:
+        self.store = store
+        self.rows = store.split(split)
+        if not self.rows:
+            raise StoreError(f"{store.root}: no prepared videos in split {split!r}")
+        self.modalities = check_modalities(modalities)
+        needed = list(self.modalities) + [m for m in policy_modalities(self.modalities) if m not in self.modalities]
+        self.keys = tuple(needed)
+        self.train = train
+        self.cfg = sampling
+        self.seed = seed
+        self.epoch = 0
+        self.num_classes = len(store.classes)
+        if "flow" in self.keys:
+            missing = [r["id"] for r in self.rows if r.get("num_flow", 0) < 1 and r.get("num_frames", 0) > 1]
+            if missing:
+                raise StoreError(f"{store.root}: no optical flow for {len(missing)} videos (e.g. {missing[0]}); "
+                                 "prepare the store with --flow")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training samples depend on (seed, epoch, index) only, so every process and worker agree."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_segments(self) -> int:
+        return self.cfg.train_segments if self.train else self.cfg.test_segments
+
+    def frame_indices(self, row: dict, rng: np.random.Generator | None) -> np.ndarray:
+        """(S, T) frame indices of `row`'s segments."""
+        n, cfg = int(row["num_frames"]), self.cfg
+        span = window_span(cfg.frames, cfg.stride)
+        if self.train:
+            starts = train_segment_starts(n, cfg.train_segments, span, rng)
+        else:
+            starts = eval_segment_starts(n, cfg.test_segments, span)
+        return segment_frame_indices(starts, cfg.frames, cfg.stride, n)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = self.rows[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        indices = self.frame_indices(row, rng)  # (S, T)
+        folder = self.store.root / row["frames_dir"]
+        reader = _FrameCache(folder)
+        width, height = int(row["width"]), int(row["height"])
+        crops = [self._crop(width, height, rng) for _ in range(len(indices))]
+        out: dict[str, torch.Tensor] = {}
+        if "rgb" in self.keys:
+            out["rgb"] = torch.from_numpy(np.stack([
+                normalize_rgb(np.stack([apply_crop(reader.image(i), crop) for i in seg]))
+                for seg, crop in zip(indices, crops)
+            ]))  # (S, T, 3, H, W)
+        if "rgbdiff" in self.keys:
+            positions = indices
+            if "rgbdiff" not in self.modalities:  # policy-only: frame positions 0, 2, 4, 6
+                step = max(1, self.cfg.frames // self.cfg.policy_frames)
+                positions = indices[:, ::step][:, : self.cfg.policy_frames]
+            out["rgbdiff"] = torch.from_numpy(np.stack([
+                self._rgbdiff(reader, seg, crop, int(row["num_frames"])) for seg, crop in zip(positions, crops)
+            ]))  # (S, T', 15, H, W)
+        if "flow" in self.keys:
+            out["flow"] = torch.from_numpy(np.stack([
+                self._flow(reader, seg, crop, int(row.get("num_flow", 0))) for seg, crop in zip(indices, crops)
+            ]))  # (S, T, 10, H, W)
+        if "audio" in self.keys:
+            out["audio"] = torch.from_numpy(self._audio(row, indices))  # (S, 1, 256, 256)
+        label_ids = row.get("label_ids", [])
+        target = torch.zeros(self.num_classes)
+        target[label_ids] = 1.0
+        out["label"] = torch.tensor(label_ids[0] if label_ids else -1, dtype=torch.int64)
+        out["target"] = target
+        out["index"] = torch.tensor(index, dtype=torch.int64)
+        return out
+
+    def _crop(self, width: int, height: int, rng: np.random.Generator | None) -> Crop:
+        cfg = self.cfg
+        if self.train:
+            return train_crop(width, height, cfg.input_size, cfg.train_scale, rng)
+        return centre_crop(width, height, cfg.input_size, cfg.test_short_side)
+
+    def _rgbdiff(self, reader: _FrameCache, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
+        frames = diff_frame_indices(positions, DIFFS, num_frames)  # (T', 6)
+        unique = np.unique(frames)
+        normed = {int(i): normalize_rgb(apply_crop(reader.image(int(i)), crop)) for i in unique}  # (3, H, W)
+        stacks = []
+        for row in frames:
+            x = np.stack([normed[int(i)] for i in row])  # (6, 3, H, W)
+            stacks.append((x[1:] - x[:-1]).reshape(-1, *x.shape[-2:]))  # (15, H, W)
+        return np.stack(stacks)  # (T', 15, H, W)
+
+    def _flow(self, reader: _FrameCache, positions: np.ndarray, crop: Crop, num_flow: int) -> np.ndarray:
+        size = self.cfg.input_size
+        if num_flow < 1:  # a one-frame video: no motion
+            return np.zeros((len(positions), 2 * FLOW_STACK, size, size), np.float32) + normalize_flow(0.5)
+        stacks = flow_stack_indices(positions, FLOW_STACK, num_flow)  # (T, 5)
+        out = np.empty((len(positions), 2 * FLOW_STACK, size, size), np.float32)
+        for t, stack in enumerate(stacks):
+            for k, i in enumerate(stack):
+                x, y = reader.flow(int(i))
+                out[t, 2 * k] = normalize_flow(flow_component(x, crop, is_x=True))
+                out[t, 2 * k + 1] = normalize_flow(flow_component(y, crop, is_x=False))
+        return out
+
+    def _audio(self, row: dict, indices: np.ndarray) -> np.ndarray:
+        centres = segment_centre_seconds(indices, float(row["fps"]))
+        if not row.get("has_audio") or not row.get("audio"):
+            return np.stack([silence()[None] for _ in centres])
+        path = self.store.root / row["audio"]
+        return np.stack([log_spectrogram(read_wav_window(path, c, self.cfg.audio_window))[None] for c in centres])
+
+
+def read_wav_window(path: Path, centre: float, length: int) -> np.ndarray:
+    """`length` float samples of a mono 16-bit WAV centred at `centre` seconds (shifted inside the file at its
+    ends; a file shorter than the window is repeated to fill it; an empty one gives silence)."""
+    with wave.open(str(path), "rb") as handle:
+        rate, total = handle.getframerate(), handle.getnframes()
+        if total == 0:
+            return np.zeros(length, np.float32)
+        if total <= length:
+            samples = np.frombuffer(handle.readframes(total), dtype="<i2").astype(np.float32) / 32768.0
+            return np.tile(samples, -(-length // total))[:length]
+        start = int(round(centre * rate)) - length // 2
+        start = min(max(start, 0), total - length)
+        handle.setpos(start)
+        return np.frombuffer(handle.readframes(length), dtype="<i2").astype(np.float32) / 32768.0
+
+
+class _FrameCache:
+    """Frames and flow images of one video, each decoded once per item."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._images: dict[int, np.ndarray] = {}
+        self._flows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _read(self, name: str, flags: int) -> np.ndarray:
+        path = self.folder / name
+        image = cv2.imread(str(path), flags)
+        if image is None:
+            raise StoreError(f"{path}: missing or unreadable")
+        return image
+
+    def image(self, i: int) -> np.ndarray:
+        if i not in self._images:
+            self._images[i] = self._read(IMG_TEMPLATE.format(i + 1), cv2.IMREAD_COLOR)
+        return self._images[i]
+
+    def flow(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._flows:
+            self._flows[i] = (self._read(FLOW_X_TEMPLATE.format(i + 1), cv2.IMREAD_GRAYSCALE),
+                              self._read(FLOW_Y_TEMPLATE.format(i + 1), cv2.IMREAD_GRAYSCALE))
+        return self._flows[i]

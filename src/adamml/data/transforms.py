@@ -1,0 +1,76 @@
+"""Spatial transforms shared by all modalities of a segment, and per-modality normalisation.
+
+Supplementary Sec. B: training resizes the short side to a random size in [256, 320], takes a random 224 crop
+and flips horizontally half of the time; test resizes the short side to 256 and takes the centre 224 crop.
+The same crop and flip apply to every modality of a segment (a flipped flow field has its x component
+negated). The crop is expressed as a box in the stored image's pixels, so one warp does resize and crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from adamml.modalities import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD
+
+_RGB_MEAN = np.asarray(IMAGENET_MEAN, np.float32)
+_RGB_STD = np.asarray(IMAGENET_STD, np.float32)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square box of the stored image (x, y, side in source pixels) mapped to size x size, maybe flipped."""
+
+    x: float
+    y: float
+    side: float
+    size: int
+    flip: bool = False
+
+
+def train_crop(width: int, height: int, size: int, scale_range: tuple[int, int], rng: np.random.Generator) -> Crop:
+    """Random short-side scale in `scale_range`, random `size` crop, random flip."""
+    short = rng.uniform(scale_range[0], scale_range[1])
+    scale = short / min(width, height)
+    x = rng.uniform(0, max(0.0, width * scale - size))
+    y = rng.uniform(0, max(0.0, height * scale - size))
+    return Crop(x / scale, y / scale, size / scale, size, bool(rng.random() < 0.5))
+
+
+def centre_crop(width: int, height: int, size: int, short_side: int) -> Crop:
+    """Short side resized to `short_side`, centre `size` crop."""
+    scale = short_side / min(width, height)
+    x = (width * scale - size) / 2
+    y = (height * scale - size) / 2
+    return Crop(x / scale, y / scale, size / scale, size, False)
+
+
+def apply_crop(image: np.ndarray, crop: Crop) -> np.ndarray:
+    """(H, W[, C]) image -> (size, size[, C]) through one affine warp (bilinear, edges replicated)."""
+    scale = crop.size / crop.side
+    matrix = np.float32([[scale, 0, -crop.x * scale], [0, scale, -crop.y * scale]])
+    out = cv2.warpAffine(image, matrix, (crop.size, crop.size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    if crop.flip:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def normalize_rgb(bgr: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 BGR -> (..., 3, H, W) float32 RGB, ImageNet mean / std."""
+    rgb = bgr[..., ::-1].astype(np.float32) / 255.0
+    return np.moveaxis((rgb - _RGB_MEAN) / _RGB_STD, -1, -3)
+
+
+def flow_component(image: np.ndarray, crop: Crop, is_x: bool) -> np.ndarray:
+    """Crop one quantised flow image; (size, size) float32 in [0, 1], x negated under a flip."""
+    u = apply_crop(image, crop).astype(np.float32) / 255.0
+    if crop.flip and is_x:
+        u = 1.0 - u  # (v + B) / 2B -> (-v + B) / 2B
+    return u
+
+
+def normalize_flow(u: np.ndarray) -> np.ndarray:
+    return (u - FLOW_MEAN) / FLOW_STD

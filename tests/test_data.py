@@ -1,0 +1,175 @@
+"""Segment sampling (exact indices, any length), the spectrogram, transforms and the store dataset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adamml.data.dataset import SamplingConfig, SegmentDataset, Store, read_wav_window
+from adamml.data.sampling import (
+    diff_frame_indices,
+    flow_stack_indices,
+    segment_frame_indices,
+    eval_segment_starts,
+    train_segment_starts,
+)
+from adamml.data.spectrogram import EPS, HOP, N_FFT, WIN_LENGTH, audio_window, log_spectrogram
+from adamml.data.transforms import apply_crop, flow_component, centre_crop, train_crop
+from adamml.prepare.importers import assign_classes, import_folder
+from adamml.prepare.pipeline import run_prepare
+from adamml.prepare.worker import PrepareSettings
+from tests.conftest import make_clip
+
+
+def test_eval_segments_exact_indices_for_100_frames():
+    starts = eval_segment_starts(100, 10, 32)
+    assert starts.tolist() == [0, 0, 9, 19, 29, 39, 49, 59, 68, 68]
+    idx = segment_frame_indices(starts, 8, 4, 100)
+    assert idx[2].tolist() == [9, 13, 17, 21, 25, 29, 33, 37]
+    assert idx[-1].tolist() == [68, 72, 76, 80, 84, 88, 92, 96]
+
+
+def test_train_segments_fall_in_their_regions():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        starts = train_segment_starts(200, 5, 32, rng)
+        for i, s in enumerate(starts):
+            assert 40 * i <= s <= 40 * i + 8
+
+
+def test_short_video_is_clamped():
+    idx = segment_frame_indices(eval_segment_starts(3, 10, 32), 8, 4, 3)
+    assert idx.shape == (10, 8) and idx[0].tolist() == [0, 2, 2, 2, 2, 2, 2, 2]
+    assert flow_stack_indices(idx[:1], 5, 2)[0, 0].tolist() == [0, 1, 1, 1, 1]
+    assert diff_frame_indices(idx[:1, :1], 5, 3)[0, 0].tolist() == [0, 1, 2, 2, 2, 2]
+    with pytest.raises(ValueError, match="no optical flow"):
+        flow_stack_indices(idx, 5, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 5000), segments=st.integers(1, 16), seed=st.integers(0, 2**31))
+def test_any_length_gives_valid_ordered_indices(n, segments, seed):
+    for starts in (train_segment_starts(n, segments, 32, np.random.default_rng(seed)),
+                   eval_segment_starts(n, segments, 32)):
+        idx = segment_frame_indices(starts, 8, 4, n)
+        assert idx.shape == (segments, 8)
+        assert idx.min() >= 0 and idx.max() <= n - 1
+        assert (np.diff(idx, axis=1) >= 0).all()
+        assert (np.diff(starts) >= 0).all()
+        if n >= 32:  # whole windows inside the video: stride kept exactly
+            assert (np.diff(idx, axis=1) == 4).all()
+
+
+def test_train_sampling_is_seedable():
+    a = train_segment_starts(500, 5, 32, np.random.default_rng([1, 2, 3]))
+    b = train_segment_starts(500, 5, 32, np.random.default_rng([1, 2, 3]))
+    assert a.tolist() == b.tolist()
+
+
+def _direct_log_spectrogram(x: np.ndarray) -> np.ndarray:
+    """One frame at a time: pad n_fft // 2 zeros, periodic Hann of 240 centred in 511, |rfft|^2."""
+    padded = np.concatenate([np.zeros(N_FFT // 2), x, np.zeros(N_FFT // 2)])
+    window = np.zeros(N_FFT)
+    left = (N_FFT - WIN_LENGTH) // 2
+    window[left:left + WIN_LENGTH] = [0.5 - 0.5 * np.cos(2 * np.pi * k / WIN_LENGTH) for k in range(WIN_LENGTH)]
+    columns = []
+    for t in range(256):
+        frame = padded[t * HOP:t * HOP + N_FFT] * window
+        spectrum = np.array([np.sum(frame * np.exp(-2j * np.pi * f * np.arange(N_FFT) / N_FFT))
+                             for f in range(N_FFT // 2 + 1)])
+        columns.append(np.log(np.abs(spectrum) ** 2 + EPS))
+    return np.stack(columns, axis=1)
+
+
+def test_spectrogram_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    x = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(30_720) / 24_000) + 0.05 * rng.standard_normal(30_720))
+    spec = log_spectrogram(x)
+    assert spec.shape == (256, 256) and spec.dtype == np.float32
+    direct = _direct_log_spectrogram(x[: 256 * HOP + N_FFT])
+    np.testing.assert_allclose(spec, direct, rtol=1e-4, atol=1e-3)
+    # 1 kHz at 24 kHz with 511 points: bin 1000 / 24000 * 511 = 21.3
+    assert spec[:, 100].argmax() == 21
+
+
+def test_audio_window_edges_and_short_clips():
+    x = np.arange(100_000, dtype=np.float32)
+    assert audio_window(x, 0.0)[0] == 0  # shifted inside at the start
+    assert audio_window(x, 1e6)[-1] == 99_999  # and at the end
+    mid = audio_window(x, 2.0)
+    assert mid[0] == 48_000 - 15_360 and mid.size == 30_720
+    assert audio_window(np.ones(1000), 0.0).size == 30_720
+    assert not audio_window(np.zeros(0), 0.0).any()
+
+
+def test_same_crop_for_all_modalities_and_flow_x_negated_on_flip():
+    rng = np.random.default_rng(0)
+    crop = train_crop(341, 256, 224, (256, 320), rng)
+    assert 224 / 320 * 256 - 1e-6 <= crop.side <= 224 + 1e-6
+    crop, flipped = replace(crop, flip=False), replace(crop, flip=True)
+    ramp = np.tile((np.arange(341) % 256).astype(np.uint8)[None, :], (256, 1))
+    a, b = apply_crop(ramp, crop), apply_crop(ramp, flipped)
+    np.testing.assert_array_equal(a[:, ::-1], b)
+    flow = np.full((256, 341), 200, np.uint8)  # rightward motion
+    assert flow_component(flow, flipped, is_x=True).mean() == pytest.approx(1 - 200 / 255)
+    assert flow_component(flow, flipped, is_x=False).mean() == pytest.approx(200 / 255)
+    centre = centre_crop(341, 256, 224, 256)
+    assert (centre.x, centre.y, centre.side) == pytest.approx((58.5, 16, 224))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dvideos")
+    make_clip(root / "train" / "cat" / "a.mp4", frames=40, size=(64, 48))
+    make_clip(root / "train" / "dog" / "b.mp4", frames=12, size=(64, 48), audio=False, velocity=(0, 2))
+    make_clip(root / "test" / "cat" / "c.mp4", frames=1, size=(64, 48))
+    out = tmp_path_factory.mktemp("dstore")
+    imported = import_folder(root)
+    classes, entries = assign_classes(imported.entries, None, None)
+    run_prepare(entries, classes, root, out, PrepareSettings(flow="dis", short_side=64))
+    return Store.open(out)
+
+
+SMALL = SamplingConfig(input_size=48, train_scale=(64, 80), test_short_side=64)
+
+
+def test_dataset_items_have_the_documented_shapes(store):
+    ds = SegmentDataset(store, "train", ("rgb", "flow", "audio"), train=True, sampling=SMALL)
+    item = ds[0]
+    assert item["rgb"].shape == (5, 8, 3, 48, 48)
+    assert item["flow"].shape == (5, 8, 10, 48, 48)
+    assert item["rgbdiff"].shape == (5, 4, 15, 48, 48)  # policy stand-in for flow
+    assert item["audio"].shape == (5, 1, 256, 256)
+    assert item["label"].item() == 0 and item["target"].tolist() == [1.0, 0.0]
+    for value in item.values():
+        assert torch.isfinite(value.float()).all()
+    test = SegmentDataset(store, "test", ("rgb", "rgbdiff"), train=False, sampling=SMALL)
+    one = test[0]  # a one-frame video
+    assert one["rgb"].shape == (10, 8, 3, 48, 48) and one["rgbdiff"].shape == (10, 8, 15, 48, 48)
+    assert one["rgbdiff"].abs().max() == 0  # no motion in a single frame
+
+
+def test_video_without_audio_gives_silence(store):
+    ds = SegmentDataset(store, "train", ("rgb", "audio"), train=False, sampling=SMALL)
+    silent = ds[1]["audio"]
+    assert torch.all(silent == float(np.log(EPS)))
+    assert ds[0]["audio"].std() > 1.0  # a tone
+
+
+def test_training_samples_depend_on_seed_epoch_index_only(store):
+    ds = SegmentDataset(store, "train", ("rgb",), train=True, sampling=SMALL, seed=3)
+    a = ds[0]["rgb"]
+    assert torch.equal(a, ds[0]["rgb"])
+    ds.set_epoch(1)
+    assert not torch.equal(a, ds[0]["rgb"])
+
+
+def test_wav_window_reads_the_centre(store, tmp_path):
+    row = next(r for r in store.rows if r["has_audio"])
+    x = read_wav_window(store.root / row["audio"], 0.8, 2400)
+    assert x.shape == (2400,) and np.abs(x).max() > 0.3
