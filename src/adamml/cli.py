@@ -14,8 +14,13 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 def _registrars() -> list[Registrar]:
     from adamml.prepare.command import register as prepare
     from adamml.demo import register as demo
+    from adamml.flops_cli import register as flops
 
-    registrars: list[Registrar] = [prepare, demo]
+    from adamml.train.command import register as train
+    from adamml.evaluate import register as evaluate
+    from adamml.synth_cli import register as synth
+
+    registrars: list[Registrar] = [prepare, synth, train, evaluate, flops, demo]
     # --- further sub-commands register here (flops, train, eval, predict, ...) ---
     return registrars
 

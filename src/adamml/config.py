@@ -69,8 +69,7 @@ class PolicyConfig:
     size: int = 160  # side of the visual policy inputs
     frames: int = 4  # frames of the visual policy inputs (frames 0, 2, 4, 6 of 8)
     audio_size: int = 256  # side of the spectrogram the policy's audio extractor runs at
-    width_mult: float = 1.0  # MobileNetV2 width of the feature extractors
-    feature_dim: int = 1280  # features per extractor (the MobileNetV2 last conv)
+    width_mult: float = 1.0  # MobileNetV2 width of the feature extractors (each gives 1280 features)
     hidden: tuple[int, ...] = (2048, 2048)  # the MLP after concatenating the extractors' features
     lstm_hidden: int = 256
     temperature: float = 5.0  # initial Gumbel-Softmax temperature (training)
@@ -81,8 +80,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.size < 16 or self.audio_size < 16:
             raise ValueError(f"policy sizes must be >= 16, got {self.size}, {self.audio_size}")
-        if self.frames < 1 or self.lstm_hidden < 1 or self.feature_dim < 1 or self.width_mult <= 0:
-            raise ValueError("policy.frames, lstm_hidden, feature_dim and width_mult must be positive")
+        if self.frames < 1 or self.lstm_hidden < 1 or self.width_mult <= 0:
+            raise ValueError("policy.frames, lstm_hidden and width_mult must be positive")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"policy.hidden must be a non-empty list of positive sizes, got {self.hidden}")
         if self.temperature <= 0:
@@ -129,10 +128,75 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """How a prepared store is sampled (supplementary Sec. B); frames per segment and input size are in
+    ``model``, the number of test segments is ``model.num_segments``."""
+
+    train_segments: int = 5  # one random window in each of this many equal regions
+    stride: int = 4  # frame stride inside a segment (8 frames at stride 4: a 32-frame window)
+    train_scale: tuple[int, ...] = (256, 320)  # training: short side drawn from [low, high]
+    test_short_side: int = 256  # test: short side resized to this, then the centre crop
+    workers: int = 2  # data-loading processes per training process
+    val_split: str = "val"  # model selection split (never the test split)
+
+    def __post_init__(self) -> None:
+        if self.train_segments < 1 or self.stride < 1 or self.workers < 0:
+            raise ValueError("data.train_segments and data.stride must be positive, data.workers >= 0")
+        if len(self.train_scale) != 2 or not 0 < self.train_scale[0] <= self.train_scale[1]:
+            raise ValueError(f"data.train_scale must be [low, high] with 0 < low <= high, got {list(self.train_scale)}")
+        if self.val_split == "test":
+            raise ValueError("data.val_split cannot be the test split: model selection never looks at it")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """One optimiser and its step schedule (milestones in epochs of its phase)."""
+
+    lr: float = 0.001
+    epochs: int = 10
+    milestones: tuple[int, ...] = ()
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.epochs < 0 or self.weight_decay < 0:
+            raise ValueError("lr must be positive, epochs and weight_decay non-negative")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (paper Sec. 3.3 and supplementary Sec. B)."""
+
+    batch_size: int = 72  # global batch, whatever the number of processes
+    eval_batch_size: int = 8
+    seed: int = 0
+    unimodal: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=60, milestones=(20, 40, 50)))
+    fusion: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=20, milestones=(10, 15)))
+    warmup: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=5))
+    alternating: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=20, milestones=(10, 15)))
+    finetune: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=10))
+    policy_lr: float = 0.01  # Adam
+    policy_weight_decay: float = 1e-4
+    temperature_decay: float = 0.965  # per alternating epoch
+    efficiency_weights: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "audio": 0.05})  # lambda_k
+    gamma: float = 10.0  # efficiency loss for a wrong prediction
+    random_rates: dict[str, float] = field(default_factory=dict)  # random-policy baseline (default 0.5 each)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("train.batch_size and train.eval_batch_size must be positive")
+        for name, rate in self.random_rates.items():
+            _check_probability(f"train.random_rates.{name}", rate)
+
+
+@dataclass(frozen=True)
 class Config:
-    """Top level. Further sections (data, train) are added next to ``model``."""
+    """Top level: the model, how data is sampled, how it is trained."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -185,6 +249,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r}: empty key part")
     # check the path against the dataclasses, for an error that names the override
     cls: Any = Config
+    mapping_default: dict[str, Any] | None = None
     for i, part in enumerate(parts):
         names = {f.name: f for f in dataclasses.fields(cls)}
         if part not in names:
@@ -192,19 +257,32 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
             raise ConfigError(f"override {override!r}: unknown key {'.'.join(parts[: i + 1])!r} "
                               f"(keys of {where}: {', '.join(names)})")
         hint = typing.get_type_hints(cls)[part]
+        if i < len(parts) - 1 and typing.get_origin(hint) is dict and i == len(parts) - 2:
+            # a key inside a mapping field (train.efficiency_weights.rgb=0.5): start from the default mapping
+            mapping_default = dict(_default(cls, part))
+            break
         if i < len(parts) - 1:
             if not dataclasses.is_dataclass(hint):
                 raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])!r} has no sub-keys")
             cls = hint
     node = raw
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
-            child = node[part] = {}
+            is_mapping_field = mapping_default is not None and i == len(parts) - 2
+            child = node[part] = dict(mapping_default) if is_mapping_field else {}
         elif not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is not a mapping in the loaded file")
         node = child
     node[parts[-1]] = yaml.safe_load(value_text)
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default value of field `name` of dataclass `cls`."""
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
 
 
 def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
@@ -232,6 +310,12 @@ def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{source}: {key!r} must be one of {list(allowed)}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(hint)
+        return {_convert(k, key_type, f"{key} key", source): _convert(v, value_type, f"{key}.{k}", source)
+                for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key!r} must be a list, got {value!r}")
@@ -298,6 +382,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
         return value

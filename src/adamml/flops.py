@@ -3,7 +3,8 @@
 The field's "GFLOPs" are multiply-accumulates (GMACs); every number here is in GMACs. The cost of each component
 is measured by counting the operations of a real forward pass (``torch.utils.flop_counter.FlopCounterMode``,
 which counts 2 per MAC) at the configured input sizes, on meta tensors so that even ResNet-50 costs nothing to
-count. The counter does not see the LSTM cell; it and the policy's 2-way heads are counted analytically.
+count. The policy's LSTM cell is counted the same way where the counter sees it (torch 2.14 does, through its
+matrix products); where a counter is blind to it (older torch versions) its analytic count is added instead.
 
 Two counts are kept side by side:
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from adamml.config import FusionConfig, ModelConfig, PolicyConfig
 from adamml.modalities import get_modality
+from adamml.models.build import build_model
 
 Count = Literal["conv", "all"]
 
@@ -61,8 +63,8 @@ class Cost:
 ZERO = Cost(0.0, 0.0)
 
 
-def count_gmacs(module: nn.Module, *inputs: Tensor) -> Cost:
-    """Measure one forward pass of ``module`` on ``inputs`` (any device, meta included)."""
+def count_gmacs(module: nn.Module | Callable[..., object], *inputs: Tensor) -> Cost:
+    """Measure one call of ``module`` (a module or a method) on ``inputs`` (any device, meta included)."""
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         module(*inputs)
@@ -123,8 +125,6 @@ def measure_costs(cfg: ModelConfig) -> ModelCosts:
 
 @functools.lru_cache(maxsize=64)
 def _measure(cfg: ModelConfig) -> ModelCosts:
-    from adamml.models.build import build_model  # the models import this module's siblings only
-
     with torch.device("meta"):
         model = build_model(cfg).eval()
     recognizers, recognizer_inputs = {}, {}
@@ -147,14 +147,18 @@ def _measure(cfg: ModelConfig) -> ModelCosts:
         extractor_inputs[name] = shape
     width = sum(extractor.num_features for extractor in model.policy.extractors.values())
     mlp = count_gmacs(model.policy.mlp, torch.zeros((1, width), device="meta"))
+    # one segment of the LSTM cell and the decision heads
+    step = count_gmacs(model.policy.forward_head, torch.zeros((1, 1, model.policy.feature_dim), device="meta"))
     num = len(cfg.modalities)
     lstm = lstm_cell_gmacs(model.policy.feature_dim + 2 * num, cfg.policy.lstm_hidden)
     heads = num * cfg.policy.lstm_hidden * 2 / 1e9
+    if step.all < lstm:  # the counter did not see the LSTM cell: count it analytically
+        step = Cost(0.0, lstm + heads)
     return ModelCosts(
         modalities=cfg.modalities,
         recognizers=recognizers,
         extractors=extractors,
-        policy_head=Cost(0.0, mlp.all + lstm + heads),
+        policy_head=mlp + step,
         recognizer_inputs=recognizer_inputs,
         extractor_inputs=extractor_inputs,
     )

@@ -1,16 +1,76 @@
-"""Writing real video files (H.264 + AAC in mp4) from arrays, and simple generated clips.
+"""The embedded audio-visual benchmark (`adamml synth`), and writing real video files from arrays.
 
-The built-in audio-visual benchmark (`adamml synth`) is built on `write_video`; tests and the demo use
-`moving_square_clip` for small clips with a known motion and tone.
+Why it exists (issue 5): nobody can download Kinetics-Sounds on a fresh laptop, yet AdaMML's claim (paper
+Sec. 3-4: a cheap policy decides per segment which modality is worth an expensive recognizer, and saves
+35-55 % of the computation at equal accuracy) must be shown end to end and measured. Real datasets never say
+which segment of which modality carries the class; this one does, so the policy's choices can be checked
+against a ground truth.
+
+How it is built, and why:
+
+- A video is `segments` equal **cells** of `frames_per_segment` frames; the content of a cell is constant in
+  kind over the cell, so the recognition pipeline's one 8-frame (stride 4) window per cell, and the 1.28 s
+  audio window centred on it (paper Sec. 4), see exactly one cell. Tones keep a margin from the cell edges so
+  a centred 1.28 s window does not pick up the neighbouring cell.
+- Each class is a combination of three **signatures**, one value per modality, each taking fewer values
+  than there are classes (`class_signatures`: with 8 classes, 2 x 2 x 2, every triple once), so that **no
+  single modality is enough** (a perfect unimodal model reaches 2 / 8 classes' worth of certainty: 25 %
+  top-1 with 8 classes) and **all three together are** (100 % possible):
+  * appearance (RGB): the hue of a textured square object. Hues are isoluminant (pure U/V chroma added to the
+    luma of the texture), so grey-level images, and hence optical flow, are identical for every hue;
+  * motion (optical flow): the direction (up or down, then horizontal) and speed of the object. The object
+    wraps around the frame edges and starts each cell at a uniformly random place, so where it is in any
+    single frame says nothing about its direction. Directions are vertical because horizontal flips
+    (training augmentation, paper Sec. 4) swap left and right;
+  * sound (audio): the pitch of a harmonic tone (half-octave steps from 330 Hz), with a random timbre.
+- Per video and per cell, each modality is independently **informative** (probability = its informative
+  rate) or **uninformative**, and each modality is informative in at least one cell of every video, so a
+  model that looks at the right cells can get every video right. Uninformative looks like:
+  * RGB: the same object in neutral grey (same luma texture, no chroma);
+  * flow: the object stands still (frames differ only by faint sensor noise);
+  * audio: the background noise alone (no tone).
+  Whether a modality is informative is cheap to see (is the object coloured; is anything moving between
+  frames; is there a tone in the spectrogram) - the policy's inputs (low-resolution frames, frame
+  differences, spectrogram) suffice - while which class it shows needs the recognizer (which hue, which
+  direction and speed, which pitch), with per-video jitter of hue and pitch, chroma noise on the object,
+  textured backgrounds and sensor noise so that no single pixel or bin gives it away.
+
+Everything is a pure function of `SynthConfig` and the seed: `plan_dataset` (labels, which cell is
+informative, signature values) needs no rendering; `render_cell_frames` / `render_cell_audio` render one
+cell from its plan. `write_video`, `moving_square_clip` and `tone` are the small helpers that tests and the
+demo use directly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+MODALITIES = ("rgb", "flow", "audio")
+SPLITS = ("train", "val", "test")
+AUDIO_RATE = 24_000
+FORMAT_VERSION = 1
+
+# Rendering constants (luma in 0..255; chroma as U/V offsets, Rec. 601).
+_OBJECT_LUMA = (127.0, 28.0, 85.0, 170.0)  # mean, std, clip low, clip high
+_BACKGROUND_LUMA = (75.0, 18.0, 40.0, 110.0)
+_CHROMA = 24.0  # class hue: length of the (U, V) offset
+_CHROMA_NOISE = (6.0, 12.0)  # per-pixel chroma noise on the object: std, clip
+_SENSOR_NOISE = (2.0, 6.0)  # per-frame luma noise: std, clip
+_HUE_JITTER_DEG = 12.0
+_PITCH_BASE_HZ = 330.0
+_PITCH_JITTER_SEMITONES = 1.0
+_TONE_MARGIN_S = 0.08  # silence (of the tone) kept at each cell edge
+_TONE_FADE_S = 0.01
 
 
 def write_video(
@@ -98,3 +158,468 @@ def tone(duration: float, frequency: float = 440.0, rate: int = 24_000, amplitud
     """A sine tone, (N,) float32."""
     t = np.arange(int(round(duration * rate)), dtype=np.float64) / rate
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Configuration and class signatures
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines the generated dataset (with `seed`, its whole content)."""
+
+    classes: int = 8
+    train_per_class: int = 24
+    val_per_class: int = 6
+    test_per_class: int = 10
+    segments: int = 4
+    frames_per_segment: int = 32
+    fps: float = 24.0
+    size: int = 64
+    informative_rate: tuple[float, float, float] = (0.5, 0.5, 0.5)  # rgb, flow, audio
+    seed: int = 0
+    audio_rate: int = AUDIO_RATE
+
+    def __post_init__(self) -> None:
+        if self.classes < 2:
+            raise ValueError(f"need at least 2 classes, got {self.classes}")
+        for name in ("train_per_class", "val_per_class", "test_per_class"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.segments < 1 or self.frames_per_segment < 2:
+            raise ValueError("need at least 1 segment of at least 2 frames")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.size < 16 or self.size % 2:
+            raise ValueError(f"size must be even and >= 16 (H.264), got {self.size}")
+        if len(self.informative_rate) != len(MODALITIES):
+            raise ValueError("informative_rate needs one rate per modality (rgb, flow, audio)")
+        for name, rate in zip(MODALITIES, self.informative_rate):
+            forced_draw_probability(rate, self.segments, name)  # validates
+
+    def rate(self, modality: str) -> float:
+        return self.informative_rate[MODALITIES.index(modality)]
+
+    def per_class(self, split: str) -> int:
+        return {"train": self.train_per_class, "val": self.val_per_class, "test": self.test_per_class}[split]
+
+    @property
+    def num_frames(self) -> int:
+        return self.segments * self.frames_per_segment
+
+    @property
+    def cell_seconds(self) -> float:
+        return self.frames_per_segment / self.fps
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["informative_rate"] = dict(zip(MODALITIES, self.informative_rate))
+        return out
+
+
+def class_name(index: int, num_classes: int) -> str:
+    """`c3`, zero-padded so that sorted names keep numeric order (`c03` with 10 or more classes)."""
+    return f"c{index:0{len(str(num_classes - 1))}d}"
+
+
+@dataclass(frozen=True)
+class ClassSignature:
+    """A class's signature value per modality (indices into `hue_deg` / `motion` / `pitch_hz`)."""
+
+    index: int
+    name: str
+    rgb: int
+    flow: int
+    audio: int
+
+    def value(self, modality: str) -> int:
+        return getattr(self, modality)
+
+
+def signature_values(num_classes: int) -> int:
+    """How many distinct values each modality's signature takes: the smallest n >= 2 with n^3 >= K."""
+    n = 2
+    while n ** 3 < num_classes:
+        n += 1
+    return n
+
+
+def class_signatures(num_classes: int) -> list[ClassSignature]:
+    """Each class's (rgb, flow, audio) values: distinct triples, each modality with fewer values than classes.
+
+    Triples are taken in order of (a + b + c) mod n, then lexicographically: the first n^2 form a Latin
+    square (any two modalities tell the class, one tells n^2 / n), and with 8 classes all 2^3 triples are
+    used, so every modality is needed. Two classes get (0, 0, 0) and (1, 1, 1): any modality is enough.
+    """
+    if num_classes < 2:
+        raise ValueError("need at least 2 classes")
+    if num_classes == 2:
+        codes = [(0, 0, 0), (1, 1, 1)]
+    else:
+        n = signature_values(num_classes)
+        triples = [(a, b, c) for a in range(n) for b in range(n) for c in range(n)]
+        codes = sorted(triples, key=lambda t: (sum(t) % n, t))[:num_classes]
+    return [ClassSignature(i, class_name(i, num_classes), *code) for i, code in enumerate(codes)]
+
+
+def hue_deg(value: int, num_values: int) -> float:
+    """Appearance: the object's hue (degrees in the U/V plane) for a signature value, spread over half the
+    colour circle (two values: 90 degrees apart)."""
+    return (30.0 + 180.0 * value / num_values) % 360.0
+
+
+_DIRECTIONS = (("up", (0, -1)), ("down", (0, 1)), ("horizontal", (0, 0)))
+
+
+def motion(value: int, size: int) -> tuple[str, int]:
+    """Motion: (direction, speed in pixels per frame at `size`) for a signature value.
+
+    Vertical directions first (horizontal flips keep them); "horizontal" moves left or right at random per
+    cell. Every three values the speed steps up.
+    """
+    direction = _DIRECTIONS[value % 3][0]
+    base = max(1, round(size / 32))
+    return direction, base * (1 + value // 3)
+
+
+def pitch_hz(value: int) -> float:
+    """Sound: the tone's fundamental for a signature value (half-octave steps from 330 Hz)."""
+    return _PITCH_BASE_HZ * 2.0 ** (value / 2.0)
+
+
+def signature_table(num_classes: int, size: int) -> list[dict]:
+    """One row per class: its name and what each modality shows (for reports and the ground truth)."""
+    n = 2 if num_classes == 2 else signature_values(num_classes)
+    rows = []
+    for sig in class_signatures(num_classes):
+        direction, speed = motion(sig.flow, size)
+        rows.append({
+            "label": sig.name, "label_index": sig.index,
+            "rgb": {"value": sig.rgb, "hue_deg": hue_deg(sig.rgb, n)},
+            "flow": {"value": sig.flow, "direction": direction, "speed_px_per_frame": speed},
+            "audio": {"value": sig.audio, "pitch_hz": round(pitch_hz(sig.audio), 2)},
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------
+# Which cells are informative
+
+
+def forced_draw_probability(rate: float, segments: int, modality: str = "modality") -> float:
+    """The per-cell draw probability q such that, after forcing one random cell informative when none was
+    drawn, a cell is informative with probability exactly `rate`: q + (1 - q)^S / S = rate.
+
+    `rate` 0 means never informative (no cell is forced); otherwise it must be at least 1 / S.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{modality}: informative rate must be in [0, 1], got {rate}")
+    if rate == 0.0:
+        return 0.0
+    floor = 1.0 / segments
+    if rate < floor - 1e-12:
+        raise ValueError(
+            f"{modality}: informative rate {rate} is below 1/segments = {floor:.3f}, the least possible when "
+            "every video must show each modality in at least one cell (use 0 for never)"
+        )
+    lo, hi = 0.0, 1.0
+    for _ in range(60):  # the left side grows with q on [0, 1]
+        mid = (lo + hi) / 2
+        if mid + (1 - mid) ** segments / segments < rate:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def sample_informative(rates: Mapping[str, float], segments: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Which of `segments` cells each modality is informative in: {modality: (S,) bool}.
+
+    Cells are drawn independently; a modality with a non-zero rate is informative in at least one cell
+    (one random cell is forced when none was drawn), and its expected rate is exactly `rates[modality]`.
+    Draws always happen in the same order, whatever the rates.
+    """
+    out = {}
+    for name in MODALITIES:
+        rate = rates[name]
+        q = forced_draw_probability(rate, segments, name)
+        draws = rng.random(segments) < q
+        forced = int(rng.integers(segments))
+        if rate > 0 and not draws.any():
+            draws[forced] = True
+        out[name] = draws
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Per-video plans (pure: no rendering)
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """What one cell shows. `hue_deg` is None when RGB is uninformative (grey object); `velocity` is (0, 0)
+    when flow is uninformative; `pitch_hz` is None when audio is uninformative (noise only)."""
+
+    rgb: bool
+    flow: bool
+    audio: bool
+    hue_deg: float | None
+    velocity: tuple[int, int]  # (vx, vy) pixels per frame
+    pitch_hz: float | None
+    position: tuple[int, int]  # (x, y) of the object's top-left corner at the cell's first frame
+
+    def informative(self) -> dict[str, bool]:
+        return {"rgb": self.rgb, "flow": self.flow, "audio": self.audio}
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """One video: its identity, label, per-video random look and sound, and its cells."""
+
+    id: str  # the path relative to the dataset folder, without extension (the store's video id)
+    split: str
+    label: str
+    label_index: int
+    seed: int  # seeds the textures and noise
+    object_side: int
+    harmonics: tuple[float, float, float]
+    tone_amplitude: float
+    noise_rms: float
+    cells: tuple[CellPlan, ...]
+
+    @property
+    def path(self) -> str:
+        return self.id + ".mp4"
+
+    def informative(self) -> dict[str, list[bool]]:
+        return {m: [getattr(c, m) for c in self.cells] for m in MODALITIES}
+
+    def ground_truth(self, config: SynthConfig) -> dict:
+        """The row of ground_truth.jsonl."""
+        sig = signature_table(config.classes, config.size)[self.label_index]
+        f = config.frames_per_segment
+        return {
+            "id": self.id, "path": self.path, "label": self.label, "label_index": self.label_index,
+            "split": self.split,
+            "segments": [c.informative() for c in self.cells],
+            "signature": {m: sig[m] for m in MODALITIES},
+            "cells": [
+                {"frames": [k * f, (k + 1) * f], "hue_deg": c.hue_deg, "velocity": list(c.velocity),
+                 "pitch_hz": c.pitch_hz, "position": list(c.position)}
+                for k, c in enumerate(self.cells)
+            ],
+            "num_frames": config.num_frames, "fps": config.fps, "size": config.size,
+            "object_side": self.object_side, "tone_amplitude": self.tone_amplitude, "noise_rms": self.noise_rms,
+        }
+
+
+def video_id(split: str, label: str, index: int) -> str:
+    return f"videos/{split}/{label}/{index:06d}"
+
+
+def plan_video(config: SynthConfig, split: str, class_index: int, index: int) -> VideoPlan:
+    """The plan of video `index` of class `class_index` in `split`; depends only on these, the seed and the
+    config (changing the number of videos in one split leaves the others unchanged)."""
+    seq = np.random.SeedSequence([config.seed, SPLITS.index(split), class_index, index])
+    rng = np.random.default_rng(seq)
+    sig = class_signatures(config.classes)[class_index]
+    n = 2 if config.classes == 2 else signature_values(config.classes)
+    rates = dict(zip(MODALITIES, config.informative_rate))
+    informative = sample_informative(rates, config.segments, rng)
+    hue = (hue_deg(sig.rgb, n) + rng.uniform(-_HUE_JITTER_DEG, _HUE_JITTER_DEG)) % 360.0
+    pitch = pitch_hz(sig.audio) * 2.0 ** (rng.uniform(-_PITCH_JITTER_SEMITONES, _PITCH_JITTER_SEMITONES) / 12)
+    direction, speed = motion(sig.flow, config.size)
+    side = int(round(config.size * rng.uniform(0.34, 0.44)))
+    harmonics = tuple(float(h) for h in (1.0, rng.uniform(0.2, 0.7), rng.uniform(0.05, 0.4)))
+    tone_amplitude = float(rng.uniform(0.2, 0.35))
+    noise_rms = float(rng.uniform(0.01, 0.03))
+    cells = []
+    for k in range(config.segments):
+        position = (int(rng.integers(config.size)), int(rng.integers(config.size)))
+        sign = 1 if rng.random() < 0.5 else -1
+        if direction == "horizontal":
+            v = (sign * speed, 0)
+        else:
+            v = (0, speed * dict(_DIRECTIONS)[direction][1])
+        rgb, flow, audio = (bool(informative[m][k]) for m in MODALITIES)
+        cells.append(CellPlan(
+            rgb=rgb, flow=flow, audio=audio,
+            hue_deg=round(float(hue), 3) if rgb else None,
+            velocity=v if flow else (0, 0),
+            pitch_hz=round(float(pitch), 3) if audio else None,
+            position=position,
+        ))
+    return VideoPlan(
+        id=video_id(split, sig.name, index), split=split, label=sig.name, label_index=class_index,
+        seed=int(seq.generate_state(1)[0]), object_side=side, harmonics=harmonics,
+        tone_amplitude=round(tone_amplitude, 4), noise_rms=round(noise_rms, 4), cells=tuple(cells),
+    )
+
+
+def plan_dataset(config: SynthConfig) -> list[VideoPlan]:
+    """Every video of the dataset, split by split, class by class."""
+    return [plan_video(config, split, c, i)
+            for split in SPLITS for c in range(config.classes) for i in range(config.per_class(split))]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Rendering (pure functions of a plan)
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian-smoothed (periodic) white noise with zero mean and unit std."""
+    x = rng.standard_normal(shape)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    kernel = np.exp(-2 * (np.pi * sigma) ** 2 * (fx ** 2 + fy ** 2))
+    y = np.fft.irfft2(np.fft.rfft2(x) * kernel, s=shape)
+    return (y - y.mean()) / (y.std() + 1e-12)
+
+
+def _scaled(spec: tuple[float, float, float, float], noise: np.ndarray) -> np.ndarray:
+    mean, std, lo, hi = spec
+    return np.clip(mean + std * noise, lo, hi)
+
+
+def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rec. 601 (what cv2's RGB2GRAY and the H.264 encoder use for luma): U/V offsets leave the luma as is."""
+    r = y + 1.140 * v
+    g = y - 0.395 * u - 0.581 * v
+    b = y + 2.032 * u
+    return np.stack([r, g, b], axis=-1)
+
+
+def _video_look(video: VideoPlan, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The video's static background luma (H, W), object luma (s, s) and object chroma noise (s, s, 2)."""
+    rng = np.random.default_rng([video.seed, 0])
+    scale = size / 64
+    background = _scaled(_BACKGROUND_LUMA, _smooth_noise(rng, (size, size), 2.0 * scale))
+    s = video.object_side
+    obj = _scaled(_OBJECT_LUMA, _smooth_noise(rng, (s, s), 1.0 * scale))
+    std, clip = _CHROMA_NOISE
+    chroma = np.clip(std * rng.standard_normal((s, s, 2)), -clip, clip)
+    return background, obj, chroma
+
+
+def render_cell_frames(video: VideoPlan, cell: int, config: SynthConfig) -> np.ndarray:
+    """(frames_per_segment, size, size, 3) uint8 RGB frames of one cell.
+
+    The object (a textured square) is placed at the cell's position and moves by the cell's velocity each
+    frame, wrapping around the edges; it is coloured with the cell's hue, or grey. The random draws do not
+    depend on what is informative, so two plans that differ only in that render the same noise.
+    """
+    plan = video.cells[cell]
+    size, s, frames = config.size, video.object_side, config.frames_per_segment
+    background, obj, chroma = _video_look(video, size)
+    rng = np.random.default_rng([video.seed, 1, cell])
+    std, clip = _SENSOR_NOISE
+    sensor = np.clip(std * rng.standard_normal((frames, size, size)), -clip, clip)
+    luma_layer = np.zeros((size, size))
+    mask = np.zeros((size, size), dtype=bool)
+    chroma_layer = np.zeros((size, size, 2))
+    luma_layer[:s, :s], mask[:s, :s] = obj, True
+    chroma_layer[:s, :s] = chroma
+    if plan.hue_deg is not None:
+        angle = math.radians(plan.hue_deg)
+        chroma_layer[:s, :s] += (_CHROMA * math.cos(angle), _CHROMA * math.sin(angle))
+    out = np.empty((frames, size, size, 3), dtype=np.uint8)
+    x0, y0 = plan.position
+    vx, vy = plan.velocity
+    for t in range(frames):
+        shift = ((y0 + vy * t) % size, (x0 + vx * t) % size)
+        m = np.roll(mask, shift, axis=(0, 1))
+        y = np.where(m, np.roll(luma_layer, shift, axis=(0, 1)), background) + sensor[t]
+        uv = np.roll(chroma_layer, shift, axis=(0, 1)) * m[..., None]
+        out[t] = np.clip(np.rint(_yuv_to_rgb(y, uv[..., 0], uv[..., 1])), 0, 255).astype(np.uint8)
+    return out
+
+
+def cell_sample_range(cell: int, config: SynthConfig) -> tuple[int, int]:
+    """[start, end) audio samples of a cell."""
+    per = config.cell_seconds * config.audio_rate
+    return int(round(cell * per)), int(round((cell + 1) * per))
+
+
+def render_cell_audio(video: VideoPlan, cell: int, config: SynthConfig) -> np.ndarray:
+    """(N,) float32 mono audio of one cell: background noise, plus the cell's harmonic tone if informative.
+
+    The tone keeps `_TONE_MARGIN_S` of noise-only at both cell edges (a centred 1.28 s window then sees no
+    tone of the neighbouring cells) and fades in and out over 10 ms.
+    """
+    plan = video.cells[cell]
+    start, end = cell_sample_range(cell, config)
+    n, rate = end - start, config.audio_rate
+    rng = np.random.default_rng([video.seed, 2, cell])
+    out = video.noise_rms * rng.standard_normal(n)
+    phases = rng.uniform(0, 2 * np.pi, size=len(video.harmonics))
+    if plan.pitch_hz is not None:
+        t = np.arange(n) / rate
+        wave = sum(w * np.sin(2 * np.pi * (h + 1) * plan.pitch_hz * t + p)
+                   for h, (w, p) in enumerate(zip(video.harmonics, phases)) if (h + 1) * plan.pitch_hz < rate / 2)
+        wave = wave * (video.tone_amplitude / sum(video.harmonics))
+        margin = min(int(_TONE_MARGIN_S * rate), n // 8)
+        fade = max(1, min(int(_TONE_FADE_S * rate), (n - 2 * margin) // 4))
+        envelope = np.zeros(n)
+        envelope[margin:n - margin] = 1.0
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)
+        envelope[margin:margin + fade] = ramp
+        envelope[n - margin - fade:n - margin] = ramp[::-1]
+        out = out + wave * envelope
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def render_video(video: VideoPlan, config: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (T, H, W, 3) uint8 and audio (N,) float32 of a video."""
+    frames = np.concatenate([render_cell_frames(video, k, config) for k in range(config.segments)])
+    audio = np.concatenate([render_cell_audio(video, k, config) for k in range(config.segments)])
+    return frames, audio
+
+
+# --------------------------------------------------------------------------------------------------------
+# Writing the dataset
+
+
+def write_synth_video(video: VideoPlan, config: SynthConfig, root: Path, overwrite: bool = False) -> bool:
+    """Render and write one video under `root`; False when it already existed (and was kept)."""
+    path = Path(root) / video.path
+    if path.exists() and not overwrite:
+        return False
+    frames, audio = render_video(video, config)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    try:
+        write_video(tmp, frames, config.fps, audio, audio_rate=config.audio_rate)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+def write_index(videos: Iterable[VideoPlan], config: SynthConfig, root: Path) -> tuple[Path, Path, Path]:
+    """annotations.csv (`path,label,split`), ground_truth.jsonl and synth.json (config + class table)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    videos = list(videos)
+    csv_path, gt_path, meta_path = root / "annotations.csv", root / "ground_truth.jsonl", root / "synth.json"
+    with open(csv_path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("path,label,split\n")
+        for v in videos:
+            handle.write(f"{v.path},{v.label},{v.split}\n")
+    with open(gt_path, "w", encoding="utf-8") as handle:
+        for v in videos:
+            handle.write(json.dumps(v.ground_truth(config)) + "\n")
+    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(),
+            "classes": signature_table(config.classes, config.size)}
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return csv_path, gt_path, meta_path
+
+
+def read_meta(root: Path) -> dict | None:
+    path = Path(root) / "synth.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

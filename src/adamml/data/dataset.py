@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from adamml.config import Config
 from adamml.data.sampling import (
     diff_frame_indices,
     flow_stack_indices,
@@ -71,6 +72,20 @@ class SamplingConfig:
     test_short_side: int = 256
     policy_frames: int = 4
     audio_window: int = WINDOW_SAMPLES
+
+
+def sampling_config(cfg: Config) -> SamplingConfig:
+    """The sampling settings of a full configuration (model sizes, data section)."""
+    return SamplingConfig(
+        train_segments=cfg.data.train_segments,
+        test_segments=cfg.model.num_segments,
+        frames=cfg.model.frames_per_segment,
+        stride=cfg.data.stride,
+        input_size=cfg.model.input_size,
+        train_scale=tuple(cfg.data.train_scale),
+        test_short_side=cfg.data.test_short_side,
+        policy_frames=cfg.model.policy.frames,
+    )
 
 
 @dataclass

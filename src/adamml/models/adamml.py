@@ -158,9 +158,6 @@ class AdaMML(nn.Module):
                 modality_logits = logits.new_zeros(b * s, m, logits.shape[-1])  # (B * S, M, K)
             modality_logits[index, i] = logits
         if modality_logits is None:  # nothing selected anywhere: zero logits
-            modality_logits = decisions.new_zeros(b * s, m, self._num_classes())
+            modality_logits = decisions.new_zeros(b * s, m, self.cfg.num_classes)
         modality_logits = modality_logits.view(b, s, m, -1)  # (B, S, M, K)
         return self._output(modality_logits, decisions.to(modality_logits.dtype), policy)
-
-    def _num_classes(self) -> int:
-        return self.cfg.num_classes

@@ -1,0 +1,208 @@
+"""`adamml eval`: accuracy, mAP and the GFLOPs each video actually cost, from the decisions actually taken.
+
+GFLOPs (multiply-accumulates, as the field counts them; conv layers as the paper counts, all layers beside
+it) per video = the policy on every segment (AdaMML only) + each recognizer on each segment that selected it
+(`adamml.flops.video_gmacs`), measured on the model's real networks. Writes `report.json`, `report.md` and
+`decisions.json`; `--threshold 0.3,0.5,0.7` sweeps the policy's decision threshold (accuracy vs GFLOPs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from adamml.config import Config
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.metrics import softmax
+from adamml.models.adamml import AdaMML
+from adamml.models.build import build_model
+from adamml.prepare.layout import StoreError
+from adamml.train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_model_state
+from adamml.train.distributed import DistInfo, setup, teardown
+from adamml.train.loop import make_loader, predict
+from adamml.train.stages import eval_decisions, summarize
+
+
+def load_trained(path: Path, device: str = "cpu") -> tuple[AdaMML, Config, dict[str, Any]]:
+    """Model, config and checkpoint payload of a trained checkpoint (strict, weights only)."""
+    payload = load_checkpoint(path)
+    cfg = checkpoint_config(payload, path)
+    # the trained weights replace any ImageNet initialisation: do not read those files again
+    m = cfg.model
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        m, resnet=dataclasses.replace(m.resnet, pretrained=None), audio=dataclasses.replace(m.audio, pretrained=None),
+        policy=dataclasses.replace(m.policy, pretrained=None)))
+    model = build_model(cfg.model)
+    load_model_state(model, payload["model"], path)
+    return model.to(device).eval(), cfg, payload
+
+
+def _gflops_stats(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "p10": float(np.percentile(values, 10)),
+            "p90": float(np.percentile(values, 90)), "min": float(values.min()), "max": float(values.max())}
+
+
+def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresholds: list[float] | None = None,
+             info: DistInfo | None = None, batch_size: int | None = None, random_at_test: bool = False,
+             console: Console | None = None) -> dict[str, Any]:
+    """Evaluate `checkpoint` on `split` of the store `data`; writes the report into `out` (main process)."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    info = info or DistInfo()
+    model, cfg, payload = load_trained(checkpoint, str(info.device))
+    stage = payload.get("stage", "adamml")
+    store = Store.open(data)
+    if len(store.classes) != cfg.model.num_classes:
+        raise StoreError(f"{data} has {len(store.classes)} classes, the checkpoint {checkpoint} was trained for "
+                         f"{cfg.model.num_classes}")
+    dataset = SegmentDataset(store, split, cfg.model.modalities, train=False, sampling=sampling_config(cfg))
+    loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
+                         workers=cfg.data.workers)
+    costs = measure_costs(cfg.model)
+    uses_policy = stage == "adamml"
+    if random_at_test:
+        model.policy.random_at_test = True
+    thresholds = thresholds or [cfg.model.policy.threshold]
+    runs = []
+    for threshold in (thresholds if uses_policy else thresholds[:1]):
+        model.policy.threshold = threshold
+        started = time.perf_counter()
+        progress = Progress(TextColumn(f"[bold]eval {split}" + (f" threshold {threshold:g}" if uses_policy else "")),
+                            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                            disable=not info.is_main)
+        with progress:
+            task = progress.add_task("eval", total=len(dataset))
+            pred = predict(model, loader, info, eval_decisions(model, stage, cfg),
+                           on_batch=lambda n: progress.update(task, advance=n))
+        wall = time.perf_counter() - started
+        metrics = summarize(pred, model.modalities, store.multi_label)
+        gflops = video_gmacs(pred.decisions, costs, "conv", include_policy=uses_policy)
+        gflops_all = video_gmacs(pred.decisions, costs, "all", include_policy=uses_policy)
+        runs.append((threshold, pred, metrics, gflops, gflops_all, wall))
+    threshold, pred, metrics, gflops, gflops_all, wall = runs[0]  # the first threshold is the one reported
+    num_segments = pred.decisions.shape[1]
+    always = always_on_gmacs(costs, num_segments, "conv")
+    report = {
+        "checkpoint": str(checkpoint),
+        "stage": stage,
+        "modalities": list(model.modalities),
+        "split": split,
+        "videos": metrics["videos"],
+        "segments": int(num_segments),
+        "threshold": threshold if uses_policy else None,
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "mAP": metrics["mAP"],
+        "gflops_per_video": float(gflops.mean()),
+        "gflops": _gflops_stats(gflops),
+        "gflops_all_layers_per_video": float(gflops_all.mean()),
+        "gflops_always_on": always,
+        "saving_vs_always_on": 1.0 - float(gflops.mean()) / always if always else 0.0,
+        "selection_rate": metrics["selection_rate"],
+        "videos_per_second": metrics["videos"] / pred.seconds if pred.seconds else float("nan"),
+        "wall_seconds": wall,
+        "device": str(info.device),
+        "sweep": [
+            {"threshold": t, "top1": m["top1"], "mAP": m["mAP"], "gflops_per_video": float(g.mean()),
+             "selection_rate": m["selection_rate"]}
+            for t, _p, m, g, _ga, _w in runs
+        ] if uses_policy else [],
+    }
+    if info.is_main and out is not None:
+        write_report(report, pred, dataset, store, gflops, Path(out))
+    return report
+
+
+def write_report(report: dict[str, Any], pred, dataset: SegmentDataset, store: Store, gflops: np.ndarray,
+                 out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    scores = softmax(pred.logits)
+    modalities = report["modalities"]
+    videos = []
+    for row, index in enumerate(pred.indices):
+        meta = dataset.rows[int(index)]
+        top = np.argsort(-scores[row])[:5]
+        videos.append({
+            "id": meta["id"],
+            "labels": meta.get("labels", []),
+            "prediction": store.classes[int(top[0])],
+            "top5": [[store.classes[int(c)], float(scores[row, c])] for c in top],
+            "correct": bool(int(top[0]) in meta.get("label_ids", [])),
+            "gflops": float(gflops[row]),
+            "segments": [[m for i, m in enumerate(modalities) if pred.decisions[row, s, i] > 0.5]
+                         for s in range(pred.decisions.shape[1])],
+            "p_use": np.round(pred.probs[row], 4).tolist(),
+        })
+    (out / "decisions.json").write_text(json.dumps(videos, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    sel = ", ".join(f"{m} {100 * r:.1f} %" for m, r in report["selection_rate"].items())
+    lines = [
+        f"# Evaluation: {report['stage']} ({'+'.join(report['modalities'])}) on {report['split']}",
+        "",
+        f"Checkpoint `{report['checkpoint']}`, {report['videos']} videos x {report['segments']} segments"
+        + (f", threshold {report['threshold']:g}" if report["threshold"] is not None else "") + ".",
+        "",
+        "| top-1 (%) | top-5 (%) | mAP (%) | GFLOPs / video | always-on GFLOPs | saving | selection | videos/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        f"| {report['top1']:.2f} | {report['top5']:.2f} | {report['mAP']:.2f} | {report['gflops_per_video']:.4g} "
+        f"| {report['gflops_always_on']:.4g} | {100 * report['saving_vs_always_on']:.1f} % | {sel} "
+        f"| {report['videos_per_second']:.1f} |",
+        "",
+        f"GFLOPs are multiply-accumulates of conv layers (the paper's count); all layers: "
+        f"{report['gflops_all_layers_per_video']:.4g} per video. Per-video GFLOPs: median {report['gflops']['median']:.4g}, "
+        f"10-90 % {report['gflops']['p10']:.4g}-{report['gflops']['p90']:.4g}. videos/s counts network time on "
+        f"{report['device']}.",
+    ]
+    if report["sweep"]:
+        lines += ["", "## Threshold sweep", "", "| threshold | top-1 (%) | mAP (%) | GFLOPs / video | selection |",
+                  "| ---: | ---: | ---: | ---: | --- |"]
+        for row in report["sweep"]:
+            s = ", ".join(f"{m} {100 * r:.0f} %" for m, r in row["selection_rate"].items())
+            lines.append(f"| {row['threshold']:g} | {row['top1']:.2f} | {row['mAP']:.2f} | {row['gflops_per_video']:.4g} | {s} |")
+    return "\n".join(lines) + "\n"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="accuracy, mAP and GFLOPs per video of a trained checkpoint",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path, help="prepared store")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, help="report folder (default: next to the checkpoint, eval-SPLIT/)")
+    p.add_argument("--threshold", help="decision threshold, or a comma-separated sweep (e.g. 0.3,0.5,0.7)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--random-at-test", action="store_true",
+                   help="sample decisions like the official code instead of thresholding (for comparison)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, soft_wrap=True)
+    thresholds = [float(t) for t in args.threshold.split(",")] if args.threshold else None
+    out = args.out or args.checkpoint.parent / f"eval-{args.split}"
+    info = setup(args.device)
+    try:
+        report = evaluate(args.checkpoint, args.data, args.split, out, thresholds, info, args.batch_size,
+                          args.random_at_test, console)
+    except (CheckpointError, StoreError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    finally:
+        teardown(info)
+    if info.is_main:
+        console.print(report_markdown(report))
+        console.print(f"report: {out / 'report.json'}")
+    return 0

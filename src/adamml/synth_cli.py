@@ -1,0 +1,183 @@
+"""`adamml synth`: write the embedded audio-visual benchmark (issue 5; `adamml.synth` explains its design).
+
+Videos go to DIR/videos/<split>/<class>/<index>.mp4 (H.264 + AAC); DIR/annotations.csv (`path,label,split`,
+paths relative to DIR) feeds `adamml prepare --list`, whose video ids are these paths without extension;
+DIR/ground_truth.jsonl says, per video and segment, which modalities are informative; DIR/synth.json holds
+the arguments and the class table. Re-running with the same arguments keeps the videos already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from adamml.data.spectrogram import AUDIO_RATE, WINDOW_SAMPLES
+from adamml.synth import (
+    FORMAT_VERSION, MODALITIES, SynthConfig, VideoPlan, plan_dataset, read_meta, signature_table, write_index,
+    write_synth_video,
+)
+
+DEFAULTS = SynthConfig()
+
+
+def parse_rates(text: str) -> tuple[float, float, float]:
+    """`0.5` (every modality) or `rgb=0.5,flow=0.4,audio=0.6` (modalities not named keep the default)."""
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return (float(text),) * len(MODALITIES)
+        rates = dict(zip(MODALITIES, DEFAULTS.informative_rate))
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip().lower()
+            if name not in rates:
+                raise argparse.ArgumentTypeError(f"unknown modality {name!r} (expected {', '.join(MODALITIES)})")
+            rates[name] = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read informative rates {text!r}: {exc}") from None
+    return tuple(rates[m] for m in MODALITIES)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "synth",
+        help="write the built-in audio-visual benchmark (videos, annotations, ground truth)",
+        description="Write the built-in audio-visual benchmark: each class is a (hue, motion, pitch) triple, "
+        "each modality alone narrows it down only to a subset, and per segment each modality is informative "
+        "or not (ground truth saved). Re-running with the same arguments keeps the videos already written.",
+    )
+    d = DEFAULTS
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder to write")
+    p.add_argument("--classes", type=int, default=d.classes, help=f"number of classes (default {d.classes})")
+    p.add_argument("--train-per-class", type=int, default=d.train_per_class, help="training videos per class")
+    p.add_argument("--val-per-class", type=int, default=d.val_per_class, help="validation videos per class")
+    p.add_argument("--test-per-class", type=int, default=d.test_per_class, help="test videos per class")
+    p.add_argument("--segments", type=int, default=d.segments,
+                   help="cells per video; use the same number of segments when training and testing")
+    p.add_argument("--frames-per-segment", type=int, default=d.frames_per_segment,
+                   help="frames per cell (32 = one 8-frame window at stride 4)")
+    p.add_argument("--fps", type=float, default=d.fps, help="frame rate")
+    p.add_argument("--size", type=int, default=d.size, help="frame width and height in pixels (even)")
+    p.add_argument("--informative-rate", type=parse_rates, default=d.informative_rate, metavar="RATE",
+                   help="chance a modality is informative in a cell: one value, or per modality as "
+                   "rgb=0.5,flow=0.4,audio=0.6 (each modality is informative in at least one cell of every "
+                   "video, so a rate must be 0 or at least 1/segments)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (the whole content follows from it)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="videos written in parallel")
+    p.add_argument("--overwrite", action="store_true", help="write every video again, even if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or class table")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> SynthConfig:
+    return SynthConfig(
+        classes=args.classes, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+        test_per_class=args.test_per_class, segments=args.segments, frames_per_segment=args.frames_per_segment,
+        fps=args.fps, size=args.size, informative_rate=tuple(args.informative_rate), seed=args.seed,
+    )
+
+
+def _write_chunk(videos: list[VideoPlan], config: SynthConfig, root: str, overwrite: bool) -> list[bool]:
+    return [write_synth_video(v, config, Path(root), overwrite) for v in videos]
+
+
+def generate(config: SynthConfig, root: Path, workers: int = 1, overwrite: bool = False,
+             console: Console | None = None, quiet: bool = False) -> dict:
+    """Write the dataset under `root`; returns counts, wall seconds and the measured informative rates.
+
+    Raises ValueError when `root` holds a dataset made with other arguments (unless `overwrite`).
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    root = Path(root)
+    meta = read_meta(root)
+    if meta is not None and not overwrite and meta.get("config") != config.to_dict():
+        old = meta.get("config", {})
+        diff = ", ".join(f"{k}: {old.get(k)} -> {v}" for k, v in config.to_dict().items() if old.get(k) != v)
+        raise ValueError(f"{root} holds a dataset written with other arguments ({diff}); "
+                         "use another --out, or --overwrite to write it again")
+    videos = plan_dataset(config)
+    start = time.perf_counter()
+    write_index([], config, root)  # synth.json first: marks the folder with its arguments
+    counts = {"written": 0, "reused": 0}
+    todo = videos if overwrite else [v for v in videos if not (root / v.path).exists()]
+    counts["reused"] = len(videos) - len(todo)
+    progress = Progress(
+        TextColumn("[bold]synth"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("synth", total=len(videos), completed=counts["reused"],
+                                 status=f"reused {counts['reused']}")
+
+        def done(results: list[bool]) -> None:
+            counts["written"] += sum(results)
+            counts["reused"] += len(results) - sum(results)
+            progress.update(task, advance=len(results), status=f"written {counts['written']}")
+
+        workers = max(1, min(workers, len(todo)))
+        if workers == 1:
+            for v in todo:
+                done(_write_chunk([v], config, str(root), overwrite))
+        else:
+            chunk = max(1, min(8, len(todo) // (4 * workers)))
+            chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = [pool.submit(_write_chunk, c, config, str(root), overwrite) for c in chunks]
+                for future in as_completed(futures):
+                    done(future.result())
+    csv_path, gt_path, _meta = write_index(videos, config, root)
+    cells = {m: [getattr(c, m) for v in videos for c in v.cells] for m in MODALITIES}
+    return {
+        "videos": len(videos), **counts, "seconds": time.perf_counter() - start,
+        "rates": {m: (sum(x) / len(x) if x else 0.0) for m, x in cells.items()},
+        "annotations": csv_path, "ground_truth": gt_path,
+    }
+
+
+def class_table(config: SynthConfig) -> Table:
+    table = Table(title=f"synth classes (format {FORMAT_VERSION}): each modality alone narrows the class down to a subset")
+    for column in ("class", "rgb: hue", "flow: motion", "audio: pitch"):
+        table.add_column(column)
+    for row in signature_table(config.classes, config.size):
+        flow = row["flow"]
+        table.add_row(row["label"], f"{row['rgb']['hue_deg']:.0f} deg",
+                      f"{flow['direction']} {flow['speed_px_per_frame']} px/frame", f"{row['audio']['pitch_hz']:.0f} Hz")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, soft_wrap=True)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    window = WINDOW_SAMPLES / AUDIO_RATE
+    if config.cell_seconds < window:
+        console.print(f"[yellow]warning:[/yellow] a cell lasts {config.cell_seconds:.2f} s, less than the "
+                      f"{window:.2f} s audio window: audio windows will reach into neighbouring cells")
+    if not args.quiet:
+        console.print(class_table(config))
+    try:
+        result = generate(config, args.out, workers=args.workers, overwrite=args.overwrite, console=console,
+                          quiet=args.quiet)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    rates = ", ".join(f"{m} {100 * r:.1f} %" for m, r in result["rates"].items())
+    console.print(
+        f"synth: {result['videos']} videos ({result['written']} written, {result['reused']} reused) in "
+        f"{result['seconds']:.1f} s; {config.classes} classes, {config.segments} x {config.frames_per_segment} "
+        f"frames at {config.fps:g} fps ({config.duration:.2f} s), {config.size} x {config.size}; informative "
+        f"cells: {rates} -> {result['annotations']}, {result['ground_truth']}"
+    )
+    return 0

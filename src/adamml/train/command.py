@@ -1,0 +1,61 @@
+"""`adamml train`: one stage of the paper's recipe on a prepared store.
+
+Several processes: `torchrun --nproc_per_node N -m adamml.cli train ...` (the global batch stays
+`train.batch_size`; batch norm is synchronised).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from adamml.config import ConfigError, load_config
+from adamml.prepare.layout import StoreError
+from adamml.train.checkpoint import CheckpointError
+from adamml.train.distributed import setup, teardown
+from adamml.train.stages import STAGES, train
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train one stage (unimodal, fusion, random, adamml) on a store",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="preset name (e.g. tiny, paper-rgb-audio) or YAML path")
+    p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("--modalities", help="comma-separated modalities (overrides model.modalities)")
+    p.add_argument("--data", required=True, type=Path, help="prepared store (adamml prepare)")
+    p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, config.yaml, log.csv")
+    p.add_argument("--init", nargs="+", type=Path, default=[], metavar="CKPT",
+                   help="checkpoints whose recognizers initialise this model's (matched by modality name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.batch_size=16 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, soft_wrap=True)
+    overrides = list(args.overrides)
+    if args.modalities:
+        names = [m.strip() for m in args.modalities.split(",") if m.strip()]
+        overrides.append(f"model.modalities=[{','.join(names)}]")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    info = setup(args.device)
+    try:
+        summary = train(cfg, args.stage, args.data, args.out, info, init=args.init, resume=args.resume,
+                        console=console)
+    except (CheckpointError, StoreError, ConfigError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    finally:
+        teardown(info)
+    if info.is_main:
+        console.print(f"trained {summary['stage']} in {summary['seconds']:.1f} s; best validation score "
+                      f"{summary['best_val_score']:.2f}; checkpoints in {summary['out']}")
+    return 0

@@ -1,0 +1,176 @@
+"""One epoch of training and one pass of evaluation, written out (no framework hooks).
+
+The AdaMML specifics — which parts are frozen, which decisions are used, whether the efficiency loss is added —
+are arguments set explicitly by the stage drivers in `stages.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from adamml.losses import classification_loss, correctness, efficiency_loss
+from adamml.models.adamml import AdaMML
+from adamml.train.distributed import DistInfo, all_gather_objects, reduce_mean
+
+DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Batches of a global permutation (seed, epoch), each split into equal per-process slices, so N processes
+    see exactly the global batches one process would."""
+
+    def __init__(self, size: int, global_batch: int, info: DistInfo, seed: int, shuffle: bool, drop_last: bool):
+        if global_batch % info.world:
+            raise ValueError(f"batch size {global_batch} is not divisible by the {info.world} processes")
+        self.size, self.global_batch, self.info = size, global_batch, info
+        self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[np.ndarray]:
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.size) if self.shuffle
+                 else np.arange(self.size))
+        batches = [order[i:i + self.global_batch] for i in range(0, self.size, self.global_batch)]
+        if self.drop_last and batches and len(batches[-1]) < self.global_batch:
+            batches = batches[:-1]
+        return batches
+
+    def __iter__(self):
+        for batch in self._batches():
+            # an uneven last batch (evaluation only) is split as evenly as possible
+            part = np.array_split(batch, self.info.world)[self.info.rank].tolist()
+            if part:
+                yield part
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int) -> DataLoader:
+    batch = min(global_batch, len(dataset) - len(dataset) % info.world) if train else global_batch
+    batch = max(info.world, batch - batch % info.world)
+    sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
+                      pin_memory=info.device.type == "cuda")
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@dataclass
+class EpochStats:
+    loss: float = 0.0
+    ce: float = 0.0
+    efficiency: float = 0.0
+    top1: float = 0.0
+    selection: dict[str, float] = field(default_factory=dict)
+    videos: int = 0
+    seconds: float = 0.0
+
+
+def train_epoch(
+    model: AdaMML,
+    forward: torch.nn.Module,
+    loader: DataLoader,
+    optimizers: list[torch.optim.Optimizer],
+    info: DistInfo,
+    *,
+    decisions_fn: DecisionFn | None,
+    efficiency: tuple[tuple[float, ...], float] | None,
+    multi_label: bool,
+    on_step: Callable[[EpochStats], None] | None = None,
+) -> EpochStats:
+    """Train for one pass over `loader`.
+
+    `forward` is the (possibly DDP-wrapped) model; `decisions_fn` gives fixed decisions (always-on, random)
+    instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss.
+    """
+    model.train()
+    stats = EpochStats()
+    sums = torch.zeros(4 + len(model.modalities), dtype=torch.float64)
+    start = time.perf_counter()
+    for step, batch in enumerate(loader, 1):
+        batch = to_device(batch, info.device)
+        decisions = decisions_fn(batch) if decisions_fn is not None else None
+        out = forward(batch, decisions)
+        ce = classification_loss(out.logits, batch["label"], batch["target"], multi_label)
+        loss = ce
+        right = correctness(out.logits, batch["label"], batch["target"] if multi_label else None)
+        eff = torch.zeros((), device=ce.device)
+        if efficiency is not None:
+            eff = efficiency_loss(out.decisions, right, efficiency[0], efficiency[1])
+            loss = loss + eff
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        n = batch["label"].shape[0]
+        values = torch.tensor([loss.item(), ce.item(), eff.item(), right.sum().item() / n]
+                              + out.decisions.detach().float().mean(dim=(0, 1)).cpu().tolist(), dtype=torch.float64)
+        sums += reduce_mean(values, info)
+        stats = _stats(sums / step, model.modalities, step * n * info.world, time.perf_counter() - start)
+        if on_step is not None:
+            on_step(stats)
+    return stats
+
+
+def _stats(mean: Tensor, modalities: tuple[str, ...], videos: int, seconds: float) -> EpochStats:
+    values = mean.tolist()
+    return EpochStats(loss=values[0], ce=values[1], efficiency=values[2], top1=100.0 * values[3],
+                      selection=dict(zip(modalities, values[4:])), videos=videos, seconds=seconds)
+
+
+@dataclass
+class Predictions:
+    """Everything a pass over a split produced, in dataset order (gathered from all processes)."""
+
+    logits: np.ndarray  # (N, K)
+    decisions: np.ndarray  # (N, S, M)
+    probs: np.ndarray  # (N, S, M)
+    labels: np.ndarray  # (N,)
+    targets: np.ndarray  # (N, K)
+    indices: np.ndarray  # (N,)
+    seconds: float  # network time (all processes in parallel)
+
+
+@torch.no_grad()
+def predict(model: AdaMML, loader: DataLoader, info: DistInfo, decisions_fn: DecisionFn | None = None,
+            on_batch: Callable[[int], None] | None = None) -> Predictions:
+    """Run the sparse inference path over `loader` (each recognizer only on the cells that selected it)."""
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "decisions", "probs", "labels", "targets", "indices")}
+    seconds = 0.0
+    for batch in loader:
+        batch = to_device(batch, info.device)
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        decisions = decisions_fn(batch) if decisions_fn is not None else None
+        out = model.infer(batch, decisions)
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+        parts["logits"].append(out.logits.float().cpu().numpy())
+        parts["decisions"].append(out.decisions.float().cpu().numpy())
+        parts["probs"].append(out.decision_probs.float().cpu().numpy())
+        parts["labels"].append(batch["label"].cpu().numpy())
+        parts["targets"].append(batch["target"].cpu().numpy())
+        parts["indices"].append(batch["index"].cpu().numpy())
+        if on_batch is not None:
+            on_batch(int(batch["label"].shape[0]) * info.world)
+    local = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
+    gathered = all_gather_objects((local, seconds), info)
+    merged = {k: np.concatenate([g[0][k] for g in gathered if len(g[0][k])]) for k in local}
+    order = np.argsort(merged["indices"], kind="stable")
+    return Predictions(**{k: v[order] for k, v in merged.items()}, seconds=max(g[1] for g in gathered))

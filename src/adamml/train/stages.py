@@ -1,0 +1,416 @@
+"""The paper's training recipe as explicit stages (paper Sec. 3.3, supplementary Sec. B).
+
+- `unimodal`: one recognizer, SGD lr 0.01, steps at 20/40/50 of 60 epochs.
+- `fusion`: every recognizer on every segment with learnable weighted late fusion (the main baseline),
+  recognizers initialised from unimodal checkpoints.
+- `random`: like `fusion`, but each (segment, modality) cell is used with a fixed probability (the
+  random-policy baseline at a chosen selection rate).
+- `adamml`: warm-up (policy frozen at its random initialisation, recognizers trained with CE) -> alternating
+  (each epoch: one recognition epoch with the policy frozen, then one policy epoch with the recognizers frozen
+  and CE + efficiency loss; Gumbel temperature x 0.965 per epoch) -> fine-tune (policy frozen, from the best
+  checkpoint). Recognition SGD, policy Adam; every learning-rate schedule is attached to the optimiser that is
+  actually stepped, and stepped once per epoch of its phase.
+
+Model selection uses the validation split only. `last.pt` is written after every epoch with everything needed
+to resume; `best.pt` holds the best validation model.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from adamml.config import Config, dump_config
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.metrics import mean_average_precision, softmax, topk_accuracy
+from adamml.models.adamml import AdaMML
+from adamml.models.build import build_model
+from adamml.train.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    load_checkpoint,
+    load_model_state,
+    load_recognizer,
+    model_payload,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from adamml.train.distributed import DistInfo, barrier, sync_batch_norm, wrap
+from adamml.train.loop import DecisionFn, EpochStats, Predictions, make_loader, predict, train_epoch
+
+STAGES = ("unimodal", "fusion", "random", "adamml")
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # unimodal | fusion | random | warmup | alternating | finetune
+    epochs: int
+
+
+def phases_for(cfg: Config, stage: str) -> list[Phase]:
+    t = cfg.train
+    if stage == "unimodal":
+        return [Phase("unimodal", t.unimodal.epochs)]
+    if stage == "fusion":
+        return [Phase("fusion", t.fusion.epochs)]
+    if stage == "random":
+        return [Phase("random", t.fusion.epochs)]
+    if stage == "adamml":
+        return [Phase("warmup", t.warmup.epochs), Phase("alternating", t.alternating.epochs),
+                Phase("finetune", t.finetune.epochs)]
+    raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+
+
+def always_on(model: AdaMML) -> DecisionFn:
+    def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        any_key = next(iter(model.modalities))
+        b, s = batch[any_key].shape[:2]
+        return torch.ones(b, s, len(model.modalities), device=batch[any_key].device)
+
+    return fn
+
+
+def random_rates(cfg: Config) -> tuple[float, ...]:
+    """Selection probability per modality of the random-policy baseline, in model order."""
+    rates = dict(cfg.train.random_rates)
+    unknown = set(rates) - set(cfg.model.modalities)
+    if unknown:
+        raise ValueError(f"train.random_rates names modalities not in the model: {sorted(unknown)}")
+    return tuple(float(rates.get(m, 0.5)) for m in cfg.model.modalities)
+
+
+def random_policy(model: AdaMML, rates: tuple[float, ...], seed: int | None) -> DecisionFn:
+    """Each cell used with probability rates[m]; with `seed`, decisions depend only on (seed, video index)
+    (evaluation), else on the global torch RNG (training)."""
+    p = torch.tensor(rates)
+
+    def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        any_key = next(iter(model.modalities))
+        b, s = batch[any_key].shape[:2]
+        if seed is None:
+            u = torch.rand(b, s, len(rates))
+        else:
+            u = torch.from_numpy(np.stack([
+                np.random.default_rng([seed, int(i)]).random((s, len(rates))) for i in batch["index"].cpu()
+            ])).float()
+        return (u < p).float().to(batch[any_key].device)
+
+    return fn
+
+
+def eval_decisions(model: AdaMML, stage: str, cfg: Config) -> DecisionFn | None:
+    """How a trained model of `stage` takes decisions at evaluation (None: its policy)."""
+    if stage in ("unimodal", "fusion"):
+        return always_on(model)
+    if stage == "random":
+        return random_policy(model, random_rates(cfg), seed=cfg.train.seed)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def summarize(pred: Predictions, modalities: tuple[str, ...], multi_label: bool) -> dict[str, Any]:
+    """top1 / top5 / mAP and selection rates of a prediction pass."""
+    scores = softmax(pred.logits)
+    labelled = pred.labels >= 0
+    out: dict[str, Any] = {
+        "videos": int(len(pred.labels)),
+        "top1": topk_accuracy(scores[labelled], pred.labels[labelled], 1),
+        "top5": topk_accuracy(scores[labelled], pred.labels[labelled], 5),
+        "mAP": mean_average_precision(scores, pred.targets),
+        "selection_rate": {m: float(pred.decisions[..., i].mean()) for i, m in enumerate(modalities)},
+    }
+    out["score"] = out["mAP"] if multi_label else out["top1"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class Run:
+    """Everything one training run holds."""
+
+    cfg: Config
+    stage: str
+    out: Path
+    info: DistInfo
+    model: AdaMML
+    train_set: SegmentDataset
+    val_set: SegmentDataset
+    multi_label: bool
+    console: Console
+    best_score: float = float("-inf")
+    log_rows: list[dict] = dataclasses.field(default_factory=list)
+
+
+def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
+              init: list[Path]) -> Run:
+    if stage == "unimodal" and len(cfg.model.modalities) != 1:
+        raise ValueError(f"the unimodal stage trains one modality, got {list(cfg.model.modalities)} "
+                         "(give --modalities NAME)")
+    store = Store.open(data)
+    if len(store.classes) != cfg.model.num_classes:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(store.classes)))
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    for path in init:
+        payload = load_checkpoint(path)
+        have = [m for m in checkpoint_config(payload, path).model.modalities if m in cfg.model.modalities]
+        if not have:
+            raise CheckpointError(f"{path}: none of its modalities are in this model ({list(cfg.model.modalities)})")
+        for name in have:
+            load_recognizer(model, name, payload, path)
+    model = sync_batch_norm(model, info).to(info.device)
+    sampling = sampling_config(cfg)
+    train_set = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling,
+                               seed=cfg.train.seed)
+    val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
+    return Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console)
+
+
+def _set_trainable(model: AdaMML, recognizers: bool, policy: bool) -> None:
+    for p in list(model.recognizers.parameters()) + list(model.fusion.parameters()):
+        p.requires_grad_(recognizers)
+    for p in model.policy.parameters():
+        p.requires_grad_(policy)
+
+
+def _recognition_params(model: AdaMML) -> list[torch.nn.Parameter]:
+    return list(model.recognizers.parameters()) + list(model.fusion.parameters())
+
+
+def _sgd(params, opt) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, opt) -> torch.optim.lr_scheduler.MultiStepLR:
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.lr_decay)
+
+
+class PhaseState:
+    """The optimisers and schedulers of one phase, created explicitly for it."""
+
+    def __init__(self, run: Run, phase: Phase) -> None:
+        cfg, model = run.cfg.train, run.model
+        self.phase = phase
+        self.rec_opt: torch.optim.Optimizer | None = None
+        self.pol_opt: torch.optim.Optimizer | None = None
+        settings = {"unimodal": cfg.unimodal, "fusion": cfg.fusion, "random": cfg.fusion,
+                    "warmup": cfg.warmup, "alternating": cfg.alternating, "finetune": cfg.finetune}[phase.name]
+        self.rec_opt = _sgd(_recognition_params(model), settings)
+        self.rec_sched = _schedule(self.rec_opt, settings)
+        self.pol_sched = None
+        if phase.name == "alternating":
+            self.pol_opt = torch.optim.Adam(model.policy.parameters(), lr=cfg.policy_lr,
+                                            weight_decay=cfg.policy_weight_decay)
+            self.pol_sched = _schedule(self.pol_opt, cfg.alternating)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"rec_opt": self.rec_opt.state_dict(), "rec_sched": self.rec_sched.state_dict()}
+        if self.pol_opt is not None:
+            state.update(pol_opt=self.pol_opt.state_dict(), pol_sched=self.pol_sched.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rec_opt.load_state_dict(state["rec_opt"])
+        self.rec_sched.load_state_dict(state["rec_sched"])
+        if self.pol_opt is not None:
+            self.pol_opt.load_state_dict(state["pol_opt"])
+            self.pol_sched.load_state_dict(state["pol_sched"])
+
+    def step_schedules(self) -> None:
+        self.rec_sched.step()
+        if self.pol_sched is not None:
+            self.pol_sched.step()
+
+
+def _efficiency(cfg: Config) -> tuple[tuple[float, ...], float]:
+    weights = dict(cfg.train.efficiency_weights)
+    missing = [m for m in cfg.model.modalities if m not in weights]
+    if missing:
+        raise ValueError(f"train.efficiency_weights has no weight for {missing} (set e.g. "
+                         f"--set train.efficiency_weights.{missing[0]}=1.0)")
+    return tuple(float(weights[m]) for m in cfg.model.modalities), cfg.train.gamma
+
+
+def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: list[Path] = (),
+          resume: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """Train `stage` on the store `data` into `out` (best.pt, last.pt, config.yaml, log.csv); returns a summary."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    out = Path(out)
+    phases = phases_for(cfg, stage)
+    last = out / "last.pt"
+    if resume and not last.exists():
+        console.print(f"--resume: {last} not found, starting from the beginning")
+        resume = False
+    if not resume and last.exists():
+        raise CheckpointError(f"{out} already holds a run (last.pt); use --resume to continue it or another --out")
+    run = build_run(cfg, stage, data, out, info, console, [] if resume else list(init))
+    cfg = run.cfg
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, out / "config.yaml")
+    start_phase, start_epoch = 0, 0
+    saved_phase_state = None
+    if resume:
+        payload = load_checkpoint(last)
+        if payload.get("stage") != stage:
+            raise CheckpointError(f"{last} is a {payload.get('stage')!r} run, not {stage!r}")
+        load_model_state(run.model, payload["model"], last)
+        start_phase, start_epoch = payload["phase_index"], payload["epoch"] + 1
+        saved_phase_state = payload["phase_state"]
+        run.best_score = payload["best_score"]
+        run.log_rows = list(payload.get("log_rows", []))
+        set_rng_state(payload["rng"])
+        console.print(f"resuming {stage} at {phases[start_phase].name} epoch {start_epoch + 1}")
+    started = time.perf_counter()
+    for index in range(start_phase, len(phases)):
+        phase = phases[index]
+        if phase.name == "finetune" and (out / "best.pt").exists() and not (resume and index == start_phase):
+            load_model_state(run.model, load_checkpoint(out / "best.pt")["model"], out / "best.pt")
+        state = PhaseState(run, phase)
+        first = 0
+        if resume and index == start_phase:
+            state.load_state_dict(saved_phase_state)
+            first = start_epoch
+        for epoch in range(first, phase.epochs):
+            _run_epoch(run, state, phase, epoch)
+            save_checkpoint(last, {**model_payload(run.model, cfg), **_progress(run, stage, index, epoch, state)}) \
+                if info.is_main else None
+            barrier(info)
+    summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
+               "out": str(out)}
+    if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
+        save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg), "stage": stage})
+    return summary
+
+
+def _progress(run: Run, stage: str, index: int, epoch: int, state: PhaseState) -> dict[str, Any]:
+    return {"stage": stage, "phase_index": index, "epoch": epoch, "phase_state": state.state_dict(),
+            "best_score": run.best_score, "rng": rng_state(), "log_rows": run.log_rows,
+            "random_rates": list(random_rates(run.cfg)) if stage == "random" else None}
+
+
+def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
+    cfg, model, info = run.cfg, run.model, run.info
+    t = cfg.train
+    parts: list[tuple[str, bool, bool]]  # (part, train recognizers, train policy)
+    if phase.name == "alternating":
+        parts = [("recognition", True, False), ("policy", False, True)]
+    elif phase.name in ("warmup", "finetune"):
+        parts = [("recognition", True, False)]
+    else:
+        parts = [("supervised", True, False)]
+    run.train_set.set_epoch(_global_epoch(run, phase, epoch))
+    for part, rec, pol in parts:
+        _set_trainable(model, rec, pol)
+        forward = wrap(model, info)
+        optimizers = [state.rec_opt] if rec else [state.pol_opt]
+        decisions_fn: DecisionFn | None = None
+        if phase.name in ("unimodal", "fusion"):
+            decisions_fn = always_on(model)
+        elif phase.name == "random":
+            decisions_fn = random_policy(model, random_rates(cfg), seed=None)
+        efficiency = _efficiency(cfg) if part == "policy" else None
+        loader = make_loader(run.train_set, t.batch_size, info, t.seed * 1000 + _global_epoch(run, phase, epoch),
+                             train=True, workers=cfg.data.workers)
+        label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part}" if len(parts) > 1 else "")
+        stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
+            model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
+            multi_label=run.multi_label, on_step=on_step))
+        _log(run, phase, epoch, part, stats, state, None)
+    state.step_schedules()
+    if phase.name == "alternating":
+        model.policy.set_temperature(float(model.policy.temperature) * t.temperature_decay)
+    _set_trainable(model, True, True)
+    if phase.name == "warmup":
+        return  # the policy is still random: nothing to select yet
+    val = validate(run)
+    run.log_rows[-1].update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
+    run.log_rows[-1].update({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
+    improved = val["score"] > run.best_score
+    if improved:
+        run.best_score = val["score"]
+        if info.is_main:
+            save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg), "stage": run.stage,
+                                                  "val": val, "phase": phase.name, "epoch": epoch,
+                                                  "random_rates": list(random_rates(cfg)) if run.stage == "random" else None})
+    if info.is_main:
+        sel = " ".join(f"{m} {100 * r:.0f}%" for m, r in val["selection_rate"].items())
+        run.console.print(f"  val: top1 {val['top1']:.2f}  mAP {val['mAP']:.2f}  selection {sel}"
+                          + ("  (best)" if improved else ""))
+        _write_logs(run)
+
+
+def _global_epoch(run: Run, phase: Phase, epoch: int) -> int:
+    offset = 0
+    for p in phases_for(run.cfg, run.stage):
+        if p.name == phase.name:
+            return offset + epoch
+        offset += p.epochs
+    return epoch
+
+
+def validate(run: Run) -> dict[str, Any]:
+    loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
+                         workers=run.cfg.data.workers)
+    pred = predict(run.model, loader, run.info, eval_decisions(run.model, run.stage, run.cfg))
+    return summarize(pred, run.model.modalities, run.multi_label)
+
+
+def _with_progress(run: Run, label: str, total: int, body) -> EpochStats:
+    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=run.console,
+                        disable=not run.info.is_main, transient=False)
+    with progress:
+        task = progress.add_task(label, total=total, status="")
+        temperature = float(run.model.policy.temperature)
+
+        def on_step(stats: EpochStats) -> None:
+            sel = " ".join(f"{m}:{100 * r:.0f}%" for m, r in stats.selection.items())
+            progress.update(task, advance=1, status=f"loss {stats.loss:.3f} acc {stats.top1:.1f} {sel} T {temperature:.2f}")
+
+        return body(on_step)
+
+
+def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state: PhaseState, _val) -> None:
+    row = {"phase": phase.name, "epoch": epoch + 1, "part": part,
+           "lr": state.rec_opt.param_groups[0]["lr"] if part != "policy" else state.pol_opt.param_groups[0]["lr"],
+           "loss": stats.loss, "ce": stats.ce, "efficiency": stats.efficiency, "train_top1": stats.top1,
+           "temperature": float(run.model.policy.temperature), "seconds": stats.seconds,
+           **{f"train_sel_{m}": r for m, r in stats.selection.items()}}
+    run.log_rows.append(row)
+
+
+def _write_logs(run: Run) -> None:
+    keys: list[str] = []
+    for row in run.log_rows:
+        keys += [k for k in row if k not in keys]
+    with open(run.out / "log.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(run.log_rows)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time
+        return
+    with SummaryWriter(str(run.out / "tensorboard")) as writer:
+        step = len(run.log_rows)
+        for key, value in run.log_rows[-1].items():
+            if isinstance(value, (int, float)):
+                writer.add_scalar(key, value, step)

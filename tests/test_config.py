@@ -1,0 +1,76 @@
+"""Configuration: presets, overrides, unknown keys, resolved YAML round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from adamml.config import Config, ConfigError, ModelConfig, dump_config, load_config, preset_names
+
+
+def test_presets_load_with_paper_numbers() -> None:
+    assert {"paper-rgb-audio", "paper-rgb-flow", "paper-rgb-flow-audio", "tiny"} <= set(preset_names())
+    expected = {"paper-rgb-audio": ("rgb", "audio"), "paper-rgb-flow": ("rgb", "flow"),
+                "paper-rgb-flow-audio": ("rgb", "flow", "audio")}
+    for name, modalities in expected.items():
+        model = load_config(name).model
+        assert model.modalities == modalities
+        assert (model.resnet.depth, model.input_size, model.num_segments, model.frames_per_segment) == (50, 224, 10, 8)
+        assert (model.policy.size, model.policy.frames, model.policy.hidden, model.policy.lstm_hidden) == (
+            160, 4, (2048, 2048), 256)
+        assert model.num_classes == 31 and model.fusion.kind == "weighted"
+        assert model.policy.threshold == 0.5 and model.policy.temperature == 5.0
+    assert load_config("tiny").model.modalities == ("rgb", "flow", "audio")
+
+
+def test_overrides_parse_yaml_values() -> None:
+    cfg = load_config("tiny", ["model.policy.threshold=0.25", "model.modalities=[rgb, audio]",
+                               "model.resnet.pretrained=/tmp/w.pth", "model.num_classes=7"])
+    assert cfg.model.policy.threshold == 0.25
+    assert cfg.model.modalities == ("rgb", "audio")
+    assert cfg.model.resnet.pretrained == "/tmp/w.pth"
+    assert cfg.model.num_classes == 7
+
+
+def test_unknown_key_in_file_names_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  policy:\n    treshold: 0.3\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "model.policy.treshold" in str(error.value) and str(path) in str(error.value)
+    path.write_text("modle:\n  num_classes: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+        load_config(path)
+
+
+def test_unknown_override_key_and_bad_values() -> None:
+    with pytest.raises(ConfigError, match="model.polcy"):
+        load_config("tiny", ["model.polcy.threshold=0.3"])
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config("tiny", ["model.num_classes"])
+    with pytest.raises(ConfigError, match="must be an integer"):
+        load_config("tiny", ["model.num_classes=many"])
+    with pytest.raises(ConfigError, match="depth must be 18, 34 or 50"):
+        load_config("tiny", ["model.resnet.depth=101"])
+    with pytest.raises(ConfigError, match="unknown modality"):
+        load_config("tiny", ["model.modalities=[rgb, depth]"])
+    with pytest.raises(ConfigError, match="fusion.kind"):
+        load_config("tiny", ["model.fusion.kind=concat"])
+    with pytest.raises(ConfigError, match="no preset named"):
+        load_config("paper-rgb-smell")
+
+
+def test_dump_and_reload_round_trip(tmp_path: Path) -> None:
+    cfg = load_config("paper-rgb-flow", ["model.policy.threshold=0.4"])
+    path = dump_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(path) == cfg
+    assert "threshold: 0.4" in path.read_text()
+
+
+def test_configs_are_frozen_and_default_to_the_paper() -> None:
+    cfg = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.num_classes = 3  # type: ignore[misc]
+    assert ModelConfig().resnet.depth == 50 and ModelConfig().policy.size == 160

@@ -1,0 +1,321 @@
+"""Models: shapes, gradients through the Gumbel-Softmax path, sparse inference = dense inference, decisions,
+fusion, and ImageNet weight loading with channel inflation. Tiny inputs, CPU only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from adamml.config import AudioNetConfig, FusionConfig, ModelConfig, PolicyConfig, ResNetConfig
+from adamml.models import (AdaMML, CheckpointMismatchError, LateFusion, MobileNetV2Extractor,
+                           MobileNetV2Recognizer, TSNResNet, build_model, load_imagenet_weights)
+from adamml.models.tsn_resnet import temporal_max_pool
+
+CHANNELS = {"rgb": 3, "flow": 10, "rgbdiff": 15}
+
+
+def small_cfg(modalities: tuple[str, ...] = ("rgb", "flow", "audio"), **changes: object) -> ModelConfig:
+    """A very small model: ResNet-18 x1/16 on 32 x 32, MobileNetV2 x0.25, a 16-16-8 policy."""
+    cfg = ModelConfig(
+        modalities=modalities, num_classes=5, num_segments=3, input_size=32,
+        resnet=ResNetConfig(depth=18, base_width=4), audio=AudioNetConfig(size=32, width_mult=0.25),
+        policy=PolicyConfig(size=32, frames=4, audio_size=32, width_mult=0.25, hidden=(16, 16), lstm_hidden=8),
+    )
+    return ModelConfig(**{**cfg.__dict__, **changes})
+
+
+def make_batch(b: int = 2, s: int = 3, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random inputs for every modality, ``(B, S, ...)``; the spectrogram is 48 x 48 (resized by the model)."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {name: torch.randn(b, s, 8, c, size, size, generator=g) for name, c in CHANNELS.items()}
+    batch["audio"] = torch.randn(b, s, 1, 48, 48, generator=g)
+    return batch
+
+
+def build(cfg: ModelConfig, seed: int = 0) -> AdaMML:
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+# ------------------------------------------------------------------------------------------------ networks
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+@pytest.mark.parametrize("modality", ["rgb", "flow", "rgbdiff"])
+def test_tsn_resnet_shapes_and_temporal_pooling(depth: int, modality: str) -> None:
+    net = TSNResNet(depth, CHANNELS[modality], num_classes=5, base_width=4).eval()
+    seen = {}
+    net.layer4.register_forward_hook(lambda module, inputs, output: seen.update(layer4=inputs[0].shape))
+    x = torch.randn(2, 8, CHANNELS[modality], 32, 32)  # (N, T, C, H, W)
+    logits = net(x)
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    assert seen["layer4"][0] == 2  # 8 -> 4 -> 2 -> 1 frames before layer4
+    assert net.forward_features(x).shape == (2, net.num_features)
+
+
+def test_temporal_max_pool_is_kernel3_stride2_pad1() -> None:
+    x = torch.arange(2 * 8, dtype=torch.float32).view(2 * 8, 1, 1, 1)  # (N * T, C, H, W), N = 2, T = 8
+    y, frames = temporal_max_pool(x, 8)
+    assert frames == 4
+    assert y.flatten().tolist() == [1, 3, 5, 7, 9, 11, 13, 15]  # max over frames (2t-1, 2t, 2t+1)
+    assert temporal_max_pool(torch.randn(3, 2, 4, 4), 1)[1] == 1
+
+
+def test_mobilenets_shapes() -> None:
+    audio = MobileNetV2Recognizer(1, 5, width_mult=0.25).eval()
+    assert audio(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+    for channels in (3, 15):
+        extractor = MobileNetV2Extractor(channels, width_mult=0.25).eval()
+        assert extractor(torch.randn(2, 4, channels, 32, 32)).shape == (2, 1280)
+    assert MobileNetV2Extractor(1, width_mult=0.25).eval()(torch.randn(2, 1, 32, 32)).shape == (2, 1280)
+
+
+@pytest.mark.parametrize("modalities", [("rgb", "audio"), ("rgb", "flow"), ("rgb", "flow", "audio"), ("rgb",),
+                                        ("audio",), ("rgb", "rgbdiff")])
+def test_adamml_output_shapes(modalities: tuple[str, ...]) -> None:
+    model = build(small_cfg(modalities)).eval()
+    assert model.policy.inputs == tuple(dict.fromkeys("rgbdiff" if m == "flow" else m for m in modalities))
+    out = model(make_batch())
+    m = len(modalities)
+    assert out.logits.shape == (2, 5) and out.segment_logits.shape == (2, 3, 5)
+    assert out.modality_logits.shape == (2, 3, m, 5)
+    assert out.decisions.shape == out.decision_probs.shape == (2, 3, m)
+    assert out.decision_logits is not None and out.decision_logits.shape == (2, 3, m, 2)
+    for tensor in (out.logits, out.segment_logits, out.decision_probs):
+        assert torch.isfinite(tensor).all()
+
+
+def test_policy_inputs_subsample_frames_and_resize() -> None:
+    model = build(small_cfg())
+    batch = make_batch(size=32)
+    inputs = model.policy_inputs(batch)
+    assert inputs["rgb"].shape == (2, 3, 4, 3, 32, 32)
+    torch.testing.assert_close(inputs["rgb"], batch["rgb"][:, :, 0:8:2])  # frames 0, 2, 4, 6
+    assert inputs["rgbdiff"].shape == (2, 3, 4, 15, 32, 32) and "flow" not in inputs
+    assert inputs["audio"].shape == (2, 3, 1, 32, 32)  # 48 -> 32
+    big = model.policy_inputs(make_batch(size=40))
+    assert big["rgb"].shape == (2, 3, 4, 3, 32, 32)
+    del batch["rgbdiff"]
+    with pytest.raises(KeyError, match="rgbdiff"):
+        model.decide(batch)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_every_parameter_gets_a_gradient_through_gumbel_softmax() -> None:
+    model = build(small_cfg(), seed=1).train()
+    torch.manual_seed(3)
+    batch = make_batch(b=2, s=4)
+    out = model(batch)
+    assert set(out.decisions.unique().tolist()) <= {0.0, 1.0}
+    assert out.decisions.requires_grad  # straight-through: the hard decisions carry the soft gradient
+    assert (out.decisions.sum(dim=(0, 1)) > 0).all(), "every recognizer should be selected somewhere"
+    loss = F.cross_entropy(out.logits, torch.tensor([1, 3]))
+    loss.backward()
+    without = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert without == []
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_temperature_is_a_buffer() -> None:
+    model = build(small_cfg())
+    model.policy.set_temperature(2.5)
+    assert model.state_dict()["policy.temperature"].item() == pytest.approx(2.5)
+    with pytest.raises(ValueError):
+        model.policy.set_temperature(0.0)
+
+
+# ------------------------------------------------------------------------------------------------ decisions
+
+
+def test_eval_decisions_are_deterministic_and_thresholded() -> None:
+    model = build(small_cfg()).eval()
+    batch = make_batch()
+    first, second = model.decide(batch), model.decide(batch)
+    torch.testing.assert_close(first.decisions, second.decisions)
+    torch.testing.assert_close(first.decisions, (first.probs >= 0.5).float())
+    torch.testing.assert_close(first.probs, first.logits.softmax(-1)[..., 1])
+
+
+def test_threshold_trades_usage() -> None:
+    model = build(small_cfg()).eval()
+    batch = make_batch()
+    probs = model.decide(batch).probs
+    model.policy.threshold = 0.0
+    assert model.decide(batch).decisions.eq(1).all()
+    model.policy.threshold = 1.0
+    assert model.decide(batch).decisions.eq(0).all()
+    model.policy.threshold = float(probs.detach().median())
+    middle = model.decide(batch).decisions
+    torch.testing.assert_close(middle, (probs >= probs.median()).float())
+    assert 0 < middle.sum() < middle.numel()
+
+
+def test_random_at_test_reproduces_official_sampling() -> None:
+    model = build(small_cfg()).eval()
+    model.policy.random_at_test = True
+    model.policy.set_temperature(50.0)  # flat: the samples are nearly fair coins
+    batch = make_batch()
+    samples = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        samples.append(model.decide(batch).decisions)
+    assert all(set(s.unique().tolist()) <= {0.0, 1.0} for s in samples)
+    assert any(not torch.equal(samples[0], s) for s in samples[1:])
+
+
+# ------------------------------------------------------------------------------------------------ sparse = dense
+
+
+def _decisions(kind: str, b: int, s: int, m: int) -> torch.Tensor | None:
+    g = torch.Generator().manual_seed(7)
+    if kind == "random":
+        return (torch.rand(b, s, m, generator=g) < 0.5).float()
+    if kind == "all_on":
+        return torch.ones(b, s, m)
+    if kind == "all_off":
+        return torch.zeros(b, s, m)
+    if kind == "empty_segments":  # some segments use nothing, one video uses only audio
+        d = (torch.rand(b, s, m, generator=g) < 0.6).float()
+        d[0, 1] = 0
+        d[1] = 0
+        d[1, 2, 2] = 1
+        return d
+    return None  # the policy decides
+
+
+@pytest.mark.parametrize("kind", ["policy", "random", "all_on", "all_off", "empty_segments"])
+@pytest.mark.parametrize("fusion", [FusionConfig(), FusionConfig(kind="average", segment_mean="selected")])
+def test_sparse_inference_equals_dense(kind: str, fusion: FusionConfig) -> None:
+    model = build(small_cfg(fusion=fusion)).eval()
+    batch = make_batch(b=2, s=3)
+    decisions = _decisions(kind, 2, 3, 3)
+    if decisions is None:
+        model.policy.threshold = float(model.decide(batch).probs.detach().median())  # a mix of used and skipped cells
+    with torch.no_grad():
+        dense = model(batch, decisions)
+    sparse = model.infer(batch, decisions)
+    torch.testing.assert_close(sparse.decisions, dense.decisions)
+    if decisions is None:
+        assert 0 < sparse.decisions.sum() < sparse.decisions.numel()
+        torch.testing.assert_close(sparse.decision_probs, dense.decision_probs)
+    for name in ("logits", "segment_logits", "modality_logits"):
+        torch.testing.assert_close(getattr(sparse, name), getattr(dense, name), atol=1e-5, rtol=1e-4)
+    assert torch.isfinite(sparse.logits).all()
+    skipped = sparse.decisions == 0
+    assert sparse.modality_logits[skipped].eq(0).all()
+
+
+def test_sparse_inference_never_runs_unselected_recognizers() -> None:
+    model = build(small_cfg()).eval()
+    batch = make_batch()
+    calls: dict[str, int] = {}
+    for name, net in model.recognizers.items():
+        net.register_forward_hook(lambda module, inputs, output, name=name: calls.update({name: inputs[0].shape[0]}))
+    decisions = torch.zeros(2, 3, 3)
+    decisions[0, 1, 0] = decisions[1, 2, 0] = decisions[1, 0, 2] = 1  # rgb on 2 cells, audio on 1, flow never
+    del batch["flow"]  # a modality nobody selected is never read
+    out = model.infer(batch, decisions)
+    assert calls == {"rgb": 2, "audio": 1}
+    assert out.decision_logits is None
+
+
+# ------------------------------------------------------------------------------------------------ fusion
+
+
+def test_fusion_weights() -> None:
+    fusion = LateFusion(3, "weighted")
+    torch.testing.assert_close(fusion.weights(), torch.full((3,), 1 / 3))
+    with torch.no_grad():
+        fusion.free_weights.copy_(torch.tensor([0.5, 0.2]))
+    torch.testing.assert_close(fusion.weights(), torch.tensor([0.5, 0.2, 0.3]))
+    assert list(LateFusion(1, "weighted").parameters()) == []
+    assert list(LateFusion(3, "average").parameters()) == []
+
+
+def test_fusion_segment_means() -> None:
+    logits = torch.ones(1, 2, 2, 4)  # (B, S, M, K)
+    decisions = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])  # (B, S, M): the second segment uses nothing
+    segments, video = LateFusion(2, "average", "all")(logits, decisions)
+    torch.testing.assert_close(segments[0, :, 0], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(video, torch.full((1, 4), 0.5))
+    _, video = LateFusion(2, "average", "selected")(logits, decisions)
+    torch.testing.assert_close(video, torch.ones(1, 4))
+    _, video = LateFusion(2, "average", "selected")(logits, torch.zeros(1, 2, 2))
+    torch.testing.assert_close(video, torch.zeros(1, 4))
+
+
+# ------------------------------------------------------------------------------------------------ weights
+
+
+@pytest.fixture(scope="module")
+def imagenet_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Fake torchvision ImageNet checkpoints (torchvision's own definitions, random weights)."""
+    folder = tmp_path_factory.mktemp("imagenet")
+    torch.manual_seed(0)
+    files = {"resnet18": folder / "resnet18.pth", "mobilenet_v2": folder / "mobilenet_v2.pth"}
+    resnet = torchvision.models.resnet18().state_dict()
+    resnet = {k: v for k, v in resnet.items() if not k.endswith("num_batches_tracked")}  # like the old files
+    torch.save(resnet, files["resnet18"])
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), files["mobilenet_v2"])
+    return files
+
+
+def test_loading_inflates_the_first_conv(imagenet_files: dict[str, Path]) -> None:
+    source = torch.load(imagenet_files["resnet18"], weights_only=True)
+    flow = TSNResNet(18, 10, num_classes=5)
+    head = flow.fc.weight.detach().clone()
+    load_imagenet_weights(flow, imagenet_files["resnet18"])
+    expected = source["conv1.weight"].mean(dim=1, keepdim=True).expand(-1, 10, -1, -1)
+    torch.testing.assert_close(flow.conv1.weight, expected)
+    torch.testing.assert_close(flow.layer3[1].conv2.weight, source["layer3.1.conv2.weight"])
+    torch.testing.assert_close(flow.fc.weight, head)  # the ImageNet classifier is not loaded
+    rgb = TSNResNet(18, 3, num_classes=5)
+    load_imagenet_weights(rgb, imagenet_files["resnet18"])
+    torch.testing.assert_close(rgb.conv1.weight, source["conv1.weight"])
+
+    mobile = torch.load(imagenet_files["mobilenet_v2"], weights_only=True)
+    audio = MobileNetV2Recognizer(1, 5)
+    load_imagenet_weights(audio, imagenet_files["mobilenet_v2"])
+    torch.testing.assert_close(audio.features[0][0].weight, mobile["features.0.0.weight"].mean(1, keepdim=True))
+    diff = MobileNetV2Extractor(15)
+    load_imagenet_weights(diff, imagenet_files["mobilenet_v2"])
+    assert diff.features[0][0].weight.shape[1] == 15
+    torch.testing.assert_close(diff.features[18][0].weight, mobile["features.18.0.weight"])
+
+
+def test_build_model_loads_every_pretrained_file(imagenet_files: dict[str, Path]) -> None:
+    cfg = small_cfg(resnet=ResNetConfig(depth=18, pretrained=str(imagenet_files["resnet18"])),
+                    audio=AudioNetConfig(size=32, pretrained=str(imagenet_files["mobilenet_v2"])),
+                    policy=PolicyConfig(size=32, audio_size=32, hidden=(16, 16), lstm_hidden=8,
+                                        pretrained=str(imagenet_files["mobilenet_v2"])))
+    model = build_model(cfg)
+    source = torch.load(imagenet_files["resnet18"], weights_only=True)
+    torch.testing.assert_close(model.recognizers["rgb"].layer1[0].conv1.weight, source["layer1.0.conv1.weight"])
+    assert model.policy.extractors["rgbdiff"].features[0][0].weight.shape[1] == 15
+    out = model.eval()(make_batch(b=1, s=2))
+    assert torch.isfinite(out.logits).all()
+
+
+def test_wrong_checkpoint_gives_a_readable_error(imagenet_files: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_imagenet_weights(TSNResNet(50, 3, 5, base_width=4), imagenet_files["resnet18"])
+    message = str(error.value)
+    assert "missing from the checkpoint" in message and "layer1.0.conv3.weight" in message
+    assert "shape mismatch" in message and "depth 50" in message
+    shapes = r"conv1.weight: checkpoint \(64, 3, 7, 7\) vs model \(32, 3, 7, 7\)"
+    with pytest.raises(CheckpointMismatchError, match=shapes):
+        load_imagenet_weights(TSNResNet(18, 3, 5, base_width=32), imagenet_files["resnet18"])
+    with pytest.raises(CheckpointMismatchError, match="unexpected in the checkpoint"):
+        load_imagenet_weights(TSNResNet(18, 3, 5), imagenet_files["mobilenet_v2"])
+    wrapped = tmp_path / "trainer.pth"
+    torch.save({"epoch": 3, "state_dict": {"conv1.weight": torch.zeros(1)}}, wrapped)
+    with pytest.raises(CheckpointMismatchError, match="flat state dict"):
+        load_imagenet_weights(TSNResNet(18, 3, 5), wrapped)
+    with pytest.raises(FileNotFoundError):
+        load_imagenet_weights(TSNResNet(18, 3, 5), tmp_path / "absent.pth")
