@@ -14,10 +14,10 @@ FPS = 25.0
 
 
 def make_clip(path: Path, frames: int = 20, size: tuple[int, int] = (64, 48), audio: bool = True,
-              velocity: tuple[float, float] = (2.0, 0.0), seed: int = 0, **kwargs) -> Path:
+              velocity: tuple[float, float] = (2.0, 0.0), seed: int = 0, pitch: float = 440.0, **kwargs) -> Path:
     w, h = size
     data = moving_square_clip(frames, w, h, velocity, seed=seed)
-    return write_video(path, data, FPS, tone(frames / FPS, 440.0) if audio else None, **kwargs)
+    return write_video(path, data, FPS, tone(frames / FPS, pitch) if audio else None, **kwargs)
 
 
 def write_raw_codec(path: Path, frames: np.ndarray, codec: str) -> Path:

@@ -182,6 +182,7 @@ class TrainConfig:
     efficiency_weights: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "audio": 0.05})  # lambda_k
     gamma: float = 10.0  # efficiency loss for a wrong prediction
     random_rates: dict[str, float] = field(default_factory=dict)  # random-policy baseline (default 0.5 each)
+    clip_grad_norm: float = 20.0  # gradient norm clipping of each optimiser's parameters; 0 disables
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:

@@ -14,8 +14,8 @@ How it is built, and why:
   a centred 1.28 s window does not pick up the neighbouring cell.
 - Each class is a combination of three **signatures**, one value per modality, each taking fewer values
   than there are classes (`class_signatures`: with 8 classes, 2 x 2 x 2, every triple once), so that **no
-  single modality is enough** (a perfect unimodal model reaches 2 / 8 classes' worth of certainty: 25 %
-  top-1 with 8 classes) and **all three together are** (100 % possible):
+  single modality is enough** (with 8 classes, a perfect model of one modality narrows the class down to 4:
+  25 % top-1 at best; two modalities: 50 %) and **all three together are** (100 % possible):
   * appearance (RGB): the hue of a textured square object. Hues are isoluminant (pure U/V chroma added to the
     luma of the texture), so grey-level images, and hence optical flow, are identical for every hue;
   * motion (optical flow): the direction (up or down, then horizontal) and speed of the object. The object
@@ -32,8 +32,10 @@ How it is built, and why:
   Whether a modality is informative is cheap to see (is the object coloured; is anything moving between
   frames; is there a tone in the spectrogram) - the policy's inputs (low-resolution frames, frame
   differences, spectrogram) suffice - while which class it shows needs the recognizer (which hue, which
-  direction and speed, which pitch), with per-video jitter of hue and pitch, chroma noise on the object,
-  textured backgrounds and sensor noise so that no single pixel or bin gives it away.
+  direction and speed, which pitch), with per-video jitter of hue (+-12 degrees) and pitch (+-1 semitone),
+  per-pixel chroma noise on the object, random object size, position and timbre, textured backgrounds and
+  sensor noise, so that the class is a property of a region or a band, not of one fixed pixel value or
+  frequency bin.
 
 Everything is a pure function of `SynthConfig` and the seed: `plan_dataset` (labels, which cell is
 informative, signature values) needs no rendering; `render_cell_frames` / `render_cell_audio` render one

@@ -54,6 +54,23 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose gradient is the sum of every process's gradient (each process's loss depends
+    on the total)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the whole global batch (all processes), for CPU
     process groups. Differentiable: the reduction goes through `torch.distributed.nn.functional.all_reduce`."""
@@ -61,15 +78,15 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         c = x.shape[1]
         count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
-        stats = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), count])  # (2C + 1,)
-        stats = all_reduce(stats)
+        stats = all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))  # (C + 1,)
         n = stats[-1]
         mean = stats[:c] / n
-        var = stats[c:2 * c] / n - mean * mean  # biased, as batch norm normalises with
+        # two passes (sum, then squared deviations) keep the variance exact when it is tiny next to the mean
+        centred = x - mean[None, :, None, None]
+        var = all_reduce((centred * centred).sum(dim=(0, 2, 3))) / n  # biased, as batch norm normalises with
         if self.track_running_stats:
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 0.1
@@ -77,7 +94,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
                 self.num_batches_tracked.add_(1)
-        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        y = centred * torch.rsqrt(var[None, :, None, None] + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
@@ -112,7 +129,7 @@ def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
     if not info.enabled:
         return model
     ids = [info.local_rank] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def all_gather_objects(obj: object, info: DistInfo) -> list[object]:

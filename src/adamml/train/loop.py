@@ -88,12 +88,14 @@ def train_epoch(
     decisions_fn: DecisionFn | None,
     efficiency: tuple[tuple[float, ...], float] | None,
     multi_label: bool,
+    clip_grad_norm: float = 0.0,
     on_step: Callable[[EpochStats], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over `loader`.
 
     `forward` is the (possibly DDP-wrapped) model; `decisions_fn` gives fixed decisions (always-on, random)
-    instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss.
+    instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss;
+    `clip_grad_norm` > 0 clips each optimiser's gradient norm.
     """
     model.train()
     stats = EpochStats()
@@ -114,6 +116,9 @@ def train_epoch(
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for optimizer in optimizers:
+            if clip_grad_norm > 0:
+                params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+                torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
             optimizer.step()
         n = batch["label"].shape[0]
         values = torch.tensor([loss.item(), ce.item(), eff.item(), right.sum().item() / n]

@@ -332,7 +332,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part}" if len(parts) > 1 else "")
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
-            multi_label=run.multi_label, on_step=on_step))
+            multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, on_step=on_step))
         _log(run, phase, epoch, part, stats, state, None)
     state.step_schedules()
     if phase.name == "alternating":

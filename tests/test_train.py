@@ -1,0 +1,240 @@
+"""Training and evaluation on a tiny generated store: learning, the policy, resume, DDP, the eval report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adamml.cli import main
+from adamml.config import load_config
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.flops import measure_costs, video_gmacs
+from adamml.losses import classification_loss
+from adamml.models.build import build_model
+from adamml.prepare.importers import assign_classes, import_annotations
+from adamml.prepare.pipeline import run_prepare
+from adamml.prepare.worker import PrepareSettings
+from adamml.train.distributed import DistInfo
+from adamml.train.loop import EpochStats, train_epoch
+from adamml.train.stages import always_on
+from tests.conftest import make_clip
+
+# small and fast: 2 classes told apart by the direction of motion and by the pitch of the tone
+TINY = [
+    "model.num_classes=2", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",
+    "model.policy.size=32", "model.policy.audio_size=32", "model.resnet.dropout=0.0", "model.audio.dropout=0.0",
+    "data.train_segments=3", "data.stride=2", "data.train_scale=[32,40]", "data.test_short_side=32",
+    "data.workers=0", "train.batch_size=4", "train.eval_batch_size=4",
+    "train.unimodal.epochs=1", "train.fusion.epochs=1", "train.warmup.epochs=1", "train.alternating.epochs=1",
+    "train.finetune.epochs=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train_videos")
+    rows = ["path,label,split"]
+    for split, count in (("train", 4), ("val", 2), ("test", 2)):
+        for c, (label, velocity) in enumerate((("right", (2.0, 0.0)), ("down", (0.0, 2.0)))):
+            for i in range(count):
+                rel = f"{split}/{label}/{i}.mp4"
+                make_clip(root / rel, frames=24, size=(48, 32), velocity=velocity, seed=10 * c + i,
+                          pitch=(440.0 if c == 0 else 1200.0) * (1 + 0.05 * i))
+                rows.append(f"{rel},{label},{split}")
+    (root / "ann.csv").write_text("\n".join(rows) + "\n")
+    store = tmp_path_factory.mktemp("train_store")
+    imported = import_annotations("csv", root / "ann.csv", root)
+    classes, entries = assign_classes(imported.entries, None, None)
+    run_prepare(entries, classes, root, store, PrepareSettings(flow="dis", short_side=32))
+    return store
+
+
+def _cfg(*extra: str):
+    return load_config("tiny", TINY + list(extra))
+
+
+def test_training_steps_reduce_the_loss(tiny_store):
+    cfg = _cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    data = SegmentDataset(Store.open(tiny_store), "train", cfg.model.modalities, train=False,
+                          sampling=sampling_config(cfg))
+    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    decisions = always_on(model)(batch)
+    losses = []
+    model.train()
+    for _ in range(12):
+        out = model(batch, decisions)
+        loss = classification_loss(out.logits, batch["label"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.5 * losses[0]
+
+
+class _Toy(torch.utils.data.Dataset):
+    """RGB is noise; the audio spectrogram carries the class (a bright band at a class-dependent height)."""
+
+    def __init__(self, n: int, segments: int = 3) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.labels = torch.randint(0, 2, (n,), generator=g)
+        self.rgb = torch.randn(n, segments, 8, 3, 32, 32, generator=g)
+        self.audio = torch.randn(n, segments, 1, 32, 32, generator=g) * 0.3
+        for i, label in enumerate(self.labels):
+            rows = slice(4, 10) if label == 0 else slice(20, 26)
+            self.audio[i, :, :, rows] += 3.0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"rgb": self.rgb[i], "audio": self.audio[i], "label": self.labels[i],
+                "target": torch.nn.functional.one_hot(self.labels[i], 2).float(), "index": torch.tensor(i)}
+
+
+def test_policy_learns_to_pick_the_informative_modality():
+    cfg = _cfg("model.modalities=[rgb,audio]")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    loader = torch.utils.data.DataLoader(_Toy(32), batch_size=8, shuffle=True)
+    info = DistInfo()
+    rec = torch.optim.SGD(list(model.recognizers.parameters()) + list(model.fusion.parameters()), lr=0.05,
+                          momentum=0.9)
+    for _ in range(4):  # recognizers first, always on
+        train_epoch(model, model, loader, [rec], info, decisions_fn=always_on(model), efficiency=None,
+                    multi_label=False)
+    for p in list(model.recognizers.parameters()) + list(model.fusion.parameters()):
+        p.requires_grad_(False)
+    policy = torch.optim.Adam(model.policy.parameters(), lr=0.01)
+    stats = EpochStats()
+    for _ in range(12):  # policy epochs with the efficiency loss: rgb is expensive and useless
+        stats = train_epoch(model, model, loader, [policy], info, decisions_fn=None,
+                            efficiency=((1.0, 0.05), 10.0), multi_label=False)
+    model.eval()
+    batch = next(iter(torch.utils.data.DataLoader(_Toy(32), batch_size=32)))
+    out = model.infer(batch)
+    rate = out.decisions.mean(dim=(0, 1))  # (M,) rgb, audio
+    assert rate[1] > 0.8 and rate[0] < 0.2, (rate, stats)
+    assert (out.logits.argmax(1) == batch["label"]).float().mean() > 0.9
+
+
+def _train_cli(store: Path, out: Path, stage: str, *extra: str) -> list[str]:
+    args = ["train", "--config", "tiny", "--stage", stage, "--data", str(store), "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    return args + list(extra)
+
+
+def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
+    for m in ("rgb", "audio"):
+        assert main(_train_cli(tiny_store, tmp_path / m, "unimodal", "--modalities", m)) == 0
+    init = ["--init", str(tmp_path / "rgb" / "best.pt"), str(tmp_path / "audio" / "best.pt")]
+    assert main(_train_cli(tiny_store, tmp_path / "fusion", "fusion", "--modalities", "rgb,audio", *init)) == 0
+    assert main(_train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio", *init)) == 0
+    for name in ("best.pt", "last.pt", "config.yaml", "log.csv"):
+        assert (tmp_path / "ada" / name).exists()
+    phases = [row["phase"] for row in csv.DictReader(open(tmp_path / "ada" / "log.csv"))]
+    assert phases == ["warmup", "alternating", "alternating", "finetune"]
+    payload = torch.load(tmp_path / "ada" / "best.pt", weights_only=True)
+    assert payload["stage"] == "adamml" and "model" in payload
+    out = tmp_path / "report"
+    assert main(["eval", "--checkpoint", str(tmp_path / "ada" / "best.pt"), "--data", str(tiny_store),
+                 "--split", "test", "--out", str(out), "--threshold", "0.5,0.0,1.0"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    for key in ("top1", "top5", "mAP", "gflops_per_video", "selection_rate", "videos_per_second"):
+        assert key in report
+    decisions = json.loads((out / "decisions.json").read_text())
+    assert len(decisions) == report["videos"] == 4
+    # GFLOPs from the decisions actually taken
+    cfg = load_config(tmp_path / "ada" / "config.yaml")
+    costs = measure_costs(cfg.model)
+    used = np.array([[[m in seg for m in ("rgb", "audio")] for seg in v["segments"]] for v in decisions])
+    assert report["gflops_per_video"] == pytest.approx(video_gmacs(used, costs).mean())
+    sweep = {row["threshold"]: row for row in report["sweep"]}
+    assert sweep[0.0]["selection_rate"] == {"rgb": 1.0, "audio": 1.0}  # P(use) >= 0 always
+    assert sweep[1.0]["gflops_per_video"] <= sweep[0.0]["gflops_per_video"]
+    assert (out / "report.md").read_text().startswith("# Evaluation: adamml")
+    fused = tmp_path / "fused_report"
+    assert main(["eval", "--checkpoint", str(tmp_path / "fusion" / "best.pt"), "--data", str(tiny_store),
+                 "--out", str(fused)]) == 0
+    fused_report = json.loads((fused / "report.json").read_text())
+    assert fused_report["selection_rate"] == {"rgb": 1.0, "audio": 1.0}
+    assert fused_report["gflops_per_video"] == pytest.approx(fused_report["gflops_always_on"])
+
+
+def test_existing_run_needs_resume_and_bad_checkpoint_is_clear(tiny_store, tmp_path, capsys):
+    args = _train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "use --resume" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["eval", "--checkpoint", str(bad), "--data", str(tiny_store)]) == 2
+    assert "bad.pt: not a readable adamml checkpoint" in capsys.readouterr().err
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env, **kwargs)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_result(tiny_store, tmp_path):
+    epochs = ["--set", "train.unimodal.epochs=4", "--modalities", "rgb"]
+    whole = [sys.executable, "-m", "adamml.cli"] + _train_cli(tiny_store, tmp_path / "whole", "unimodal", *epochs)
+    assert _run(whole).returncode == 0
+    cut = [sys.executable, "-m", "adamml.cli"] + _train_cli(tiny_store, tmp_path / "cut", "unimodal", *epochs)
+    proc = subprocess.Popen(cut, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    last = tmp_path / "cut" / "last.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(last, weights_only=True)["epoch"] < 3, "the run finished before it could be killed"
+    resumed = _run(cut + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming unimodal" in resumed.stderr
+    a, b = _final_weights(tmp_path / "whole"), _final_weights(tmp_path / "cut")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(tiny_store, tmp_path):
+    # rgb + flow: the audio net of this toy (one constant tone per video, 1 x 1 maps at the end of the
+    # MobileNet) has near-zero batch variances that turn float rounding into different clipped steps
+    args = _train_cli(tiny_store, tmp_path / "one", "fusion", "--modalities", "rgb,flow", "--set",
+                      "train.fusion.epochs=2", "--set", "train.efficiency_weights.flow=1.0")
+    one = _run([sys.executable, "-m", "adamml.cli"] + args)
+    assert one.returncode == 0, one.stderr
+    two_args = [a if a != str(tmp_path / "one") else str(tmp_path / "two") for a in args]
+    two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                "-m", "adamml.cli"] + two_args)
+    assert two.returncode == 0, two.stderr
+    a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4, msg=key)
+    val_one = torch.load(tmp_path / "one" / "best.pt", weights_only=True)["val"]
+    val_two = torch.load(tmp_path / "two" / "best.pt", weights_only=True)["val"]
+    assert val_one["top1"] == val_two["top1"] and val_one["mAP"] == pytest.approx(val_two["mAP"], abs=1e-6)
