@@ -156,6 +156,8 @@ class Run:
     console: Console
     best_score: float = float("-inf")
     log_rows: list[dict] = dataclasses.field(default_factory=list)
+    logged: int = 0  # rows already sent to TensorBoard
+    writer: Any = None  # TensorBoard SummaryWriter, opened on the first write
 
 
 def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
@@ -260,6 +262,20 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
         resume = False
     if not resume and last.exists():
         raise CheckpointError(f"{out} already holds a run (last.pt); use --resume to continue it or another --out")
+    if stage != "unimodal" and not init and not resume:
+        console.print("[yellow]warning:[/yellow] no --init checkpoints: the recognizers start from scratch "
+                      "(the paper initialises them from unimodal models)")
+    payload = None
+    if resume:
+        payload = load_checkpoint(last)
+        if payload.get("stage") != stage:
+            raise CheckpointError(f"{last} is a {payload.get('stage')!r} run, not {stage!r}")
+        stored = checkpoint_config(payload, last)
+        given = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=stored.model.num_classes))
+        if stored != given:
+            console.print("[yellow]warning:[/yellow] resuming with the configuration stored in the run, "
+                          "not the one given on the command line")
+        cfg = stored
     run = build_run(cfg, stage, data, out, info, console, [] if resume else list(init))
     cfg = run.cfg
     if info.is_main:
@@ -267,15 +283,13 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
         dump_config(cfg, out / "config.yaml")
     start_phase, start_epoch = 0, 0
     saved_phase_state = None
-    if resume:
-        payload = load_checkpoint(last)
-        if payload.get("stage") != stage:
-            raise CheckpointError(f"{last} is a {payload.get('stage')!r} run, not {stage!r}")
+    if payload is not None:
         load_model_state(run.model, payload["model"], last)
         start_phase, start_epoch = payload["phase_index"], payload["epoch"] + 1
         saved_phase_state = payload["phase_state"]
         run.best_score = payload["best_score"]
         run.log_rows = list(payload.get("log_rows", []))
+        run.logged = len(run.log_rows)
         set_rng_state(payload["rng"])
         console.print(f"resuming {stage} at {phases[start_phase].name} epoch {start_epoch + 1}")
     started = time.perf_counter()
@@ -293,6 +307,8 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
             save_checkpoint(last, {**model_payload(run.model, cfg), **_progress(run, stage, index, epoch, state)}) \
                 if info.is_main else None
             barrier(info)
+    if run.writer is not None:
+        run.writer.close()
     summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
                "out": str(out)}
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
@@ -338,8 +354,10 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     if phase.name == "alternating":
         model.policy.set_temperature(float(model.policy.temperature) * t.temperature_decay)
     _set_trainable(model, True, True)
-    if phase.name == "warmup":
-        return  # the policy is still random: nothing to select yet
+    if phase.name == "warmup":  # the policy is still random: nothing to select yet
+        if info.is_main:
+            _write_logs(run)
+        return
     val = validate(run)
     run.log_rows[-1].update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
     run.log_rows[-1].update({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
@@ -405,12 +423,15 @@ def _write_logs(run: Run) -> None:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(run.log_rows)
-    try:
+    if run.writer is None:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional at run time
-        return
-    with SummaryWriter(str(run.out / "tensorboard")) as writer:
-        step = len(run.log_rows)
-        for key, value in run.log_rows[-1].items():
-            if isinstance(value, (int, float)):
-                writer.add_scalar(key, value, step)
+
+        run.writer = SummaryWriter(str(run.out / "tensorboard"))
+    while run.logged < len(run.log_rows):
+        row = run.log_rows[run.logged]
+        run.logged += 1
+        tag = f"{row['phase']}/{row['part']}"
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                run.writer.add_scalar(f"{key}/{tag}" if not key.startswith("val") else key, value, run.logged)
+    run.writer.flush()
