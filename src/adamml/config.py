@@ -176,6 +176,9 @@ class TrainConfig:
     warmup: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=5))
     alternating: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=20, milestones=(10, 15)))
     finetune: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.001, epochs=10))
+    # supervised pre-training of the policy's feature extractors on the video labels (Adam), before warm-up; the
+    # paper's policy starts from ImageNet MobileNetV2 weights instead (model.policy.pretrained): 0 epochs there
+    policy_pretrain: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=0))
     policy_lr: float = 0.01  # Adam
     policy_weight_decay: float = 1e-4
     temperature_decay: float = 0.965  # per alternating epoch

@@ -1,62 +1,304 @@
-"""`adamml demo`: the main job on built-in generated data.
+"""`adamml demo`: the whole job on the built-in audio-visual benchmark, on a CPU (issue 5).
 
-For now it writes a few generated clips (two classes: a square moving right with a low tone, a square
-moving down with a high tone; one clip without an audio track) and prepares them into a store, printing
-the summary. Training and evaluation join it as they land.
+synth -> prepare (DIS flow, short side 64) -> train the unimodal models (RGB, flow, audio), the weighted-fusion
+baseline and AdaMML (`tiny` preset, all three modalities, recognizers initialised from the unimodal models)
+-> the random-policy baseline at AdaMML's selection rates (measured on the validation split) -> evaluate
+everything on the test split -> `runs/demo/`: report.md / report.json, selections.png, pareto.png and each
+model's checkpoint. Every step reuses what an earlier run finished (an interrupted training resumes);
+`--fresh` starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
+import cv2
+import numpy as np
 from rich.console import Console
+from rich.table import Table
 
+from adamml.config import load_config
+from adamml.data.dataset import read_wav_window
+from adamml.data.spectrogram import log_spectrogram, silence
+from adamml.evaluate import evaluate
 from adamml.prepare.command import prepare_with_progress, print_summary
-from adamml.prepare.importers import assign_classes, import_folder
+from adamml.prepare.importers import assign_classes, import_annotations
+from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
 from adamml.prepare.worker import PrepareSettings
-from adamml.synth import moving_square_clip, tone, write_video
+from adamml.synth import SynthConfig
+from adamml.synth_cli import generate
+from adamml.train.distributed import DistInfo
+from adamml.train.stages import train
+from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
 
-CLASSES = {"moving-right": ((3.0, 0.0), 330.0), "moving-down": ((0.0, 3.0), 880.0)}
-
-
-def write_demo_clips(folder: Path, per_class: int = 3, num_frames: int = 48, fps: float = 24.0) -> int:
-    """Generated clips under folder/<class>/; returns how many were written (existing ones are kept)."""
-    written = 0
-    for c, (name, (velocity, pitch)) in enumerate(CLASSES.items()):
-        for i in range(per_class):
-            path = folder / name / f"clip_{i:02d}.mp4"
-            if path.exists():
-                continue
-            frames = moving_square_clip(num_frames, 96, 64, velocity, seed=100 * c + i)
-            audio = None if i == per_class - 1 else tone(num_frames / fps, pitch)
-            write_video(path, frames, fps, audio)
-            written += 1
-    return written
+MODALITIES = ("rgb", "flow", "audio")
+SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="the whole job on built-in generated videos")
+    p = subparsers.add_parser("demo", help="the whole job on the built-in benchmark: synth, prepare, train, "
+                              "evaluate, report and figures", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default runs/demo)")
+    p.add_argument("--config", default="tiny", help="model/training preset (default tiny)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
     p.add_argument("--flow", default="dis", choices=("tvl1", "dis", "farneback"),
                    help="flow method (default dis: fast; tvl1 is the paper's)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
+    p.add_argument("--informative-rate", type=float, default=0.5, help="synth: informative rate of each modality")
+    p.add_argument("--classes", type=int, default=8, help="synth: number of classes")
+    p.add_argument("--train-per-class", type=int, default=24)
+    p.add_argument("--val-per-class", type=int, default=6)
+    p.add_argument("--test-per-class", type=int, default=10)
+    p.add_argument("--size", type=int, default=64, help="synth: frame size")
+    p.add_argument("--short-side", type=int, default=64, help="prepare: short side of the stored frames")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing earlier results")
     p.set_defaults(func=run)
 
 
+class Steps:
+    """Wall time per step, for the closing summary."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        self.console.rule(f"[bold]{name}")
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.times[name] = time.perf_counter() - start
+        return result
+
+
+def _train_once(cfg, stage: str, store: Path, out: Path, console: Console, init: list[Path] = ()) -> None:
+    if (out / "summary.json").exists():
+        console.print(f"{out}: trained earlier, reused")
+        return
+    train(cfg, stage, store, out, DistInfo(), init=list(init), resume=(out / "last.pt").exists(), console=console)
+
+
+def _eval_once(checkpoint: Path, store: Path, split: str, out: Path, console: Console,
+               thresholds: list[float] | None = None) -> dict[str, Any]:
+    if (out / "report.json").exists() and (out / "report.json").stat().st_mtime >= checkpoint.stat().st_mtime:
+        return json.loads((out / "report.json").read_text())
+    return evaluate(checkpoint, store, split, out, thresholds, console=console)
+
+
+def policy_vs_truth(decisions: list[dict], truth: dict[str, dict]) -> dict[str, Any]:
+    """How the decisions taken compare with which cells were informative.
+
+    precision: of the cells computed, the fraction that were informative; recall: of the informative cells,
+    the fraction computed; covered: fraction of videos where each modality was computed on at least one
+    informative cell (all a model needs on this benchmark)."""
+    counts = {m: {"computed": 0, "computed_informative": 0, "informative": 0, "covered": 0} for m in MODALITIES}
+    videos = 0
+    for video in decisions:
+        gt = truth.get(video["id"])
+        if gt is None:
+            continue
+        videos += 1
+        for m in MODALITIES:
+            covered = False
+            for used, cell in zip(video["segments"], gt["segments"]):
+                c = counts[m]
+                c["informative"] += bool(cell[m])
+                if m in used:
+                    c["computed"] += 1
+                    c["computed_informative"] += bool(cell[m])
+                    covered = covered or bool(cell[m])
+            counts[m]["covered"] += covered
+    total_computed = sum(c["computed"] for c in counts.values())
+    total_good = sum(c["computed_informative"] for c in counts.values())
+    return {
+        "videos": videos,
+        "precision": total_good / total_computed if total_computed else float("nan"),
+        "recall": total_good / max(1, sum(c["informative"] for c in counts.values())),
+        "per_modality": {m: {"precision": c["computed_informative"] / c["computed"] if c["computed"] else float("nan"),
+                             "recall": c["computed_informative"] / max(1, c["informative"]),
+                             "covered": c["covered"] / max(1, videos)} for m, c in counts.items()},
+    }
+
+
+def _selection_videos(decisions: list[dict], truth: dict[str, dict], store: Path, count: int) -> list[dict]:
+    """Thumbnails (middle frame of each segment) and spectrogram strips of a few test videos."""
+    manifest = {r["id"]: r for r in read_jsonl(store / "manifest.jsonl")}
+    chosen = [v for v in decisions if v["correct"]][: count - 1] + [v for v in decisions if not v["correct"]][:1]
+    chosen = chosen[:count] if len(chosen) >= count else decisions[:count]
+    out = []
+    for video in chosen:
+        row = manifest[video["id"]]
+        n, segments = row["num_frames"], len(video["segments"])
+        gt = truth.get(video["id"])
+        items = []
+        for s in range(segments):
+            frame = int((s + 0.5) * n / segments)
+            image = cv2.imread(str(store / row["frames_dir"] / IMG_TEMPLATE.format(frame + 1)))[..., ::-1]
+            centre = (frame + 0.5) / row["fps"]
+            spec = (log_spectrogram(read_wav_window(store / row["audio"], centre, 30_720))
+                    if row.get("has_audio") else silence())
+            items.append({"thumb": image, "spec": spec[:128], "used": set(video["segments"][s]),
+                          "informative": gt["segments"][s] if gt else None})
+        scale = normalize_spectrogram(np.concatenate([item["spec"] for item in items], axis=1))  # one scale a video
+        for s, item in enumerate(items):
+            item["spec"] = scale[:, s * 256:(s + 1) * 256]
+        label = ", ".join(video["labels"])
+        title = f"{video['id']}  label {label}, predicted {video['prediction']}" + ("" if video["correct"] else "  (wrong)")
+        out.append({"title": title, "segments": items})
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
-    if args.fresh and args.out.exists():
-        shutil.rmtree(args.out)
-    videos, store = args.out / "videos", args.out / "store"
-    written = write_demo_clips(videos)
-    console.print(f"demo: {written} clips generated in {videos}")
-    imported = import_folder(videos)
+    started = time.perf_counter()
+    out: Path = args.out
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    steps = Steps(console)
+    data, store = out / "data", out / "store"
+
+    synth = SynthConfig(classes=args.classes, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                        test_per_class=args.test_per_class, size=args.size,
+                        informative_rate=(args.informative_rate,) * 3)
+    made = steps.run("synth", generate, synth, data, workers=args.workers, console=console)
+    console.print(f"{made['videos']} videos ({made['written']} written, {made['reused']} reused)")
+
+    imported = import_annotations("csv", data / "annotations.csv", data)
     classes, entries = assign_classes(imported.entries, None, None)
-    settings = PrepareSettings(flow=args.flow)
-    summary = prepare_with_progress(entries, classes, videos, store, settings, workers=args.workers,
-                                    console=console)
+    summary = steps.run("prepare", prepare_with_progress, entries, classes, data, store,
+                        PrepareSettings(flow=args.flow, short_side=args.short_side), workers=args.workers,
+                        console=console)
     print_summary(summary, console)
-    return 0 if summary.failed == 0 else 1
+    if summary.failed:
+        console.print(f"[red]{summary.failed} videos failed to prepare[/red]")
+        return 1
+
+    cfg = load_config(args.config, [f"model.num_classes={len(classes)}", *args.overrides])
+    runs: dict[str, Path] = {}
+    for m in MODALITIES:
+        runs[m] = out / f"unimodal-{m}"
+        unimodal = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, modalities=(m,)))
+        steps.run(f"train unimodal {m}", _train_once, unimodal, "unimodal", store, runs[m], console)
+    init = [runs[m] / "best.pt" for m in MODALITIES]
+    runs["fusion"] = out / "fusion"
+    steps.run("train weighted fusion", _train_once, cfg, "fusion", store, runs["fusion"], console, init)
+    runs["adamml"] = out / "adamml"
+    steps.run("train AdaMML", _train_once, cfg, "adamml", store, runs["adamml"], console, init)
+    val = steps.run("AdaMML selection rate (validation)", _eval_once, runs["adamml"] / "best.pt", store, "val",
+                    runs["adamml"] / "eval-val", console)
+    rates = [f"train.random_rates.{m}={val['selection_rate'][m]:.4f}" for m in MODALITIES]
+    runs["random"] = out / "random"
+    random_cfg = load_config(args.config, [f"model.num_classes={len(classes)}", *args.overrides, *rates])
+    steps.run("train random policy", _train_once, random_cfg, "random", store, runs["random"], console, init)
+
+    reports: dict[str, dict] = {}
+    for name, folder in runs.items():
+        thresholds = list(SWEEP) if name == "adamml" else None
+        reports[name] = steps.run(f"evaluate {name}", _eval_once, folder / "best.pt", store, "test",
+                                  folder / "eval-test", console, thresholds)
+
+    truth = {row["id"]: row for row in read_jsonl(data / "ground_truth.jsonl")}
+    decisions = json.loads((runs["adamml"] / "eval-test" / "decisions.json").read_text())
+    random_decisions = json.loads((runs["random"] / "eval-test" / "decisions.json").read_text())
+    vs_truth = {"adamml": policy_vs_truth(decisions, truth), "random": policy_vs_truth(random_decisions, truth)}
+
+    selection_figure(_selection_videos(decisions, truth, store, 4), MODALITIES, out / "selections.png")
+    names = {"rgb": "RGB", "flow": "Flow", "audio": "Audio", "fusion": "Weighted fusion",
+             "random": "Random policy", "adamml": "AdaMML"}
+    points = [{"name": names[k], "gflops": r["gflops_per_video"], "top1": r["top1"],
+               "marker": "s" if k in MODALITIES else "D"} for k, r in reports.items() if k != "adamml"]
+    points.append({"name": "AdaMML (threshold 0.5)", "gflops": reports["adamml"]["gflops_per_video"],
+                   "top1": reports["adamml"]["top1"], "marker": "*"})
+    sweep = [{"threshold": r["threshold"], "gflops": r["gflops_per_video"], "top1": r["top1"]}
+             for r in reports["adamml"]["sweep"]]
+    pareto_figure(points, sweep, out / "pareto.png", title="Built-in benchmark (test split)")
+
+    result = write_demo_report(out, reports, vs_truth, steps.times, time.perf_counter() - started, made, summary)
+    console.print(demo_table(reports))
+    console.print(result["text"])
+    return 0
+
+
+def _targets(reports: dict[str, dict], vs_truth: dict[str, dict]) -> list[tuple[str, str, bool]]:
+    fusion, ada, rnd = reports["fusion"], reports["adamml"], reports["random"]
+    best_uni = max(reports[m]["top1"] for m in MODALITIES)
+    ratio = ada["gflops_per_video"] / fusion["gflops_per_video"]
+    return [
+        ("weighted fusion beats every unimodal model by >= 10 points",
+         f"{fusion['top1']:.1f} vs best unimodal {best_uni:.1f} ({fusion['top1'] - best_uni:+.1f})",
+         fusion["top1"] - best_uni >= 10),
+        ("AdaMML within 1 point of weighted fusion (or above) at <= 50 % of its GFLOPs",
+         f"{ada['top1']:.1f} vs {fusion['top1']:.1f} ({ada['top1'] - fusion['top1']:+.1f}) at {100 * ratio:.1f} %",
+         ada["top1"] >= fusion["top1"] - 1 and ratio <= 0.5),
+        ("AdaMML beats the random policy at the same selection rate by >= 5 points",
+         f"{ada['top1']:.1f} vs {rnd['top1']:.1f} ({ada['top1'] - rnd['top1']:+.1f})", ada["top1"] - rnd["top1"] >= 5),
+        (">= 80 % of the cells AdaMML computes are informative",
+         f"{100 * vs_truth['adamml']['precision']:.1f} %", vs_truth["adamml"]["precision"] >= 0.8),
+    ]
+
+
+def demo_table(reports: dict[str, dict]) -> Table:
+    table = Table(title="Built-in benchmark, test split (the paper's table form)")
+    for col in ("method", "modalities", "top-1 (%)", "GFLOPs / video", "rgb", "flow", "audio", "videos/s"):
+        table.add_column(col, justify="right" if col not in ("method", "modalities") else "left")
+    for name, label in (("rgb", "RGB"), ("flow", "Flow"), ("audio", "Audio"), ("fusion", "Weighted fusion"),
+                        ("random", "Random policy"), ("adamml", "AdaMML")):
+        r = reports[name]
+        sel = [f"{100 * r['selection_rate'][m]:.0f} %" if m in r["selection_rate"] else "-" for m in MODALITIES]
+        table.add_row(label, "+".join(r["modalities"]), f"{r['top1']:.2f}", f"{r['gflops_per_video']:.4f}", *sel,
+                      f"{r['videos_per_second']:.1f}")
+    return table
+
+
+def write_demo_report(out: Path, reports: dict[str, dict], vs_truth: dict[str, dict], times: dict[str, float],
+                      total: float, synth: dict, prepared) -> dict[str, Any]:
+    fusion, ada = reports["fusion"], reports["adamml"]
+    saving = 1.0 - ada["gflops_per_video"] / fusion["gflops_per_video"]
+    targets = _targets(reports, vs_truth)
+    lines = ["# adamml demo: the built-in audio-visual benchmark", "",
+             f"{synth['videos']} generated videos (each class = hue x motion direction x pitch; each modality "
+             "informative in some of the 4 segments of a video), prepared with DIS flow; test split. GFLOPs are "
+             "multiply-accumulates of conv layers per video counted on the real networks from the decisions "
+             "actually taken; videos/s is network time on this machine's CPU.", "",
+             "| method | modalities | top-1 (%) | mAP (%) | GFLOPs / video | selection rgb / flow / audio | videos/s |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+    for name, label in (("rgb", "RGB"), ("flow", "Flow"), ("audio", "Audio"), ("fusion", "Weighted fusion"),
+                        ("random", "Random policy"), ("adamml", "AdaMML")):
+        r = reports[name]
+        sel = " / ".join(f"{100 * r['selection_rate'][m]:.0f} %" if m in r["selection_rate"] else "-" for m in MODALITIES)
+        lines.append(f"| {label} | {'+'.join(r['modalities'])} | {r['top1']:.2f} | {r['mAP']:.2f} | "
+                     f"{r['gflops_per_video']:.4f} | {sel} | {r['videos_per_second']:.1f} |")
+    lines += ["", f"AdaMML saves {100 * saving:.1f} % of the GFLOPs of weighted fusion "
+                  f"({ada['gflops_per_video']:.4f} vs {fusion['gflops_per_video']:.4f}).", "",
+              "## The policy against the ground truth", "",
+              "| policy | computed cells that were informative | informative cells computed | "
+              "videos with an informative cell of rgb / flow / audio |", "| --- | ---: | ---: | --- |"]
+    for name in ("adamml", "random"):
+        v = vs_truth[name]
+        cov = " / ".join(f"{100 * v['per_modality'][m]['covered']:.0f} %" for m in MODALITIES)
+        lines.append(f"| {name} | {100 * v['precision']:.1f} % | {100 * v['recall']:.1f} % | {cov} |")
+    lines += ["", "## Targets (issue 5)", "", "| target | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets]
+    lines += ["", "## Threshold sweep (AdaMML)", "", "| threshold | top-1 (%) | GFLOPs / video |", "| ---: | ---: | ---: |"]
+    lines += [f"| {r['threshold']:g} | {r['top1']:.2f} | {r['gflops_per_video']:.4f} |" for r in ada["sweep"]]
+    lines += ["", "## Wall time", "", "| step | seconds |", "| --- | ---: |"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in times.items()]
+    lines += [f"| total | {total:.1f} |", "", "Figures: `selections.png`, `pareto.png`."]
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text, encoding="utf-8")
+    payload = {"reports": reports, "policy_vs_truth": vs_truth, "saving_vs_fusion": saving,
+               "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets],
+               "seconds": times, "total_seconds": total, "prepare_frames_per_second": prepared.frames_per_second}
+    (out / "report.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    summary = (f"AdaMML {ada['top1']:.1f} % at {ada['gflops_per_video']:.4f} GFLOPs vs weighted fusion "
+               f"{fusion['top1']:.1f} % at {fusion['gflops_per_video']:.4f} ({100 * saving:.1f} % saved); "
+               f"{100 * vs_truth['adamml']['precision']:.0f} % of computed cells informative; "
+               f"targets met {sum(ok for *_x, ok in targets)}/{len(targets)}; {total:.0f} s in all -> {out}/report.md")
+    return {"text": summary}

@@ -91,13 +91,12 @@ def train_epoch(
     clip_grad_norm: float = 0.0,
     on_step: Callable[[EpochStats], None] | None = None,
 ) -> EpochStats:
-    """Train for one pass over `loader`.
+    """Train for one pass over `loader`; the caller sets the modes (train / frozen parts) beforehand.
 
     `forward` is the (possibly DDP-wrapped) model; `decisions_fn` gives fixed decisions (always-on, random)
     instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss;
     `clip_grad_norm` > 0 clips each optimiser's gradient norm.
     """
-    model.train()
     stats = EpochStats()
     sums = torch.zeros(4 + len(model.modalities), dtype=torch.float64)
     start = time.perf_counter()
@@ -179,3 +178,52 @@ def predict(model: AdaMML, loader: DataLoader, info: DistInfo, decisions_fn: Dec
     merged = {k: np.concatenate([g[0][k] for g in gathered if len(g[0][k])]) for k in local}
     order = np.argsort(merged["indices"], kind="stable")
     return Predictions(**{k: v[order] for k, v in merged.items()}, seconds=max(g[1] for g in gathered))
+
+
+class PolicyProbe(torch.nn.Module):
+    """The policy's feature extractors with one linear classifier each, for their supervised pre-training on the
+    video labels (features averaged over segments). The heads are discarded afterwards."""
+
+    def __init__(self, policy: torch.nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.inputs = policy.inputs
+        self.extractors = policy.extractors  # shared with the policy: this is what is trained
+        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(self.extractors[name].num_features, num_classes)
+                                          for name in self.inputs})
+
+    def forward(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        out = {}
+        for name in self.inputs:
+            x = inputs[name]  # (B, S, ...)
+            b, s = x.shape[:2]
+            features = self.extractors[name](x.flatten(0, 1)).view(b, s, -1)  # (B, S, F)
+            out[name] = self.heads[name](features.mean(dim=1))  # (B, K)
+        return out
+
+
+def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                          info: DistInfo, multi_label: bool, clip_grad_norm: float = 0.0,
+                          on_step: Callable[[EpochStats], None] | None = None) -> EpochStats:
+    """One pass of the policy extractors' pre-training: each extractor classifies the video from its own input."""
+    sums = torch.zeros(2, dtype=torch.float64)
+    start = time.perf_counter()
+    stats = EpochStats()
+    for step, batch in enumerate(loader, 1):
+        batch = to_device(batch, info.device)
+        logits = forward(model.policy_inputs(batch))
+        losses = [classification_loss(v, batch["label"], batch["target"], multi_label) for v in logits.values()]
+        loss = torch.stack(losses).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
+        optimizer.step()
+        right = np.mean([(v.argmax(1) == batch["label"]).float().mean().item() for v in logits.values()])
+        sums += reduce_mean(torch.tensor([loss.item(), right], dtype=torch.float64), info)
+        mean = (sums / step).tolist()
+        stats = EpochStats(loss=mean[0], ce=mean[0], top1=100.0 * mean[1],
+                           videos=step * int(batch["label"].shape[0]) * info.world,
+                           seconds=time.perf_counter() - start)
+        if on_step is not None:
+            on_step(stats)
+    return stats

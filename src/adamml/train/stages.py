@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,16 @@ from adamml.train.checkpoint import (
     set_rng_state,
 )
 from adamml.train.distributed import DistInfo, barrier, sync_batch_norm, wrap
-from adamml.train.loop import DecisionFn, EpochStats, Predictions, make_loader, predict, train_epoch
+from adamml.train.loop import (
+    DecisionFn,
+    EpochStats,
+    PolicyProbe,
+    Predictions,
+    make_loader,
+    predict,
+    pretrain_policy_epoch,
+    train_epoch,
+)
 
 STAGES = ("unimodal", "fusion", "random", "adamml")
 
@@ -66,8 +76,8 @@ def phases_for(cfg: Config, stage: str) -> list[Phase]:
     if stage == "random":
         return [Phase("random", t.fusion.epochs)]
     if stage == "adamml":
-        return [Phase("warmup", t.warmup.epochs), Phase("alternating", t.alternating.epochs),
-                Phase("finetune", t.finetune.epochs)]
+        return [Phase("policy_pretrain", t.policy_pretrain.epochs), Phase("warmup", t.warmup.epochs),
+                Phase("alternating", t.alternating.epochs), Phase("finetune", t.finetune.epochs)]
     raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
 
 
@@ -157,6 +167,7 @@ class Run:
     best_score: float = float("-inf")
     log_rows: list[dict] = dataclasses.field(default_factory=list)
     logged: int = 0  # rows already sent to TensorBoard
+    policy_set: SegmentDataset | None = None  # the policy's inputs only (policy pre-training)
     writer: Any = None  # TensorBoard SummaryWriter, opened on the first write
 
 
@@ -186,10 +197,19 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
 
 
 def _set_trainable(model: AdaMML, recognizers: bool, policy: bool) -> None:
+    """Freeze or unfreeze the two sides, modes included: a frozen side neither learns nor moves its batch-norm
+    statistics (frozen recognizers also drop dropout); a frozen policy keeps sampling its Gumbel decisions."""
+    model.train()
     for p in list(model.recognizers.parameters()) + list(model.fusion.parameters()):
         p.requires_grad_(recognizers)
     for p in model.policy.parameters():
         p.requires_grad_(policy)
+    if not recognizers:
+        model.recognizers.eval()
+    if not policy:
+        for module in model.policy.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def _recognition_params(model: AdaMML) -> list[torch.nn.Parameter]:
@@ -211,32 +231,48 @@ class PhaseState:
         cfg, model = run.cfg.train, run.model
         self.phase = phase
         self.rec_opt: torch.optim.Optimizer | None = None
+        self.rec_sched = None
         self.pol_opt: torch.optim.Optimizer | None = None
+        self.pol_sched = None
+        self.probe: PolicyProbe | None = None
+        if phase.name == "policy_pretrain":
+            self.probe = PolicyProbe(model.policy, run.cfg.model.num_classes).to(run.info.device)
+            self.pol_opt = torch.optim.Adam(self.probe.parameters(), lr=cfg.policy_pretrain.lr,
+                                            weight_decay=cfg.policy_pretrain.weight_decay)
+            self.pol_sched = _schedule(self.pol_opt, cfg.policy_pretrain)
+            return
         settings = {"unimodal": cfg.unimodal, "fusion": cfg.fusion, "random": cfg.fusion,
                     "warmup": cfg.warmup, "alternating": cfg.alternating, "finetune": cfg.finetune}[phase.name]
         self.rec_opt = _sgd(_recognition_params(model), settings)
         self.rec_sched = _schedule(self.rec_opt, settings)
-        self.pol_sched = None
         if phase.name == "alternating":
             self.pol_opt = torch.optim.Adam(model.policy.parameters(), lr=cfg.policy_lr,
                                             weight_decay=cfg.policy_weight_decay)
             self.pol_sched = _schedule(self.pol_opt, cfg.alternating)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"rec_opt": self.rec_opt.state_dict(), "rec_sched": self.rec_sched.state_dict()}
+        state: dict[str, Any] = {}
+        if self.rec_opt is not None:
+            state.update(rec_opt=self.rec_opt.state_dict(), rec_sched=self.rec_sched.state_dict())
         if self.pol_opt is not None:
             state.update(pol_opt=self.pol_opt.state_dict(), pol_sched=self.pol_sched.state_dict())
+        if self.probe is not None:
+            state["probe_heads"] = self.probe.heads.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rec_opt.load_state_dict(state["rec_opt"])
-        self.rec_sched.load_state_dict(state["rec_sched"])
+        if self.rec_opt is not None:
+            self.rec_opt.load_state_dict(state["rec_opt"])
+            self.rec_sched.load_state_dict(state["rec_sched"])
         if self.pol_opt is not None:
             self.pol_opt.load_state_dict(state["pol_opt"])
             self.pol_sched.load_state_dict(state["pol_sched"])
+        if self.probe is not None:
+            self.probe.heads.load_state_dict(state["probe_heads"])
 
     def step_schedules(self) -> None:
-        self.rec_sched.step()
+        if self.rec_opt is not None:
+            self.rec_sched.step()
         if self.pol_sched is not None:
             self.pol_sched.step()
 
@@ -313,6 +349,8 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
                "out": str(out)}
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
         save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg), "stage": stage})
+    if info.is_main:  # marks the run as complete
+        (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
 
@@ -325,6 +363,9 @@ def _progress(run: Run, stage: str, index: int, epoch: int, state: PhaseState) -
 def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     cfg, model, info = run.cfg, run.model, run.info
     t = cfg.train
+    if phase.name == "policy_pretrain":
+        _pretrain_policy_epoch(run, state, phase, epoch)
+        return
     parts: list[tuple[str, bool, bool]]  # (part, train recognizers, train policy)
     if phase.name == "alternating":
         parts = [("recognition", True, False), ("policy", False, True)]
@@ -372,6 +413,36 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         sel = " ".join(f"{m} {100 * r:.0f}%" for m, r in val["selection_rate"].items())
         run.console.print(f"  val: top1 {val['top1']:.2f}  mAP {val['mAP']:.2f}  selection {sel}"
                           + ("  (best)" if improved else ""))
+        _write_logs(run)
+
+
+def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
+    """One epoch of the policy extractors' supervised pre-training (only the policy inputs are loaded)."""
+    cfg, model, info = run.cfg, run.model, run.info
+    if run.policy_set is None:
+        run.policy_set = SegmentDataset(run.train_set.store, "train", model.policy.inputs, train=True,
+                                        sampling=sampling_config(cfg), seed=cfg.train.seed)
+    run.policy_set.set_epoch(_global_epoch(run, phase, epoch))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    state.probe.train()
+    for p in state.probe.parameters():
+        p.requires_grad_(True)
+    forward = wrap(state.probe, info)
+    loader = make_loader(run.policy_set, cfg.train.batch_size, info,
+                         cfg.train.seed * 1000 + _global_epoch(run, phase, epoch), train=True, workers=cfg.data.workers)
+    label = f"policy pre-training {epoch + 1}/{phase.epochs}"
+
+    def body(on_step):
+        return pretrain_policy_epoch(model, forward, loader, state.pol_opt, info, run.multi_label,
+                                     cfg.train.clip_grad_norm, on_step)
+
+    stats = _with_progress(run, label, len(loader), body)
+    _log(run, phase, epoch, "policy", stats, state, None)
+    state.step_schedules()
+    _set_trainable(model, True, True)
+    if info.is_main:
         _write_logs(run)
 
 

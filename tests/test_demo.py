@@ -1,0 +1,52 @@
+"""A scaled-down `adamml demo`: every stage runs and writes its report and figures; a rerun reuses the work."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from adamml.cli import main
+from adamml.demo import policy_vs_truth
+
+SMALL = [
+    "--classes", "2", "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2", "--size", "32",
+    "--short-side", "32", "--workers", "1",
+]
+for item in ("model.input_size=32", "model.audio.size=32", "model.policy.size=16", "model.policy.audio_size=32",
+             "data.train_scale=[32,40]", "data.test_short_side=32", "train.batch_size=4", "train.eval_batch_size=4",
+             "train.unimodal.epochs=1", "train.fusion.epochs=1", "train.policy_pretrain.epochs=1",
+             "train.warmup.epochs=1", "train.alternating.epochs=1", "train.finetune.epochs=1"):
+    SMALL += ["--set", item]
+
+
+@pytest.mark.slow
+def test_scaled_down_demo_runs_every_stage_and_reuses_its_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *SMALL]) == 0
+    for name in ("report.md", "report.json", "selections.png", "pareto.png"):
+        assert (out / name).stat().st_size > 0, name
+    for run in ("unimodal-rgb", "unimodal-flow", "unimodal-audio", "fusion", "adamml", "random"):
+        assert (out / run / "best.pt").exists() and (out / run / "eval-test" / "report.json").exists(), run
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["reports"]) == {"rgb", "flow", "audio", "fusion", "adamml", "random"}
+    precision = report["policy_vs_truth"]["adamml"]["precision"]  # nan when the policy computed nothing
+    assert len(report["targets"]) == 4 and (math.isnan(precision) or 0.0 <= precision <= 1.0)
+    assert report["reports"]["fusion"]["selection_rate"] == {"rgb": 1.0, "flow": 1.0, "audio": 1.0}
+    assert "| Weighted fusion |" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), *SMALL]) == 0  # everything reused
+    err = capsys.readouterr().err
+    assert "trained earlier, reused" in err and "0 written" in err
+
+
+def test_policy_against_the_ground_truth():
+    truth = {"v": {"segments": [{"rgb": True, "flow": False, "audio": True},
+                                {"rgb": False, "flow": True, "audio": False}]}}
+    decisions = [{"id": "v", "segments": [["rgb", "flow"], ["rgb", "audio"]]}]
+    result = policy_vs_truth(decisions, truth)
+    assert result["precision"] == pytest.approx(1 / 4)  # rgb in segment 1 only
+    assert result["recall"] == pytest.approx(1 / 3)
+    assert result["per_modality"]["rgb"] == {"precision": 0.5, "recall": 1.0, "covered": 1.0}
+    assert result["per_modality"]["flow"]["covered"] == 0.0
