@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import wave
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -390,7 +390,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
             multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, on_step=on_step))
-        _log(run, phase, epoch, part, stats, state, None)
+        _log(run, phase, epoch, part, stats, state)
     state.step_schedules()
     if phase.name == "alternating":
         model.policy.set_temperature(float(model.policy.temperature) * t.temperature_decay)
@@ -439,7 +439,7 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
                                      cfg.train.clip_grad_norm, on_step)
 
     stats = _with_progress(run, label, len(loader), body)
-    _log(run, phase, epoch, "policy", stats, state, None)
+    _log(run, phase, epoch, "policy", stats, state)
     state.step_schedules()
     _set_trainable(model, True, True)
     if info.is_main:
@@ -477,7 +477,7 @@ def _with_progress(run: Run, label: str, total: int, body) -> EpochStats:
         return body(on_step)
 
 
-def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state: PhaseState, _val) -> None:
+def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state: PhaseState) -> None:
     row = {"phase": phase.name, "epoch": epoch + 1, "part": part,
            "lr": state.rec_opt.param_groups[0]["lr"] if part != "policy" else state.pol_opt.param_groups[0]["lr"],
            "loss": stats.loss, "ce": stats.ce, "efficiency": stats.efficiency, "train_top1": stats.top1,
