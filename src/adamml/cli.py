@@ -18,9 +18,10 @@ def _registrars() -> list[Registrar]:
 
     from adamml.train.command import register as train
     from adamml.evaluate import register as evaluate
+    from adamml.predict import register as predict
     from adamml.synth_cli import register as synth
 
-    registrars: list[Registrar] = [prepare, synth, train, evaluate, flops, demo]
+    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, flops, demo]
     # --- further sub-commands register here (flops, train, eval, predict, ...) ---
     return registrars
 

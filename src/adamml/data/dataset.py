@@ -16,6 +16,7 @@ import json
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -183,14 +184,12 @@ class SegmentDataset(Dataset):
         out: dict[str, torch.Tensor] = {}
         if "rgb" in self.keys:
             out["rgb"] = torch.from_numpy(np.stack([
-                normalize_rgb(np.stack([apply_crop(reader.image(i), crop) for i in seg]))
-                for seg, crop in zip(indices, crops)
+                rgb_segment(reader, seg, crop) for seg, crop in zip(indices, crops)
             ]))  # (S, T, 3, H, W)
         if "rgbdiff" in self.keys:
             positions = indices
             if "rgbdiff" not in self.modalities:  # policy-only: frame positions 0, 2, 4, 6
-                step = max(1, self.cfg.frames // self.cfg.policy_frames)
-                positions = indices[:, ::step][:, : self.cfg.policy_frames]
+                positions = policy_positions(indices, self.cfg)
             out["rgbdiff"] = torch.from_numpy(np.stack([
                 self._rgbdiff(reader, seg, crop, int(row["num_frames"])) for seg, crop in zip(positions, crops)
             ]))  # (S, T', 15, H, W)
@@ -214,28 +213,11 @@ class SegmentDataset(Dataset):
             return train_crop(width, height, cfg.input_size, cfg.train_scale, rng)
         return centre_crop(width, height, cfg.input_size, cfg.test_short_side)
 
-    def _rgbdiff(self, reader: _FrameCache, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
-        frames = diff_frame_indices(positions, DIFFS, num_frames)  # (T', 6)
-        unique = np.unique(frames)
-        normed = {int(i): normalize_rgb(apply_crop(reader.image(int(i)), crop)) for i in unique}  # (3, H, W)
-        stacks = []
-        for row in frames:
-            x = np.stack([normed[int(i)] for i in row])  # (6, 3, H, W)
-            stacks.append((x[1:] - x[:-1]).reshape(-1, *x.shape[-2:]))  # (15, H, W)
-        return np.stack(stacks)  # (T', 15, H, W)
+    def _rgbdiff(self, reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
+        return rgbdiff_segment(reader, positions, crop, num_frames)
 
-    def _flow(self, reader: _FrameCache, positions: np.ndarray, crop: Crop, num_flow: int) -> np.ndarray:
-        size = self.cfg.input_size
-        if num_flow < 1:  # a one-frame video: no motion
-            return np.zeros((len(positions), 2 * FLOW_STACK, size, size), np.float32) + normalize_flow(0.5)
-        stacks = flow_stack_indices(positions, FLOW_STACK, num_flow)  # (T, 5)
-        out = np.empty((len(positions), 2 * FLOW_STACK, size, size), np.float32)
-        for t, stack in enumerate(stacks):
-            for k, i in enumerate(stack):
-                x, y = reader.flow(int(i))
-                out[t, 2 * k] = normalize_flow(flow_component(x, crop, is_x=True))
-                out[t, 2 * k + 1] = normalize_flow(flow_component(y, crop, is_x=False))
-        return out
+    def _flow(self, reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int) -> np.ndarray:
+        return flow_segment(reader, positions, crop, num_flow, self.cfg.input_size)
 
     def _audio(self, row: dict, indices: np.ndarray) -> np.ndarray:
         centres = segment_centre_seconds(indices, float(row["fps"]))
@@ -243,6 +225,54 @@ class SegmentDataset(Dataset):
             return np.stack([silence()[None] for _ in centres])
         path = self.store.root / row["audio"]
         return np.stack([log_spectrogram(read_wav_window(path, c, self.cfg.audio_window))[None] for c in centres])
+
+
+class FrameSource(Protocol):
+    """Where a segment's pixels come from: a store folder (`_FrameCache`) or frames decoded in memory."""
+
+    def image(self, i: int) -> np.ndarray: ...  # frame i, (H, W, 3) uint8 BGR
+
+    def flow(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...  # quantised flow i -> i + 1, x and y uint8
+
+
+def policy_positions(indices: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
+    """The frame positions the policy looks at (0, 2, 4, 6 of 8); (S, policy_frames)."""
+    step = max(1, cfg.frames // cfg.policy_frames)
+    return indices[:, ::step][:, : cfg.policy_frames]
+
+
+def rgb_segment(reader: FrameSource, positions: np.ndarray, crop: Crop) -> np.ndarray:
+    """(T, 3, H, W) normalised RGB of one segment."""
+    return normalize_rgb(np.stack([apply_crop(reader.image(int(i)), crop) for i in positions]))
+
+
+def rgbdiff_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
+    """(T', 15, H, W): at each position, the 5 consecutive differences of normalised frames."""
+    frames = diff_frame_indices(positions, DIFFS, num_frames)  # (T', 6)
+    normed = {int(i): normalize_rgb(apply_crop(reader.image(int(i)), crop)) for i in np.unique(frames)}
+    stacks = []
+    for row in frames:
+        x = np.stack([normed[int(i)] for i in row])  # (6, 3, H, W)
+        stacks.append((x[1:] - x[:-1]).reshape(-1, *x.shape[-2:]))  # (15, H, W)
+    return np.stack(stacks)
+
+
+def flow_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int, size: int) -> np.ndarray:
+    """(T, 10, H, W): x0, y0, ..., x4, y4 of the 5 flow fields from each position, normalised."""
+    if num_flow < 1:  # a one-frame video: no motion
+        return np.zeros((len(positions), 2 * FLOW_STACK, size, size), np.float32) + normalize_flow(0.5)
+    stacks = flow_stack_indices(positions, FLOW_STACK, num_flow)  # (T, 5)
+    cropped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    out = np.empty((len(positions), 2 * FLOW_STACK, size, size), np.float32)
+    for t, stack in enumerate(stacks):
+        for k, i in enumerate(stack):
+            i = int(i)
+            if i not in cropped:
+                x, y = reader.flow(i)
+                cropped[i] = (normalize_flow(flow_component(x, crop, is_x=True)),
+                              normalize_flow(flow_component(y, crop, is_x=False)))
+            out[t, 2 * k], out[t, 2 * k + 1] = cropped[i]
+    return out
 
 
 def read_wav_window(path: Path, centre: float, length: int) -> np.ndarray:

@@ -166,6 +166,7 @@ class Run:
     console: Console
     best_score: float = float("-inf")
     log_rows: list[dict] = dataclasses.field(default_factory=list)
+    classes: list[str] = dataclasses.field(default_factory=list)  # the store's, saved in checkpoints
     logged: int = 0  # rows already sent to TensorBoard
     policy_set: SegmentDataset | None = None  # the policy's inputs only (policy pre-training)
     writer: Any = None  # TensorBoard SummaryWriter, opened on the first write
@@ -193,7 +194,7 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     train_set = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling,
                                seed=cfg.train.seed)
     val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
-    return Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console)
+    return Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes)
 
 
 def _set_trainable(model: AdaMML, recognizers: bool, policy: bool) -> None:
@@ -340,7 +341,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
             first = start_epoch
         for epoch in range(first, phase.epochs):
             _run_epoch(run, state, phase, epoch)
-            save_checkpoint(last, {**model_payload(run.model, cfg), **_progress(run, stage, index, epoch, state)}) \
+            save_checkpoint(last, {**model_payload(run.model, cfg, classes=run.classes), **_progress(run, stage, index, epoch, state)}) \
                 if info.is_main else None
             barrier(info)
     if run.writer is not None:
@@ -348,7 +349,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
     summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
                "out": str(out)}
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
-        save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg), "stage": stage})
+        save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg, classes=run.classes), "stage": stage})
     if info.is_main:  # marks the run as complete
         (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
@@ -406,7 +407,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     if improved:
         run.best_score = val["score"]
         if info.is_main:
-            save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg), "stage": run.stage,
+            save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg, classes=run.classes), "stage": run.stage,
                                                   "val": val, "phase": phase.name, "epoch": epoch,
                                                   "random_rates": list(random_rates(cfg)) if run.stage == "random" else None})
     if info.is_main:

@@ -1,0 +1,106 @@
+"""`adamml predict`: in-memory decoding, flow only for the selected segments, same predictions as `adamml eval`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adamml.cli import main
+from adamml.config import load_config
+from adamml.evaluate import evaluate
+from adamml.models.build import build_model
+from adamml.predict import load_predictor
+from adamml.prepare.importers import assign_classes, import_annotations
+from adamml.prepare.layout import read_jsonl
+from adamml.prepare.pipeline import run_prepare
+from adamml.prepare.worker import PrepareSettings
+from adamml.train.checkpoint import model_payload, save_checkpoint
+from tests.conftest import make_clip
+
+SMALL = [
+    "model.num_classes=2", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",
+    "model.policy.size=16", "model.policy.audio_size=32", "data.stride=2", "data.test_short_side=32",
+    "data.workers=0", "train.eval_batch_size=2",
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict_videos")
+    rows = ["path,label,split"]
+    for i, (label, velocity) in enumerate((("right", (2.0, 0.0)), ("down", (0.0, 2.0)), ("right", (2.0, 0.0)))):
+        rel = f"test/{label}/{i}.mp4"
+        make_clip(root / rel, frames=24, size=(48, 32), velocity=velocity, seed=i, audio=i != 1)
+        rows.append(f"{rel},{label},test")
+    (root / "ann.csv").write_text("\n".join(rows) + "\n")
+    store = tmp_path_factory.mktemp("predict_store")
+    imported = import_annotations("csv", root / "ann.csv", root)
+    classes, entries = assign_classes(imported.entries, None, None)
+    run_prepare(entries, classes, root, store, PrepareSettings(flow="dis", short_side=32, jpeg_quality=100))
+    cfg = load_config("tiny", SMALL)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    checkpoint = tmp_path_factory.mktemp("predict_ckpt") / "best.pt"
+    save_checkpoint(checkpoint, {**model_payload(model, cfg, classes=classes), "stage": "adamml"})
+    return root, store, checkpoint, classes
+
+
+def test_same_predictions_as_eval_on_a_prepared_copy(setup, tmp_path):
+    root, store, checkpoint, classes = setup
+    report = evaluate(checkpoint, store, "test", tmp_path / "eval", thresholds=[0.0])  # every cell computed
+    decisions = {d["id"]: d for d in json.loads((tmp_path / "eval" / "decisions.json").read_text())}
+    predictor = load_predictor(checkpoint, "dis", threshold=0.0)
+    assert report["videos"] == 3
+    for row in read_jsonl(store / "manifest.jsonl"):
+        result, _ = predictor(root / row["source"])
+        expected = decisions[row["id"]]
+        assert result.top[0][0] == expected["prediction"]
+        np.testing.assert_allclose([p for _c, p in result.top], [p for _c, p in expected["top5"]], atol=0.02)
+        np.testing.assert_allclose(result.p_use, expected["p_use"], atol=0.02)
+        assert result.segments == expected["segments"]
+
+
+def test_flow_is_computed_only_for_segments_that_chose_it(setup):
+    root, _store, checkpoint, _classes = setup
+    video = root / "test" / "right" / "0.mp4"
+    everything = load_predictor(checkpoint, "dis", threshold=0.0)
+    result, _ = everything(video)
+    assert result.flow_pairs == result.flow_pairs_always_on > 0
+    nothing = load_predictor(checkpoint, "dis", threshold=1.0)
+    result, _ = nothing(video)
+    assert result.flow_pairs == 0 and all(seg == [] for seg in result.segments)
+    assert result.gflops < everything(video)[0].gflops
+    some = load_predictor(checkpoint, "dis", threshold=0.5)
+    result, _ = some(video)
+    flow_segments = sum("flow" in seg for seg in result.segments)
+    assert (result.flow_pairs > 0) == (flow_segments > 0)
+    assert result.flow_pairs <= result.flow_pairs_always_on
+
+
+def test_video_without_audio_and_very_short_video(setup, tmp_path):
+    root, _store, checkpoint, _classes = setup
+    predictor = load_predictor(checkpoint, "dis", threshold=0.0)
+    silent, _ = predictor(root / "test" / "down" / "1.mp4")
+    assert not silent.has_audio and np.isfinite(silent.logits).all()
+    short = make_clip(tmp_path / "short.mp4", frames=2, size=(48, 32))
+    result, _ = predictor(short)
+    assert result.num_frames == 2 and np.isfinite(result.logits).all()
+
+
+def test_cli_writes_json_and_figure_and_reports_bad_files(setup, tmp_path, capsys):
+    root, _store, checkpoint, _classes = setup
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    out = tmp_path / "pred.json"
+    code = main(["predict", str(root / "test" / "right" / "0.mp4"), str(bad), "--checkpoint", str(checkpoint),
+                 "--json", str(out), "--viz", str(tmp_path / "fig.png")])
+    assert code == 1  # one video failed, the other was predicted
+    text = capsys.readouterr().out
+    assert "bad.mp4" in text and "optical flow computed for" in text
+    results = json.loads(out.read_text())
+    assert len(results) == 1 and set(results[0]["seconds"]) == {"decode", "policy inputs", "policy", "flow",
+                                                                  "recognizers"}
+    assert (tmp_path / "fig-0.png").stat().st_size > 0
