@@ -104,3 +104,22 @@ def test_cli_writes_json_and_figure_and_reports_bad_files(setup, tmp_path, capsy
     assert len(results) == 1 and set(results[0]["seconds"]) == {"decode", "policy inputs", "policy", "flow",
                                                                   "recognizers"}
     assert (tmp_path / "fig-0.png").stat().st_size > 0
+
+
+def test_bench_measures_network_and_end_to_end_speed(setup, tmp_path, capsys):
+    root, store, checkpoint, classes = setup
+    payload = torch.load(checkpoint, weights_only=True)
+    fusion = tmp_path / "fusion.pt"
+    save_checkpoint(fusion, {**payload, "stage": "fusion"})
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--checkpoint", f"adamml={checkpoint}", "--checkpoint", f"fusion={fusion}",
+                 "--data", str(store), "--videos", str(root), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ada, base = result["rows"]["adamml"], result["rows"]["fusion"]
+    assert base["network_speedup"] == 1.0 and base["gflops_ratio"] == 1.0
+    for row in (ada, base):
+        assert row["network_videos_per_second"] > 0 and row["end_to_end_videos_per_second"] > 0
+    assert ada["network_efficiency"] == pytest.approx(ada["network_speedup"] / ada["gflops_ratio"])
+    assert base["flow_pairs_per_video"] >= ada["flow_pairs_per_video"]
+    assert "speed-up / ratio" in capsys.readouterr().out
+    assert main(["bench", "--checkpoint", f"adamml={checkpoint}", "--data", str(store)]) == 2  # no baseline

@@ -20,8 +20,9 @@ def _registrars() -> list[Registrar]:
     from adamml.evaluate import register as evaluate
     from adamml.predict import register as predict
     from adamml.synth_cli import register as synth
+    from adamml.bench import register as bench
 
-    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, flops, demo]
+    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, flops, demo]
     # --- further sub-commands register here (flops, train, eval, predict, ...) ---
     return registrars
 
