@@ -130,7 +130,8 @@ class Predictor:
                                         cfg.frames, cfg.stride, n)  # (S, T)
         crop = centre_crop(width, height, cfg.input_size, cfg.test_short_side)
         source = InMemoryFrames(frames, self.flow_method)
-        wanted = set(model.modalities) | set(model.policy.inputs)
+        policy_inputs = set(model.policy.inputs) if self.decisions_fn is None else set()  # baselines: no policy
+        wanted = set(model.modalities) | policy_inputs
         batch: dict[str, torch.Tensor] = {}
         if "rgb" in wanted:
             batch["rgb"] = _tensor([rgb_segment(source, seg, crop) for seg in indices])
@@ -149,8 +150,9 @@ class Predictor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         lap("policy inputs")
         with torch.no_grad():
-            if self.decisions_fn is not None:
-                decisions = self.decisions_fn(batch)
+            if self.decisions_fn is not None:  # baselines: always on, or the random policy (needs no input)
+                shape = {"index": batch["index"], "segments": torch.zeros(1, len(indices), 1, device=self.device)}
+                decisions = self.decisions_fn(shape)
                 probs = decisions
             else:
                 decided = model.decide(batch)

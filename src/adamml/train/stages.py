@@ -84,11 +84,18 @@ def phases_for(cfg: Config, stage: str) -> list[Phase]:
 # ---------------------------------------------------------------------------------------------- decisions
 
 
+def _videos_segments(batch: dict[str, torch.Tensor]) -> tuple[int, int, torch.device]:
+    """(B, S, device) of a batch, from any of its per-segment inputs."""
+    for key, value in batch.items():
+        if key not in ("label", "target", "index") and value.dim() >= 3:
+            return value.shape[0], value.shape[1], value.device
+    raise ValueError(f"the batch has no per-segment input (keys: {sorted(batch)})")
+
+
 def always_on(model: AdaMML) -> DecisionFn:
     def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        any_key = next(iter(model.modalities))
-        b, s = batch[any_key].shape[:2]
-        return torch.ones(b, s, len(model.modalities), device=batch[any_key].device)
+        b, s, device = _videos_segments(batch)
+        return torch.ones(b, s, len(model.modalities), device=device)
 
     return fn
 
@@ -108,15 +115,14 @@ def random_policy(model: AdaMML, rates: tuple[float, ...], seed: int | None) -> 
     p = torch.tensor(rates)
 
     def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        any_key = next(iter(model.modalities))
-        b, s = batch[any_key].shape[:2]
+        b, s, device = _videos_segments(batch)
         if seed is None:
             u = torch.rand(b, s, len(rates))
         else:
             u = torch.from_numpy(np.stack([
                 np.random.default_rng([seed, int(i)]).random((s, len(rates))) for i in batch["index"].cpu()
             ])).float()
-        return (u < p).float().to(batch[any_key].device)
+        return (u < p).float().to(device)
 
     return fn
 
