@@ -21,8 +21,9 @@ def _registrars() -> list[Registrar]:
     from adamml.predict import register as predict
     from adamml.synth_cli import register as synth
     from adamml.bench import register as bench
+    from adamml.export import register as export
 
-    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, flops, demo]
+    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, export, flops, demo]
     # --- further sub-commands register here (flops, train, eval, predict, ...) ---
     return registrars
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adamml.config import ModelConfig
+from adamml.config import ModelConfig, PolicyConfig
 from adamml.modalities import get_modality
 from adamml.models.fusion import LateFusion
 from adamml.models.policy import PolicyNetwork, PolicyOutput
@@ -50,6 +50,30 @@ def _resize(x: Tensor, size: int) -> Tensor:
     return y.view(*lead, *y.shape[-3:])
 
 
+def policy_inputs(batch: dict[str, Tensor], names: tuple[str, ...], cfg: PolicyConfig) -> dict[str, Tensor]:
+    """The policy's inputs ``(B, S, ...)``: visual ones subsampled to the policy's frames (0, 2, 4, 6 of 8) and
+    resized to its size; the spectrogram resized to its audio size."""
+    out = {}
+    for name in names:
+        x = batch[name]
+        if get_modality(name).visual:  # (B, S, T, C, H, W)
+            t = x.shape[2]
+            if t != cfg.frames:
+                step = t // cfg.frames
+                x = x[:, :, : step * cfg.frames : step]  # (B, S, T', C, H, W)
+            out[name] = _resize(x, cfg.size)
+        else:  # (B, S, 1, F, W)
+            out[name] = _resize(x, cfg.audio_size)
+    return out
+
+
+def recognizer_input(name: str, cells: Tensor, audio_size: int) -> Tensor:
+    """Packed cells ``(N, ...)`` of modality ``name`` as its recognizer takes them (the spectrogram resized)."""
+    if not get_modality(name).visual:
+        return _resize(cells, audio_size)
+    return cells
+
+
 class AdaMML(nn.Module):
     """Adaptive multi-modal recognition: a policy chooses, per segment, which recognizers run."""
 
@@ -68,28 +92,15 @@ class AdaMML(nn.Module):
     # ------------------------------------------------------------------------------------------- inputs
     def policy_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The policy's inputs ``(B, S, ...)`` derived from the batch (frame subsampling, resizing)."""
-        cfg = self.cfg.policy
-        out = {}
         for name in self.policy.inputs:
             if name not in batch:
                 wanted = [m for m in self.modalities if get_modality(m).policy_proxy == name]
                 raise KeyError(f"the batch has no {name!r}, the policy's input for {wanted}; keys: {sorted(batch)}")
-            x = batch[name]
-            if get_modality(name).visual:  # (B, S, T, C, H, W)
-                t = x.shape[2]
-                if t != cfg.frames:
-                    step = t // cfg.frames
-                    x = x[:, :, : step * cfg.frames : step]  # (B, S, T', C, H, W): frames 0, 2, 4, 6 of 8
-                out[name] = _resize(x, cfg.size)
-            else:  # (B, S, 1, F, W)
-                out[name] = _resize(x, cfg.audio_size)
-        return out
+        return policy_inputs(batch, self.policy.inputs, self.cfg.policy)
 
     def recognizer_input(self, name: str, cells: Tensor) -> Tensor:
         """Prepare packed cells ``(N, ...)`` of modality ``name`` for its recognizer (audio: resize)."""
-        if not get_modality(name).visual:
-            return _resize(cells, self.cfg.audio.size)
-        return cells
+        return recognizer_input(name, cells, self.cfg.audio.size)
 
     # ------------------------------------------------------------------------------------------- pieces
     def decide(self, batch: dict[str, Tensor]) -> PolicyOutput:
