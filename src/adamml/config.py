@@ -186,6 +186,10 @@ class TrainConfig:
     gamma: float = 10.0  # efficiency loss for a wrong prediction
     random_rates: dict[str, float] = field(default_factory=dict)  # random-policy baseline (default 0.5 each)
     clip_grad_norm: float = 20.0  # gradient norm clipping of each optimiser's parameters; 0 disables
+    # after each policy epoch, the policy's batch-norm statistics are recomputed on this many training batches
+    # ("precise BN"): the running averages lag behind fast-changing weights and make the policy's evaluation
+    # decisions input-independent; 0 keeps the running averages
+    precise_bn_batches: int = 20
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:

@@ -227,3 +227,28 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
         if on_step is not None:
             on_step(stats)
     return stats
+
+
+@torch.no_grad()
+def recompute_batch_norm(module: torch.nn.Module, forward: Callable[[dict[str, Tensor]], object], loader: DataLoader,
+                         info: DistInfo, max_batches: int) -> int:
+    """Replace the running statistics of `module`'s batch norms by their plain average over up to `max_batches`
+    batches of `loader` (forward(batch) runs the module); returns the batches used."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or max_batches <= 0:
+        return 0
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    used = 0
+    for batch in loader:
+        if used >= max_batches:
+            break
+        forward(to_device(batch, info.device))
+        used += 1
+    for m, (momentum, training) in zip(norms, saved):
+        m.momentum = momentum
+        m.train(training)
+    return used

@@ -55,6 +55,7 @@ from adamml.train.loop import (
     make_loader,
     predict,
     pretrain_policy_epoch,
+    recompute_batch_norm,
     train_epoch,
 )
 
@@ -402,6 +403,8 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     if phase.name == "alternating":
         model.policy.set_temperature(float(model.policy.temperature) * t.temperature_decay)
     _set_trainable(model, True, True)
+    if phase.name == "alternating":
+        _precise_policy_bn(run, phase, epoch)
     if phase.name == "warmup":  # the policy is still random: nothing to select yet
         if info.is_main:
             _write_logs(run)
@@ -423,13 +426,29 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         _write_logs(run)
 
 
+def _policy_set(run: Run) -> SegmentDataset:
+    """The training split with the policy's inputs only (no optical flow is read)."""
+    if run.policy_set is None:
+        run.policy_set = SegmentDataset(run.train_set.store, "train", run.model.policy.inputs, train=True,
+                                        sampling=sampling_config(run.cfg), seed=run.cfg.train.seed)
+    return run.policy_set
+
+
+def _precise_policy_bn(run: Run, phase: Phase, epoch: int) -> None:
+    """Recompute the policy's batch-norm statistics with its current weights (see train.precise_bn_batches)."""
+    cfg, model = run.cfg, run.model
+    data = _policy_set(run)
+    data.set_epoch(_global_epoch(run, phase, epoch))
+    loader = make_loader(data, cfg.train.batch_size, run.info, cfg.train.seed * 1000 + 7919 + _global_epoch(run, phase, epoch),
+                         train=True, workers=cfg.data.workers)
+    recompute_batch_norm(model.policy, lambda batch: model.policy(model.policy_inputs(batch)), loader, run.info,
+                         cfg.train.precise_bn_batches)
+
+
 def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     """One epoch of the policy extractors' supervised pre-training (only the policy inputs are loaded)."""
     cfg, model, info = run.cfg, run.model, run.info
-    if run.policy_set is None:
-        run.policy_set = SegmentDataset(run.train_set.store, "train", model.policy.inputs, train=True,
-                                        sampling=sampling_config(cfg), seed=cfg.train.seed)
-    run.policy_set.set_epoch(_global_epoch(run, phase, epoch))
+    _policy_set(run).set_epoch(_global_epoch(run, phase, epoch))
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
@@ -449,6 +468,7 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
     _log(run, phase, epoch, "policy", stats, state)
     state.step_schedules()
     _set_trainable(model, True, True)
+    _precise_policy_bn(run, phase, epoch)
     if info.is_main:
         _write_logs(run)
 
