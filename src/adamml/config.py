@@ -190,6 +190,9 @@ class TrainConfig:
     # ("precise BN"): the running averages lag behind fast-changing weights and make the policy's evaluation
     # decisions input-independent; 0 keeps the running averages
     precise_bn_batches: int = 20
+    # model selection (adamml stage): only epochs whose validation GFLOPs per video are at most this fraction of
+    # the always-on cost are candidates for best.pt (1.0: any epoch; the best model under a cost budget)
+    select_max_gflops: float = 1.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:

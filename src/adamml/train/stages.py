@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from adamml.config import Config, dump_config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.adamml import AdaMML
 from adamml.models.build import build_model
@@ -412,7 +413,8 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     val = validate(run)
     run.log_rows[-1].update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
     run.log_rows[-1].update({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
-    improved = val["score"] > run.best_score
+    eligible = run.stage != "adamml" or val["gflops_fraction"] <= cfg.train.select_max_gflops
+    improved = eligible and val["score"] > run.best_score
     if improved:
         run.best_score = val["score"]
         if info.is_main:
@@ -421,8 +423,9 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
                                                   "random_rates": list(random_rates(cfg)) if run.stage == "random" else None})
     if info.is_main:
         sel = " ".join(f"{m} {100 * r:.0f}%" for m, r in val["selection_rate"].items())
-        run.console.print(f"  val: top1 {val['top1']:.2f}  mAP {val['mAP']:.2f}  selection {sel}"
-                          + ("  (best)" if improved else ""))
+        run.console.print(f"  val: top1 {val['top1']:.2f}  mAP {val['mAP']:.2f}  selection {sel}  "
+                          f"GFLOPs {100 * val['gflops_fraction']:.0f} % of always-on"
+                          + ("  (best)" if improved else "" if eligible else "  (over the GFLOPs budget)"))
         _write_logs(run)
 
 
@@ -486,7 +489,11 @@ def validate(run: Run) -> dict[str, Any]:
     loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
                          workers=run.cfg.data.workers)
     pred = predict(run.model, loader, run.info, eval_decisions(run.model, run.stage, run.cfg))
-    return summarize(pred, run.model.modalities, run.multi_label)
+    out = summarize(pred, run.model.modalities, run.multi_label)
+    costs = measure_costs(run.cfg.model)
+    gflops = video_gmacs(pred.decisions, costs, include_policy=run.stage == "adamml")
+    out["gflops_fraction"] = float(gflops.mean()) / always_on_gmacs(costs, pred.decisions.shape[1])
+    return out
 
 
 def _with_progress(run: Run, label: str, total: int, body) -> EpochStats:
