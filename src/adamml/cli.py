@@ -24,7 +24,6 @@ def _registrars() -> list[Registrar]:
     from adamml.export import register as export
 
     registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, export, flops, demo]
-    # --- further sub-commands register here (flops, train, eval, predict, ...) ---
     return registrars
 
 

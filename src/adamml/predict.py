@@ -23,6 +23,7 @@ from rich.table import Table
 
 from adamml.config import Config
 from adamml.data.dataset import (
+    FLOW_STACK,
     SamplingConfig,
     flow_segment,
     policy_positions,
@@ -30,7 +31,13 @@ from adamml.data.dataset import (
     rgbdiff_segment,
     sampling_config,
 )
-from adamml.data.sampling import eval_segment_starts, segment_centre_seconds, segment_frame_indices, window_span
+from adamml.data.sampling import (
+    eval_segment_starts,
+    flow_stack_indices,
+    segment_centre_seconds,
+    segment_frame_indices,
+    window_span,
+)
 from adamml.data.spectrogram import audio_window, log_spectrogram, silence
 from adamml.data.transforms import centre_crop
 from adamml.flops import measure_costs, video_gmacs
@@ -176,9 +183,7 @@ class Predictor:
         include_policy = self.stage == "adamml"
         flow_always = 0
         if "flow" in model.modalities and n > 1:
-            from adamml.data.sampling import flow_stack_indices
-
-            flow_always = len(np.unique(flow_stack_indices(indices, 5, n - 1)))
+            flow_always = len(np.unique(flow_stack_indices(indices, FLOW_STACK, n - 1)))
         result = VideoPrediction(
             path=str(path),
             top=[(self.classes[int(c)], float(scores[c])) for c in order],

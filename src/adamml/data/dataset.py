@@ -191,11 +191,12 @@ class SegmentDataset(Dataset):
             if "rgbdiff" not in self.modalities:  # policy-only: frame positions 0, 2, 4, 6
                 positions = policy_positions(indices, self.cfg)
             out["rgbdiff"] = torch.from_numpy(np.stack([
-                self._rgbdiff(reader, seg, crop, int(row["num_frames"])) for seg, crop in zip(positions, crops)
+                rgbdiff_segment(reader, seg, crop, int(row["num_frames"])) for seg, crop in zip(positions, crops)
             ]))  # (S, T', 15, H, W)
         if "flow" in self.keys:
             out["flow"] = torch.from_numpy(np.stack([
-                self._flow(reader, seg, crop, int(row.get("num_flow", 0))) for seg, crop in zip(indices, crops)
+                flow_segment(reader, seg, crop, int(row.get("num_flow", 0)), self.cfg.input_size)
+                for seg, crop in zip(indices, crops)
             ]))  # (S, T, 10, H, W)
         if "audio" in self.keys:
             out["audio"] = torch.from_numpy(self._audio(row, indices))  # (S, 1, 256, 256)
@@ -212,12 +213,6 @@ class SegmentDataset(Dataset):
         if self.train:
             return train_crop(width, height, cfg.input_size, cfg.train_scale, rng)
         return centre_crop(width, height, cfg.input_size, cfg.test_short_side)
-
-    def _rgbdiff(self, reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
-        return rgbdiff_segment(reader, positions, crop, num_frames)
-
-    def _flow(self, reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int) -> np.ndarray:
-        return flow_segment(reader, positions, crop, num_flow, self.cfg.input_size)
 
     def _audio(self, row: dict, indices: np.ndarray) -> np.ndarray:
         centres = segment_centre_seconds(indices, float(row["fps"]))
