@@ -22,8 +22,9 @@ def _registrars() -> list[Registrar]:
     from adamml.synth_cli import register as synth
     from adamml.bench import register as bench
     from adamml.export import register as export
+    from adamml.compare import register as compare
 
-    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, export, flops, demo]
+    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, export, flops, compare, demo]
     return registrars
 
 

@@ -26,16 +26,14 @@ from rich.table import Table
 from adamml.config import load_config
 from adamml.data.dataset import read_wav_window
 from adamml.data.spectrogram import log_spectrogram, silence
-from adamml.evaluate import evaluate
 from adamml.prepare.command import prepare_with_progress, print_summary
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
 from adamml.prepare.worker import PrepareSettings
 from adamml.synth import SynthConfig
 from adamml.synth_cli import generate
-from adamml.train.distributed import DistInfo
-from adamml.train.stages import train
 from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
+from adamml.workflow import Steps, eval_once, train_once
 
 MODALITIES = ("rgb", "flow", "audio")
 SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
@@ -61,35 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--short-side", type=int, default=64, help="prepare: short side of the stored frames")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing earlier results")
     p.set_defaults(func=run)
-
-
-class Steps:
-    """Wall time per step, for the closing summary."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.times: dict[str, float] = {}
-
-    def run(self, name: str, fn, *args, **kwargs):
-        self.console.rule(f"[bold]{name}")
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        self.times[name] = time.perf_counter() - start
-        return result
-
-
-def _train_once(cfg, stage: str, store: Path, out: Path, console: Console, init: list[Path] = ()) -> None:
-    if (out / "summary.json").exists():
-        console.print(f"{out}: trained earlier, reused")
-        return
-    train(cfg, stage, store, out, DistInfo(), init=list(init), resume=(out / "last.pt").exists(), console=console)
-
-
-def _eval_once(checkpoint: Path, store: Path, split: str, out: Path, console: Console,
-               thresholds: list[float] | None = None) -> dict[str, Any]:
-    if (out / "report.json").exists() and (out / "report.json").stat().st_mtime >= checkpoint.stat().st_mtime:
-        return json.loads((out / "report.json").read_text())
-    return evaluate(checkpoint, store, split, out, thresholds, console=console)
 
 
 def policy_vs_truth(decisions: list[dict], truth: dict[str, dict]) -> dict[str, Any]:
@@ -185,23 +154,23 @@ def run(args: argparse.Namespace) -> int:
     for m in MODALITIES:
         runs[m] = out / f"unimodal-{m}"
         unimodal = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, modalities=(m,)))
-        steps.run(f"train unimodal {m}", _train_once, unimodal, "unimodal", store, runs[m], console)
+        steps.run(f"train unimodal {m}", train_once, unimodal, "unimodal", store, runs[m], console)
     init = [runs[m] / "best.pt" for m in MODALITIES]
     runs["fusion"] = out / "fusion"
-    steps.run("train weighted fusion", _train_once, cfg, "fusion", store, runs["fusion"], console, init)
+    steps.run("train weighted fusion", train_once, cfg, "fusion", store, runs["fusion"], console, init)
     runs["adamml"] = out / "adamml"
-    steps.run("train AdaMML", _train_once, cfg, "adamml", store, runs["adamml"], console, init)
-    val = steps.run("AdaMML selection rate (validation)", _eval_once, runs["adamml"] / "best.pt", store, "val",
+    steps.run("train AdaMML", train_once, cfg, "adamml", store, runs["adamml"], console, init)
+    val = steps.run("AdaMML selection rate (validation)", eval_once, runs["adamml"] / "best.pt", store, "val",
                     runs["adamml"] / "eval-val", console)
     rates = [f"train.random_rates.{m}={val['selection_rate'][m]:.4f}" for m in MODALITIES]
     runs["random"] = out / "random"
     random_cfg = load_config(args.config, [f"model.num_classes={len(classes)}", *args.overrides, *rates])
-    steps.run("train random policy", _train_once, random_cfg, "random", store, runs["random"], console, init)
+    steps.run("train random policy", train_once, random_cfg, "random", store, runs["random"], console, init)
 
     reports: dict[str, dict] = {}
     for name, folder in runs.items():
         thresholds = list(SWEEP) if name == "adamml" else None
-        reports[name] = steps.run(f"evaluate {name}", _eval_once, folder / "best.pt", store, "test",
+        reports[name] = steps.run(f"evaluate {name}", eval_once, folder / "best.pt", store, "test",
                                   folder / "eval-test", console, thresholds)
 
     truth = {row["id"]: row for row in read_jsonl(data / "ground_truth.jsonl")}

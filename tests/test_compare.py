@@ -1,0 +1,60 @@
+"""`adamml compare`: method parsing, ordering, and one small comparison end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adamml.cli import main
+from adamml.compare import Method, parse_method, plan
+from adamml.train.checkpoint import load_checkpoint
+from tests.test_train import TINY, tiny_store  # noqa: F401  (the fixture)
+
+
+def test_methods_are_parsed_and_ordered():
+    default = ("rgb", "flow", "audio")
+    assert parse_method("rgbdiff", default) == Method("unimodal", ("rgbdiff",))
+    assert parse_method("fusion", default) == Method("fusion", default)
+    assert parse_method("adamml:rgb+flow", default) == Method("adamml", ("rgb", "flow"))
+    for bad, words in (("fuson", "unknown method"), ("fusion:rgb", "at least two"), ("unimodal:rgb+flow", "one"),
+                       ("fusion:rgb+sound", "unknown modality")):
+        with pytest.raises(ValueError, match=words):
+            parse_method(bad, default)
+    order = plan([Method("random", ("rgb", "flow")), Method("fusion", ("rgb", "flow")),
+                  Method("adamml", ("rgb", "flow")), Method("unimodal", ("rgb",))])
+    assert [m.key for m in order] == ["unimodal-rgb", "unimodal-flow", "fusion-rgb+flow", "adamml-rgb+flow",
+                                      "random-rgb+flow"]
+
+
+def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", "tiny", "--data", str(tiny_store), "--out", str(out),
+            "--methods", "rgb", "fusion:rgb+flow", "adamml:rgb+flow", "random:rgb+flow",
+            "--set", "train.efficiency_weights.flow=0.8"]
+    for item in TINY[1:]:  # the store sets the number of classes
+        args += ["--set", item]
+    assert main(args) == 0
+    result = json.loads((out / "compare.json").read_text())
+    keys = ["unimodal-rgb", "unimodal-flow", "fusion-rgb+flow", "adamml-rgb+flow", "random-rgb+flow"]
+    assert list(result["methods"]) == keys
+    for key in keys:
+        report = result["methods"][key]
+        assert 0.0 <= report["top1"] <= 100.0
+        assert report["gflops_per_video"] > 0 or report["stage"] in ("adamml", "random")
+        assert result["seconds"][key]["train"] > 0
+    fusion, uni = result["methods"]["fusion-rgb+flow"], result["methods"]["unimodal-rgb"]
+    assert fusion["gflops_per_video"] > uni["gflops_per_video"]
+    assert len(result["methods"]["adamml-rgb+flow"]["sweep"]) == 6
+    # the random policy runs at the selection rates AdaMML reached on the validation split
+    val = json.loads((out / "adamml-rgb+flow" / "eval-val" / "report.json").read_text())
+    rates = load_checkpoint(out / "random-rgb+flow" / "best.pt")["random_rates"]
+    assert rates == pytest.approx([val["selection_rate"]["rgb"], val["selection_rate"]["flow"]], abs=1e-4)
+    assert "fusion-rgb+flow" in {r["versus"] for r in result["adamml_vs"]}
+    text = (out / "compare.md").read_text()
+    assert "| Weighted fusion | rgb+flow |" in text and "| AdaMML | rgb+flow |" in text
+    assert (out / "compare.png").stat().st_size > 5000
+    # a second run reuses every training
+    stamp = (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime
+    assert main(args) == 0
+    assert (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime == stamp
