@@ -38,7 +38,7 @@ def parse_named(items: list[str]) -> dict[str, Path]:
 
 def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, split: str = "test",
           limit: int | None = None, flow: str = "dis", baseline: str = "fusion", console: Console | None = None,
-          repeats: int = 1) -> dict[str, Any]:
+          repeats: int = 1, batch_size: int | None = None) -> dict[str, Any]:
     """Measure (a) and (b) for every checkpoint; speed-ups relative to `baseline`."""
     console = console or Console(stderr=True, soft_wrap=True)
     if baseline not in checkpoints:
@@ -48,7 +48,7 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         console.rule(f"[bold]{name}")
         best = None
         for _ in range(repeats):  # the fastest of `repeats` passes, as timing tools do
-            report = evaluate(path, data, split, None, console=console)
+            report = evaluate(path, data, split, None, batch_size=batch_size, console=console)
             if best is None or report["videos_per_second"] > best["videos_per_second"]:
                 best = report
         rows[name] = {"gflops": best["gflops_per_video"], "top1": best["top1"],
@@ -74,7 +74,7 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         if "end_to_end_videos_per_second" in row:
             row["end_to_end_speedup"] = row["end_to_end_videos_per_second"] / base["end_to_end_videos_per_second"]
             row["end_to_end_efficiency"] = row["end_to_end_speedup"] / row["gflops_ratio"]
-    return {"baseline": baseline, "split": split, "rows": rows}
+    return {"baseline": baseline, "split": split, "batch_size": batch_size, "rows": rows}
 
 
 def bench_table(result: dict[str, Any]) -> Table:
@@ -107,6 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flow", default="dis", help="end to end: the optical flow method of the store")
     p.add_argument("--baseline", default="fusion", help="the NAME speed-ups are relative to")
     p.add_argument("--repeats", type=int, default=1, help="network pass: keep the fastest of N")
+    p.add_argument("--batch-size", type=int, help="network pass: videos per batch (default: each checkpoint's "
+                   "train.eval_batch_size); larger batches spread the fixed cost of each layer call")
     p.add_argument("--json", type=Path, help="write the measurements here")
     p.set_defaults(func=run)
 
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     try:
         result = bench(parse_named(args.checkpoints), args.data, args.videos, args.split, args.limit, args.flow,
-                       args.baseline, console, args.repeats)
+                       args.baseline, console, args.repeats, args.batch_size)
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         return 2
