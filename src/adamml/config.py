@@ -26,8 +26,13 @@ import yaml
 
 from adamml.modalities import check_modalities
 
-FusionKind = Literal["weighted", "average"]
+FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
+                     "gradient-blending"]
 SegmentMean = Literal["all", "selected"]
+# AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
+# baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
+LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
+BASELINE_KINDS: tuple[str, ...] = ("gating", "lateral-uni", "lateral-bi", "context-gating", "gradient-blending")
 
 
 @dataclass(frozen=True)
@@ -91,16 +96,27 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Late fusion of the recognizers' segment logits (Sec. 3.2)."""
+    """How the modalities are fused: AdaMML's late fusion of segment logits (Sec. 3.2), or one of the always-on
+    fusion baselines (``BASELINE_KINDS``, see ``adamml.models.baselines``)."""
 
-    kind: FusionKind = "weighted"  # learnable weights (official) or plain average
+    kind: FusionKind = "weighted"  # learnable weights (official), plain average, or a baseline
     segment_mean: SegmentMean = "all"  # video logits: mean over all segments or over segments that used something
+    hidden: int = 512  # gating, context-gating: width of the gate networks
+    lateral_stages: tuple[int, ...] = (1, 2, 3)  # lateral-uni/bi: connections after these ResNet stages (layerN)
+    dropout: float = 0.5  # gradient-blending: dropout before the fused classifier
 
     def __post_init__(self) -> None:
-        if self.kind not in ("weighted", "average"):
-            raise ValueError(f"fusion.kind must be 'weighted' or 'average', got {self.kind!r}")
+        kinds = LATE_FUSION_KINDS + BASELINE_KINDS
+        if self.kind not in kinds:
+            raise ValueError(f"fusion.kind must be one of {', '.join(kinds)}, got {self.kind!r}")
         if self.segment_mean not in ("all", "selected"):
             raise ValueError(f"fusion.segment_mean must be 'all' or 'selected', got {self.segment_mean!r}")
+        if self.hidden < 1:
+            raise ValueError(f"fusion.hidden must be positive, got {self.hidden}")
+        stages = list(self.lateral_stages)
+        if not stages or len(set(stages)) != len(stages) or not set(stages) <= {1, 2, 3}:
+            raise ValueError(f"fusion.lateral_stages must be distinct stages among 1, 2, 3, got {stages}")
+        _check_probability("fusion.dropout", self.dropout)
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,26 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class BlendConfig:
+    """Gradient blending (Wang et al., CVPR 2020): how the loss weights of its heads are estimated."""
+
+    holdout: float = 0.2  # fraction of the training split held out (never trained on) to measure generalisation
+    interval: int = 2  # epochs between two estimates (the paper's "super-epoch")
+    min_weight: float = 0.05  # floor of every head's weight; the weights sum to 1
+    min_overfit: float = 0.01  # floor of the overfitting increase O in w = G / O^2 (no division by ~0)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"train.blend.holdout must be in (0, 1), got {self.holdout}")
+        if self.interval < 1:
+            raise ValueError(f"train.blend.interval must be positive, got {self.interval}")
+        if not 0.0 <= self.min_weight < 0.2:  # at most 5 heads (4 modalities + the fused one) must fit under 1
+            raise ValueError(f"train.blend.min_weight must be in [0, 0.2), got {self.min_weight}")
+        if self.min_overfit <= 0:
+            raise ValueError(f"train.blend.min_overfit must be positive, got {self.min_overfit}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The training recipe (paper Sec. 3.3 and supplementary Sec. B)."""
 
@@ -193,6 +229,7 @@ class TrainConfig:
     # model selection (adamml stage): only epochs whose validation GFLOPs per video are at most this fraction of
     # the always-on cost are candidates for best.pt (1.0: any epoch; the best model under a cost budget)
     select_max_gflops: float = 1.0
+    blend: BlendConfig = field(default_factory=BlendConfig)  # the gradient-blending stage
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:

@@ -2,8 +2,10 @@
 
 GFLOPs (multiply-accumulates, as the field counts them; conv layers as the paper counts, all layers beside
 it) per video = the policy on every segment (AdaMML only) + each recognizer on each segment that selected it
-(`adamml.flops.video_gmacs`), measured on the model's real networks. Writes `report.json`, `report.md` and
-`decisions.json`; `--threshold 0.3,0.5,0.7` sweeps the policy's decision threshold (accuracy vs GFLOPs).
++ a fusion baseline's own modules (`adamml.flops.video_gmacs`), measured on the model's real networks. The
+model is rebuilt from the checkpoint's stored configuration (AdaMML, or the fusion baseline of its
+`fusion.kind`). Writes `report.json`, `report.md` and `decisions.json`; `--threshold 0.3,0.5,0.7` sweeps the
+policy's decision threshold (accuracy vs GFLOPs).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
-from adamml.models.build import build_model
+from adamml.models.build import Model, build_model
 from adamml.prepare.layout import StoreError
 from adamml.train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_model_state
 from adamml.train.distributed import DistInfo, setup, teardown
@@ -32,7 +34,7 @@ from adamml.train.loop import make_loader, predict
 from adamml.train.stages import eval_decisions, summarize
 
 
-def load_trained(path: Path, device: str = "cpu") -> tuple[AdaMML, Config, dict[str, Any]]:
+def load_trained(path: Path, device: str = "cpu") -> tuple[Model, Config, dict[str, Any]]:
     """Model, config and checkpoint payload of a trained checkpoint (strict, weights only)."""
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, path)
@@ -67,13 +69,14 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
     loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)
-    uses_policy = stage == "adamml"
-    if random_at_test:
+    uses_policy = stage == "adamml" and isinstance(model, AdaMML)
+    if random_at_test and uses_policy:
         model.policy.random_at_test = True
     thresholds = thresholds or [cfg.model.policy.threshold]
     runs = []
     for threshold in (thresholds if uses_policy else thresholds[:1]):
-        model.policy.threshold = threshold
+        if uses_policy:
+            model.policy.threshold = threshold
         started = time.perf_counter()
         progress = Progress(TextColumn(f"[bold]eval {split}" + (f" threshold {threshold:g}" if uses_policy else "")),
                             BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -93,6 +96,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
     report = {
         "checkpoint": str(checkpoint),
         "stage": stage,
+        "fusion": cfg.model.fusion.kind,
         "modalities": list(model.modalities),
         "split": split,
         "videos": metrics["videos"],

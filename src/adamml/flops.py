@@ -16,6 +16,12 @@ Two counts are kept side by side:
 
 A video's cost (paper Sec. 4 "GFLOPs"): the policy on every segment plus each recognizer on the segments that
 selected it; ``video_gmacs`` is that pure function of the decisions, for the evaluator and the predictor alike.
+
+The always-on fusion baselines (``adamml.models.baselines``) add their fusion modules (lateral projections, gates,
+fused heads) to the recognizers. Their cost is measured the same way, on the baseline's whole forward pass: once
+for a video of one segment and once for two, which gives the cost per segment and the cost once per video (the
+gating baseline's gate runs on the video's pooled features); what is not in the recognizers is ``fusion`` (per
+segment) and ``fusion_video``. AdaMML's late fusion counts zero (a weighted sum of M x K logits).
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from adamml.config import FusionConfig, ModelConfig, PolicyConfig
+from adamml.config import BASELINE_KINDS, FusionConfig, ModelConfig, PolicyConfig
 from adamml.modalities import get_modality
+from adamml.models.adamml import AdaMML
 from adamml.models.build import build_model
+from adamml.models.policy import PolicyNetwork
 
 Count = Literal["conv", "all"]
 
@@ -47,6 +55,9 @@ class Cost:
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.conv + other.conv, self.all + other.all)
+
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(self.conv - other.conv, self.all - other.all)
 
     def __mul__(self, factor: float) -> Cost:
         return Cost(self.conv * factor, self.all * factor)
@@ -89,6 +100,8 @@ class ModelCosts:
     policy_head: Cost  # MLP + LSTM cell + decision heads, one segment
     recognizer_inputs: Mapping[str, tuple[int, ...]]  # per-segment input shape of each recognizer
     extractor_inputs: Mapping[str, tuple[int, ...]]  # per-segment input shape of each policy extractor
+    fusion: Cost = ZERO  # a fusion baseline's modules beyond the recognizers, one segment (every modality on)
+    fusion_video: Cost = ZERO  # a fusion baseline's modules that run once per video
 
     def policy(self) -> Cost:
         """The policy on one segment."""
@@ -98,8 +111,8 @@ class ModelCosts:
         return total
 
     def always_on(self) -> Cost:
-        """Every recognizer on one segment (the weighted-fusion baseline, no policy)."""
-        total = ZERO
+        """Every recognizer on one segment, with a fusion baseline's per-segment modules (no policy)."""
+        total = self.fusion
         for name in self.modalities:
             total = total + self.recognizers[name]
         return total
@@ -107,6 +120,9 @@ class ModelCosts:
 
 def _cost_key(cfg: ModelConfig) -> ModelConfig:
     """The configuration with everything that does not change the cost set to defaults (for the cache)."""
+    fusion = FusionConfig()
+    if cfg.fusion.kind in BASELINE_KINDS:
+        fusion = dataclasses.replace(cfg.fusion, segment_mean="all", dropout=0.0)
     return dataclasses.replace(
         cfg,
         num_segments=1,
@@ -114,7 +130,7 @@ def _cost_key(cfg: ModelConfig) -> ModelConfig:
         audio=dataclasses.replace(cfg.audio, pretrained=None),
         policy=dataclasses.replace(cfg.policy, pretrained=None, threshold=PolicyConfig.threshold,
                                    temperature=PolicyConfig.temperature, random_at_test=False),
-        fusion=FusionConfig(),
+        fusion=fusion,
     )
 
 
@@ -123,37 +139,63 @@ def measure_costs(cfg: ModelConfig) -> ModelCosts:
     return _measure(_cost_key(cfg))
 
 
+def _recognizer_shape(cfg: ModelConfig, name: str) -> tuple[int, ...]:
+    """Per-segment input shape of modality ``name``'s recognizer."""
+    modality = get_modality(name)
+    if modality.visual:
+        return (cfg.frames_per_segment, modality.channels, cfg.input_size, cfg.input_size)
+    return (modality.channels, cfg.audio.size, cfg.audio.size)
+
+
+def _fusion_costs(model: nn.Module, cfg: ModelConfig, recognizers: Cost) -> tuple[Cost, Cost]:
+    """(per segment, per video) cost of a fusion baseline's modules: its whole forward pass on a video of one
+    and of two segments, less ``recognizers`` (every recognizer on one segment)."""
+
+    def whole(segments: int) -> Cost:
+        batch = {name: torch.zeros((1, segments, *_recognizer_shape(cfg, name)), device="meta")
+                 for name in cfg.modalities}
+        return count_gmacs(lambda: model(batch))
+
+    def exact(cost: Cost) -> Cost:  # whole multiply-accumulates: no rounding residue of the differences
+        return Cost(round(cost.conv, 9), round(cost.all, 9))
+
+    one, two = whole(1), whole(2)
+    per_segment = two - one
+    return exact(per_segment - recognizers), exact(one - per_segment)
+
+
 @functools.lru_cache(maxsize=64)
 def _measure(cfg: ModelConfig) -> ModelCosts:
     with torch.device("meta"):
         model = build_model(cfg).eval()
+        # a baseline has no policy: measure the one AdaMML would have, for comparison tables
+        policy = model.policy if isinstance(model, AdaMML) else PolicyNetwork(cfg.modalities, cfg.policy).eval()
     recognizers, recognizer_inputs = {}, {}
     for name in cfg.modalities:
-        modality = get_modality(name)
-        if modality.visual:
-            shape = (cfg.frames_per_segment, modality.channels, cfg.input_size, cfg.input_size)
-        else:
-            shape = (modality.channels, cfg.audio.size, cfg.audio.size)
+        shape = _recognizer_shape(cfg, name)
         recognizers[name] = count_gmacs(model.recognizers[name], torch.zeros((1, *shape), device="meta"))
         recognizer_inputs[name] = shape
     extractors, extractor_inputs = {}, {}
-    for name in model.policy.inputs:
+    for name in policy.inputs:
         modality = get_modality(name)
         if modality.visual:
             shape = (cfg.policy.frames, modality.channels, cfg.policy.size, cfg.policy.size)
         else:
             shape = (modality.channels, cfg.policy.audio_size, cfg.policy.audio_size)
-        extractors[name] = count_gmacs(model.policy.extractors[name], torch.zeros((1, *shape), device="meta"))
+        extractors[name] = count_gmacs(policy.extractors[name], torch.zeros((1, *shape), device="meta"))
         extractor_inputs[name] = shape
-    width = sum(extractor.num_features for extractor in model.policy.extractors.values())
-    mlp = count_gmacs(model.policy.mlp, torch.zeros((1, width), device="meta"))
+    width = sum(extractor.num_features for extractor in policy.extractors.values())
+    mlp = count_gmacs(policy.mlp, torch.zeros((1, width), device="meta"))
     # one segment of the LSTM cell and the decision heads
-    step = count_gmacs(model.policy.forward_head, torch.zeros((1, 1, model.policy.feature_dim), device="meta"))
+    step = count_gmacs(policy.forward_head, torch.zeros((1, 1, policy.feature_dim), device="meta"))
     num = len(cfg.modalities)
-    lstm = lstm_cell_gmacs(model.policy.feature_dim + 2 * num, cfg.policy.lstm_hidden)
+    lstm = lstm_cell_gmacs(policy.feature_dim + 2 * num, cfg.policy.lstm_hidden)
     heads = num * cfg.policy.lstm_hidden * 2 / 1e9
     if step.all < lstm:  # the counter did not see the LSTM cell: count it analytically
         step = Cost(0.0, lstm + heads)
+    fusion = fusion_video = ZERO
+    if not isinstance(model, AdaMML):
+        fusion, fusion_video = _fusion_costs(model, cfg, sum(recognizers.values(), ZERO))
     return ModelCosts(
         modalities=cfg.modalities,
         recognizers=recognizers,
@@ -161,6 +203,8 @@ def _measure(cfg: ModelConfig) -> ModelCosts:
         policy_head=mlp + step,
         recognizer_inputs=recognizer_inputs,
         extractor_inputs=extractor_inputs,
+        fusion=fusion,
+        fusion_video=fusion_video,
     )
 
 
@@ -169,7 +213,8 @@ def video_gmacs(decisions: Tensor | np.ndarray, costs: ModelCosts, count: Count 
     """GMACs each video actually cost, from its decisions ``(..., S, M)`` (1 = the recognizer ran).
 
     The policy on every segment (unless ``include_policy`` is false) plus each recognizer on every segment that
-    selected it. Returns float64 ``(...)``, e.g. ``(B,)`` for ``(B, S, M)`` decisions.
+    selected it, plus a fusion baseline's modules (their decisions are all ones). Returns float64 ``(...)``,
+    e.g. ``(B,)`` for ``(B, S, M)`` decisions.
     """
     if isinstance(decisions, Tensor):
         decisions = decisions.detach().cpu().numpy()
@@ -178,11 +223,13 @@ def video_gmacs(decisions: Tensor | np.ndarray, costs: ModelCosts, count: Count 
         raise ValueError(f"decisions must be (..., S, {len(costs.modalities)}), got {used.shape}")
     per_cell = np.array([costs.recognizers[m].get(count) for m in costs.modalities])  # (M,)
     total = (used * per_cell).sum(axis=(-1, -2))  # (...)
+    total = total + used.shape[-2] * costs.fusion.get(count) + costs.fusion_video.get(count)
     if include_policy:
         total = total + used.shape[-2] * costs.policy().get(count)
     return total
 
 
 def always_on_gmacs(costs: ModelCosts, num_segments: int, count: Count = "conv") -> float:
-    """GMACs of the always-on weighted-fusion baseline: every recognizer on every segment, no policy."""
-    return num_segments * costs.always_on().get(count)
+    """GMACs of the model always on: every recognizer on every segment (with a fusion baseline's modules), no
+    policy; for AdaMML models, the always-on weighted-fusion baseline."""
+    return num_segments * costs.always_on().get(count) + costs.fusion_video.get(count)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adamml.config import ConfigError, load_config
-from adamml.flops import ModelCosts, measure_costs
+from adamml.flops import ZERO, ModelCosts, measure_costs
 from adamml.modalities import get_modality
 
 
@@ -47,16 +47,24 @@ def cost_tables(costs: ModelCosts, num_segments: int, title: str) -> tuple[Table
     policy = costs.policy()
     seg.add_row("[bold]policy total[/bold]", "", fmt(policy.conv, 4), fmt(policy.all, 4))
     always = costs.always_on()
-    seg.add_row("[bold]all recognizers[/bold]", "", fmt(always.conv, 4), fmt(always.all, 4))
+    baseline = costs.fusion != ZERO or costs.fusion_video != ZERO  # a fusion baseline: lateral connections, gates
+    if baseline:
+        seg.add_row("fusion modules (per segment; per video)", "", f"{fmt(costs.fusion.conv, 4)}; "
+                    f"{fmt(costs.fusion_video.conv, 4)}", f"{fmt(costs.fusion.all, 4)}; {fmt(costs.fusion_video.all, 4)}")
+        seg.add_row("[bold]all recognizers + fusion modules[/bold]", "", fmt(always.conv, 4), fmt(always.all, 4))
+    else:
+        seg.add_row("[bold]all recognizers[/bold]", "", fmt(always.conv, 4), fmt(always.all, 4))
 
     video = Table(title=f"{title}: cost per video, {num_segments} segments ({unit})")
     video.add_column("what runs")
     video.add_column("conv layers (paper)", justify="right")
     video.add_column("all layers", justify="right")
     rows = [
-        ("always-on weighted fusion: every recognizer on every segment, no policy", always * num_segments),
+        ("always-on " + ("baseline with its fusion modules" if baseline else "weighted fusion")
+         + ": every recognizer on every segment, no policy", always * num_segments + costs.fusion_video),
         ("policy alone, on every segment (AdaMML using nothing)", policy * num_segments),
-        ("AdaMML using every modality on every segment (upper bound)", (policy + always) * num_segments),
+        ("AdaMML using every modality on every segment (upper bound)",
+         (policy + always - costs.fusion) * num_segments),
     ]
     for name in costs.modalities:
         rows.append((f"{name} recognizer alone, every segment", costs.recognizers[name] * num_segments))

@@ -27,6 +27,15 @@ def classification_loss(logits: Tensor, label: Tensor, target: Tensor | None = N
     return F.cross_entropy(logits, label)
 
 
+def head_losses(modality_logits: Tensor, logits: Tensor, label: Tensor, target: Tensor | None = None,
+                multi_label: bool = False) -> Tensor:
+    """Classification loss of every head of a gradient-blending model: each modality's video logits (the mean of
+    ``modality_logits`` (B, S, M, K) over segments), then the fused ``logits`` (B, K). Returns (M + 1,)."""
+    per_modality = modality_logits.mean(dim=1)  # (B, M, K)
+    heads = [per_modality[:, m] for m in range(per_modality.shape[1])] + [logits]
+    return torch.stack([classification_loss(h, label, target, multi_label) for h in heads])
+
+
 def correctness(logits: Tensor, label: Tensor, target: Tensor | None = None) -> Tensor:
     """(B,) 1.0 where the top-1 class is right (for multi-label: is one of the video's labels)."""
     top1 = logits.detach().argmax(dim=-1)  # (B,)

@@ -1,6 +1,7 @@
 """Networks of AdaMML: recognizers, policy, fusion and the full model (paper Sec. 3)."""
 
 from adamml.models.adamml import AdaMML, AdaMMLOutput
+from adamml.models.baselines import FusionBaseline
 from adamml.models.build import CheckpointMismatchError, build_model, load_imagenet_weights
 from adamml.models.fusion import LateFusion
 from adamml.models.mobilenet import MobileNetV2Extractor, MobileNetV2Recognizer
@@ -8,6 +9,6 @@ from adamml.models.policy import PolicyNetwork, PolicyOutput
 from adamml.models.tsn_resnet import TSNResNet
 
 __all__ = [
-    "AdaMML", "AdaMMLOutput", "CheckpointMismatchError", "LateFusion", "MobileNetV2Extractor",
+    "AdaMML", "AdaMMLOutput", "CheckpointMismatchError", "FusionBaseline", "LateFusion", "MobileNetV2Extractor",
     "MobileNetV2Recognizer", "PolicyNetwork", "PolicyOutput", "TSNResNet", "build_model", "load_imagenet_weights",
 ]

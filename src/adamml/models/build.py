@@ -1,4 +1,5 @@
-"""Building the AdaMML model from its configuration, and loading ImageNet weights from a local file.
+"""Building the AdaMML model (or an always-on fusion baseline) from its configuration, and loading ImageNet
+weights from a local file.
 
 One explicit ``build_model(cfg)``; no registries. Pretrained weights come only from a local torchvision ImageNet
 checkpoint given by the user (``torch.load(..., weights_only=True)``; nothing is downloaded). As in the paper
@@ -15,13 +16,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from adamml.config import ModelConfig
+from adamml.config import BASELINE_KINDS, ModelConfig
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
+from adamml.models.baselines import FusionBaseline, build_baseline
 from adamml.models.fusion import LateFusion
 from adamml.models.mobilenet import MobileNetV2Extractor, MobileNetV2Recognizer
 from adamml.models.policy import PolicyNetwork
 from adamml.models.tsn_resnet import TSNResNet
+
+Model = AdaMML | FusionBaseline  # what build_model returns; both give an AdaMMLOutput
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -91,8 +95,8 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
     net.load_state_dict(full, strict=True)
 
 
-def build_model(cfg: ModelConfig) -> AdaMML:
-    """The AdaMML model for ``cfg``: one recognizer per modality, the policy, the fusion."""
+def build_recognizers(cfg: ModelConfig) -> dict[str, nn.Module]:
+    """One recognizer per modality, in model order (ImageNet weights loaded where configured)."""
     recognizers: dict[str, nn.Module] = {}
     for name in cfg.modalities:
         modality = get_modality(name)
@@ -107,6 +111,15 @@ def build_model(cfg: ModelConfig) -> AdaMML:
             if cfg.audio.pretrained:
                 load_imagenet_weights(net, cfg.audio.pretrained)
         recognizers[name] = net
+    return recognizers
+
+
+def build_model(cfg: ModelConfig) -> Model:
+    """The model ``cfg`` describes: AdaMML (one recognizer per modality, the policy, the late fusion) for the late
+    fusion kinds, or the always-on fusion baseline ``cfg.fusion.kind`` (no policy)."""
+    recognizers = build_recognizers(cfg)
+    if cfg.fusion.kind in BASELINE_KINDS:
+        return build_baseline(cfg, recognizers)
     policy = PolicyNetwork(cfg.modalities, cfg.policy)
     if cfg.policy.pretrained:
         for extractor in policy.extractors.values():

@@ -4,7 +4,9 @@ supplementary Sec. B "Network").
 Both keep torchvision's MobileNetV2 definition and parameter names (``features.N...``, ``classifier.1``), so an
 ImageNet checkpoint loads with strict key matching; only the first convolution takes ``in_channels`` inputs.
 
-- ``MobileNetV2Recognizer``: audio recognition on the 1-channel log-spectrogram ``(N, 1, F, W)`` -> logits.
+- ``MobileNetV2Recognizer``: audio recognition on the 1-channel log-spectrogram ``(N, 1, F, W)`` -> logits;
+  ``begin`` / ``forward_stage`` / ``end`` run it in four stages of output strides 4, 8, 16, 32 (as ResNet's
+  layer1 .. layer4) for the mid-level fusion baselines.
 - ``MobileNetV2Extractor``: a policy feature extractor without classifier. Visual inputs ``(N, T, C, H, W)``
   (4 frames of 160 x 160 in the paper) go through two temporal max pools (kernel 3, stride 2, padding 1), placed
   as in the official code before the first block of the 64-channel stage and of the 160-channel stage, so
@@ -21,6 +23,9 @@ from adamml.models.tsn_resnet import temporal_max_pool
 
 # indices in ``features`` of the first block of the 64-channel and 160-channel stages of MobileNetV2
 TEMPORAL_POOL_BEFORE: tuple[int, ...] = (7, 14)
+# ends (exclusive) in ``features`` of four stages at output strides 4, 8, 16 and 32, those of ResNet's layer1 ..
+# layer4 (mid-level fusion baselines connect the audio stream to the visual ones there)
+STAGE_ENDS: tuple[int, ...] = (4, 7, 14, 19)
 
 
 def _mobilenet_v2(in_channels: int, num_classes: int, width_mult: float, dropout: float) -> MobileNetV2:
@@ -45,13 +50,27 @@ class MobileNetV2Recognizer(nn.Module):
         self.features = net.features
         self.classifier = net.classifier  # Dropout, Linear
         self.num_features = net.last_channel
+        self.stage_channels = tuple(self.features[end - 1].out_channels for end in STAGE_ENDS)
+
+    def begin(self, x: Tensor) -> tuple[Tensor, int]:
+        """Check ``(N, C, H, W)``; returns it and its number of frames (1), as ``TSNResNet.begin`` does."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        return x, 1
+
+    def forward_stage(self, index: int, x: Tensor, frames: int = 1) -> tuple[Tensor, int]:
+        """Stage ``index`` (0-3, output strides 4, 8, 16, 32) of ``features``; returns the output and ``frames``."""
+        start = STAGE_ENDS[index - 1] if index else 0
+        return self.features[start:STAGE_ENDS[index]](x), frames
+
+    def end(self, x: Tensor, n: int) -> Tensor:
+        """The last stage's output ``(N, F, h, w)`` -> ``(N, F)``."""
+        return x.mean(dim=(2, 3))
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``(N, C, H, W)`` -> ``(N, F)``."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        x = self.features(x)
-        return x.mean(dim=(2, 3))  # (N, F)
+        x, _ = self.begin(x)
+        return self.end(self.features(x), x.shape[0])
 
     def forward_head(self, features: Tensor) -> Tensor:
         """``(N, F)`` -> ``(N, K)``."""

@@ -3,7 +3,9 @@
 A 2D ResNet (torchvision's BasicBlock / Bottleneck, depths 18, 34, 50) runs on every frame of a segment; temporal
 max pooling (kernel 3, stride 2, padding 1) after layer1, layer2 and layer3 (the beginning of stages 2, 3 and 4)
 reduces 8 frames to 4, 2 and 1 and thereby the computation. Spatially pooled features are averaged over the
-frames that remain, then dropout (0.5) and a linear classifier give the segment logits.
+frames that remain, then dropout (0.5) and a linear classifier give the segment logits. ``begin`` /
+``forward_stage`` / ``end`` expose the four stages one at a time (mid-level fusion baselines connect streams
+between them, ``adamml.models.baselines``); ``forward_features`` is exactly their composition.
 
 The module keeps torchvision's parameter names (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``fc``) so that an
 ImageNet checkpoint loads with strict key matching (see ``adamml.models.build``). ``base_width`` scales every stage
@@ -18,6 +20,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+
+NUM_STAGES = 4  # layer1 .. layer4
 
 RESNET_LAYERS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -60,6 +64,8 @@ class TSNResNet(nn.Module):
         self.layer3 = self._make_layer(block, base_width * 4, layers[2], stride=2)
         self.layer4 = self._make_layer(block, base_width * 8, layers[3], stride=2)
         self.num_features = base_width * 8 * block.expansion
+        # channels of the outputs of layer1 .. layer4 (mid-level fusion connects streams there)
+        self.stage_channels = tuple(base_width * 2 ** k * block.expansion for k in range(NUM_STAGES))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
@@ -81,22 +87,37 @@ class TSNResNet(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, T, C, H, W)`` -> pooled features ``(N, F)``."""
+    def _stages(self) -> tuple[nn.Sequential, ...]:
+        return (self.layer1, self.layer2, self.layer3, self.layer4)
+
+    def begin(self, x: Tensor) -> tuple[Tensor, int]:
+        """``(N, T, C, H, W)`` -> the frames as a batch ``(N * T, C, H, W)`` and T."""
         n, t, c, h, w = x.shape
         if c != self.in_channels:
             raise ValueError(f"expected {self.in_channels} channels per frame, got input of shape {tuple(x.shape)}")
-        x = x.reshape(n * t, c, h, w)  # (N * T, C, H, W)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x, t = temporal_max_pool(x, t)  # 8 -> 4 frames
-        x = self.layer2(x)
-        x, t = temporal_max_pool(x, t)  # 4 -> 2
-        x = self.layer3(x)
-        x, t = temporal_max_pool(x, t)  # 2 -> 1
-        x = self.layer4(x)
-        x = self.avgpool(x).view(n, t, -1)  # (N, T', F)
-        return x.mean(dim=1)  # (N, F)
+        return x.reshape(n * t, c, h, w), t
+
+    def forward_stage(self, index: int, x: Tensor, frames: int) -> tuple[Tensor, int]:
+        """Stage ``index`` on ``(N * frames, C, H, W)``: 0 = stem + layer1, 1 = layer2, 2 = layer3, 3 = layer4;
+        stages 0-2 end with the temporal max pool (8 -> 4 -> 2 -> 1 frames). Returns the output and its frames."""
+        if index == 0:
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self._stages()[index](x)
+        if index < NUM_STAGES - 1:
+            x, frames = temporal_max_pool(x, frames)
+        return x, frames
+
+    def end(self, x: Tensor, n: int) -> Tensor:
+        """The last stage's output ``(N * T', F, h, w)`` -> features ``(N, F)``: spatial, then temporal average."""
+        return self.avgpool(x).view(n, -1, self.num_features).mean(dim=1)  # (N, T', F) -> (N, F)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``(N, T, C, H, W)`` -> pooled features ``(N, F)``."""
+        n = x.shape[0]
+        x, t = self.begin(x)
+        for index in range(NUM_STAGES):
+            x, t = self.forward_stage(index, x, t)
+        return self.end(x, n)
 
     def forward_head(self, features: Tensor) -> Tensor:
         """``(N, F)`` -> logits ``(N, K)``."""
@@ -107,4 +128,4 @@ class TSNResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-__all__ = ["TSNResNet", "temporal_max_pool", "RESNET_LAYERS"]
+__all__ = ["NUM_STAGES", "RESNET_LAYERS", "TSNResNet", "temporal_max_pool"]

@@ -1,4 +1,8 @@
-"""`adamml train`: one stage of the paper's recipe on a prepared store.
+"""`adamml train`: one stage of the paper's recipe, or one of the always-on fusion baselines, on a prepared store.
+
+Stages: unimodal, fusion (weighted late fusion), random (random policy), adamml; the baselines of the
+supplementary material: average, gating, lateral-uni, lateral-bi, context-gating, gradient-blending (initialise
+their recognizers from unimodal checkpoints with --init, as for fusion).
 
 Several processes: `torchrun --nproc_per_node N -m adamml.cli train ...` (the global batch stays
 `train.batch_size`; batch norm is synchronised).
@@ -19,7 +23,8 @@ from adamml.train.stages import STAGES, train
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train one stage (unimodal, fusion, random, adamml) on a store",
+    p = subparsers.add_parser("train", help="train one stage (unimodal, fusion, random, adamml) or a fusion "
+                                           "baseline on a store",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="preset name (e.g. tiny, paper-rgb-audio) or YAML path")
     p.add_argument("--stage", required=True, choices=STAGES)

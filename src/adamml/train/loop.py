@@ -1,13 +1,13 @@
 """One epoch of training and one pass of evaluation, written out (no framework hooks).
 
-The AdaMML specifics — which parts are frozen, which decisions are used, whether the efficiency loss is added —
-are arguments set explicitly by the stage drivers in `stages.py`.
+The AdaMML specifics — which parts are frozen, which decisions are used, whether the efficiency loss is added,
+gradient blending's weights of its heads — are arguments set explicitly by the stage drivers in `stages.py`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from adamml.losses import classification_loss, correctness, efficiency_loss
+from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
 from adamml.models.adamml import AdaMML
+from adamml.models.build import Model
 from adamml.train.distributed import DistInfo, all_gather_objects, reduce_mean
 
 DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
@@ -79,7 +80,7 @@ class EpochStats:
 
 
 def train_epoch(
-    model: AdaMML,
+    model: Model,
     forward: torch.nn.Module,
     loader: DataLoader,
     optimizers: list[torch.optim.Optimizer],
@@ -89,13 +90,15 @@ def train_epoch(
     efficiency: tuple[tuple[float, ...], float] | None,
     multi_label: bool,
     clip_grad_norm: float = 0.0,
+    head_weights: Sequence[float] | None = None,
     on_step: Callable[[EpochStats], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over `loader`; the caller sets the modes (train / frozen parts) beforehand.
 
     `forward` is the (possibly DDP-wrapped) model; `decisions_fn` gives fixed decisions (always-on, random)
     instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss;
-    `clip_grad_norm` > 0 clips each optimiser's gradient norm.
+    `clip_grad_norm` > 0 clips each optimiser's gradient norm; `head_weights` (one per modality, then the fused
+    head) makes the loss gradient blending's weighted sum of its heads' losses (`ce` stays the fused head's).
     """
     stats = EpochStats()
     sums = torch.zeros(4 + len(model.modalities), dtype=torch.float64)
@@ -106,6 +109,9 @@ def train_epoch(
         out = forward(batch, decisions)
         ce = classification_loss(out.logits, batch["label"], batch["target"], multi_label)
         loss = ce
+        if head_weights is not None:
+            heads = head_losses(out.modality_logits, out.logits, batch["label"], batch["target"], multi_label)
+            loss = (heads * torch.as_tensor(list(head_weights), dtype=heads.dtype, device=heads.device)).sum()
         right = correctness(out.logits, batch["label"], batch["target"] if multi_label else None)
         eff = torch.zeros((), device=ce.device)
         if efficiency is not None:
@@ -149,7 +155,23 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: AdaMML, loader: DataLoader, info: DistInfo, decisions_fn: DecisionFn | None = None,
+def mean_head_losses(model: Model, loader: DataLoader, info: DistInfo, multi_label: bool) -> np.ndarray:
+    """Mean loss of every head (each modality, then the fused one) of a gradient-blending model over `loader`,
+    in eval mode, over all processes: (M + 1,) float64."""
+    model.eval()
+    sums = torch.zeros(len(model.modalities) + 2, dtype=torch.float64)  # head losses x videos, then videos
+    for batch in loader:
+        batch = to_device(batch, info.device)
+        out = model(batch)
+        n = batch["label"].shape[0]
+        losses = head_losses(out.modality_logits, out.logits, batch["label"], batch["target"], multi_label)
+        sums += torch.cat([losses.detach().double().cpu() * n, torch.tensor([float(n)], dtype=torch.float64)])
+    sums = reduce_mean(sums, info)  # means of sums: their ratio is the mean over every video
+    return (sums[:-1] / sums[-1]).numpy()
+
+
+@torch.no_grad()
+def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: DecisionFn | None = None,
             on_batch: Callable[[int], None] | None = None) -> Predictions:
     """Run the sparse inference path over `loader` (each recognizer only on the cells that selected it)."""
     model.eval()

@@ -10,6 +10,12 @@
   and CE + efficiency loss; Gumbel temperature x 0.965 per epoch) -> fine-tune (policy frozen, from the best
   checkpoint). Recognition SGD, policy Adam; every learning-rate schedule is attached to the optimiser that is
   actually stepped, and stepped once per epoch of its phase.
+- the fusion baselines of the supplementary material (`BASELINE_STAGES`): `average` (late fusion, plain average
+  of scores), `gating`, `lateral-uni`, `lateral-bi`, `context-gating`, `gradient-blending`
+  (`adamml.models.baselines`). Like `fusion`: every modality on every segment, recognizers initialised from
+  unimodal checkpoints, the `train.fusion` schedule; each sets `model.fusion.kind` to its own name.
+  `gradient-blending` trains on the training split less a held-out part and re-estimates its heads' loss weights
+  every `train.blend.interval` epochs (`adamml.train.blending`).
 
 Model selection uses the validation split only. `last.pt` is written after every epoch with everything needed
 to resume; `best.pt` holds the best validation model.
@@ -29,13 +35,16 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.utils.data import Dataset, Subset
 
-from adamml.config import Config, dump_config
+from adamml.config import BASELINE_KINDS, LATE_FUSION_KINDS, Config, dump_config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.adamml import AdaMML
-from adamml.models.build import build_model
+from adamml.models.baselines import BLEND_FUSED
+from adamml.models.build import Model, build_model
+from adamml.train.blending import BlendState, HeadLosses, holdout_split
 from adamml.train.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -54,19 +63,39 @@ from adamml.train.loop import (
     PolicyProbe,
     Predictions,
     make_loader,
+    mean_head_losses,
     predict,
     pretrain_policy_epoch,
     recompute_batch_norm,
     train_epoch,
 )
 
-STAGES = ("unimodal", "fusion", "random", "adamml")
+# always-on fusion baselines; each trains the model of the fusion kind of its name
+BASELINE_STAGES: tuple[str, ...] = ("average",) + BASELINE_KINDS
+STAGES = ("unimodal", "fusion", "random", "adamml") + BASELINE_STAGES
+ALWAYS_ON_STAGES = ("unimodal", "fusion") + BASELINE_STAGES
 
 
 @dataclass(frozen=True)
 class Phase:
-    name: str  # unimodal | fusion | random | warmup | alternating | finetune
+    name: str  # unimodal | fusion | random | policy_pretrain | warmup | alternating | finetune | a baseline stage
     epochs: int
+
+
+def stage_config(cfg: Config, stage: str) -> Config:
+    """The configuration `stage` trains: a baseline stage sets `model.fusion.kind` to its own name; the other
+    stages use AdaMML's late fusion (weighted or average)."""
+    kind = cfg.model.fusion.kind
+    if stage in BASELINE_STAGES:
+        if kind != stage and kind not in LATE_FUSION_KINDS:
+            raise ValueError(f"--stage {stage} trains the {stage!r} fusion, but the configuration sets "
+                             f"model.fusion.kind={kind!r} (drop it, or train --stage {kind})")
+        fusion = dataclasses.replace(cfg.model.fusion, kind=stage)
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fusion=fusion))
+    if stage in STAGES and kind not in LATE_FUSION_KINDS:
+        raise ValueError(f"the {stage} stage uses AdaMML's late fusion (model.fusion.kind weighted or average), "
+                         f"the configuration sets {kind!r}: train that baseline with --stage {kind}")
+    return cfg
 
 
 def phases_for(cfg: Config, stage: str) -> list[Phase]:
@@ -75,6 +104,8 @@ def phases_for(cfg: Config, stage: str) -> list[Phase]:
         return [Phase("unimodal", t.unimodal.epochs)]
     if stage == "fusion":
         return [Phase("fusion", t.fusion.epochs)]
+    if stage in BASELINE_STAGES:
+        return [Phase(stage, t.fusion.epochs)]
     if stage == "random":
         return [Phase("random", t.fusion.epochs)]
     if stage == "adamml":
@@ -94,7 +125,7 @@ def _videos_segments(batch: dict[str, torch.Tensor]) -> tuple[int, int, torch.de
     raise ValueError(f"the batch has no per-segment input (keys: {sorted(batch)})")
 
 
-def always_on(model: AdaMML) -> DecisionFn:
+def always_on(model: Model) -> DecisionFn:
     def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         b, s, device = _videos_segments(batch)
         return torch.ones(b, s, len(model.modalities), device=device)
@@ -129,9 +160,9 @@ def random_policy(model: AdaMML, rates: tuple[float, ...], seed: int | None) -> 
     return fn
 
 
-def eval_decisions(model: AdaMML, stage: str, cfg: Config) -> DecisionFn | None:
+def eval_decisions(model: Model, stage: str, cfg: Config) -> DecisionFn | None:
     """How a trained model of `stage` takes decisions at evaluation (None: its policy)."""
-    if stage in ("unimodal", "fusion"):
+    if stage in ALWAYS_ON_STAGES:
         return always_on(model)
     if stage == "random":
         return random_policy(model, random_rates(cfg), seed=cfg.train.seed)
@@ -167,7 +198,7 @@ class Run:
     stage: str
     out: Path
     info: DistInfo
-    model: AdaMML
+    model: Model
     train_set: SegmentDataset
     val_set: SegmentDataset
     multi_label: bool
@@ -178,6 +209,10 @@ class Run:
     logged: int = 0  # rows already sent to TensorBoard
     policy_set: SegmentDataset | None = None  # the policy's inputs only (policy pre-training)
     writer: Any = None  # TensorBoard SummaryWriter, opened on the first write
+    # gradient blending: the training split's indices trained on, and the eval-mode sets its loss weights are
+    # measured on (held-out part, as many training videos)
+    train_part: list[int] | None = None
+    blend_sets: tuple[Dataset, Dataset] | None = None
 
 
 def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
@@ -202,26 +237,68 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     train_set = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling,
                                seed=cfg.train.seed)
     val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
-    return Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes)
+    run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes)
+    if stage == "gradient-blending":
+        _split_for_blending(run)
+    return run
 
 
-def _set_trainable(model: AdaMML, recognizers: bool, policy: bool) -> None:
+def _split_for_blending(run: Run) -> None:
+    """Hold out part of the training split for gradient blending's estimates (see `adamml.train.blending`)."""
+    cfg = run.cfg
+    labels = [(row.get("label_ids") or [-1])[0] for row in run.train_set.rows]
+    train_part, held_out = holdout_split(labels, cfg.train.blend.holdout, cfg.train.seed)
+    probe = [train_part[i] for i in np.random.default_rng([cfg.train.seed, 7753]).permutation(len(train_part))]
+    probe = sorted(probe[: len(held_out)])
+    measured = SegmentDataset(run.train_set.store, "train", cfg.model.modalities, train=False,
+                              sampling=sampling_config(cfg))
+    run.train_part = train_part
+    run.blend_sets = (Subset(measured, probe), Subset(measured, held_out))
+    if run.info.is_main:
+        run.console.print(f"gradient blending: {len(train_part)} training videos, {len(held_out)} held out to "
+                          f"estimate the loss weights")
+
+
+def _training_data(run: Run) -> Dataset:
+    """What the stage trains on: the training split (less gradient blending's held-out part)."""
+    return run.train_set if run.train_part is None else Subset(run.train_set, run.train_part)
+
+
+def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
+    """Measure the heads' losses and update gradient blending's weights (at the start of `epoch`)."""
+    cfg, info = run.cfg, run.info
+    losses = []
+    for data in run.blend_sets:
+        loader = make_loader(data, cfg.train.eval_batch_size, info, 0, train=False, workers=cfg.data.workers)
+        losses.append(mean_head_losses(run.model, loader, info, run.multi_label))
+    entry = state.blend.update(HeadLosses(*losses), epoch, cfg.train.blend)
+    if info.is_main:
+        weights = " ".join(f"{h} {w:.3f}" for h, w in zip(state.blend.heads, entry["weights"]))
+        note = "" if "gain" in entry else " (initial)"
+        note = " (no head generalised: weights kept)" if entry.get("kept_previous") else note
+        run.console.print(f"  gradient blending at epoch {epoch + 1}: weights {weights}{note}")
+
+
+def _set_trainable(model: Model, recognizers: bool, policy: bool) -> None:
     """Freeze or unfreeze the two sides, modes included: a frozen side neither learns nor moves its batch-norm
-    statistics (frozen recognizers also drop dropout); a frozen policy keeps sampling its Gumbel decisions."""
+    statistics (frozen recognizers also drop dropout); a frozen policy keeps sampling its Gumbel decisions.
+    A fusion baseline has no policy: its recognition side is everything."""
     model.train()
-    for p in list(model.recognizers.parameters()) + list(model.fusion.parameters()):
+    for p in _recognition_params(model):
         p.requires_grad_(recognizers)
-    for p in model.policy.parameters():
-        p.requires_grad_(policy)
     if not recognizers:
         model.recognizers.eval()
+    if not isinstance(model, AdaMML):
+        return
+    for p in model.policy.parameters():
+        p.requires_grad_(policy)
     if not policy:
         for module in model.policy.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.eval()
 
 
-def _recognition_params(model: AdaMML) -> list[torch.nn.Parameter]:
+def _recognition_params(model: Model) -> list[torch.nn.Parameter]:
     return list(model.recognizers.parameters()) + list(model.fusion.parameters())
 
 
@@ -244,6 +321,7 @@ class PhaseState:
         self.pol_opt: torch.optim.Optimizer | None = None
         self.pol_sched = None
         self.probe: PolicyProbe | None = None
+        self.blend: BlendState | None = None
         if phase.name == "policy_pretrain":
             self.probe = PolicyProbe(model.policy, run.cfg.model.num_classes).to(run.info.device)
             self.pol_opt = torch.optim.Adam(self.probe.parameters(), lr=cfg.policy_pretrain.lr,
@@ -251,13 +329,16 @@ class PhaseState:
             self.pol_sched = _schedule(self.pol_opt, cfg.policy_pretrain)
             return
         settings = {"unimodal": cfg.unimodal, "fusion": cfg.fusion, "random": cfg.fusion,
-                    "warmup": cfg.warmup, "alternating": cfg.alternating, "finetune": cfg.finetune}[phase.name]
+                    "warmup": cfg.warmup, "alternating": cfg.alternating, "finetune": cfg.finetune,
+                    **{stage: cfg.fusion for stage in BASELINE_STAGES}}[phase.name]
         self.rec_opt = _sgd(_recognition_params(model), settings)
         self.rec_sched = _schedule(self.rec_opt, settings)
         if phase.name == "alternating":
             self.pol_opt = torch.optim.Adam(model.policy.parameters(), lr=cfg.policy_lr,
                                             weight_decay=cfg.policy_weight_decay)
             self.pol_sched = _schedule(self.pol_opt, cfg.alternating)
+        if phase.name == "gradient-blending":
+            self.blend = BlendState(tuple(model.modalities) + (BLEND_FUSED,))
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {}
@@ -267,6 +348,8 @@ class PhaseState:
             state.update(pol_opt=self.pol_opt.state_dict(), pol_sched=self.pol_sched.state_dict())
         if self.probe is not None:
             state["probe_heads"] = self.probe.heads.state_dict()
+        if self.blend is not None:
+            state["blend"] = self.blend.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -278,6 +361,8 @@ class PhaseState:
             self.pol_sched.load_state_dict(state["pol_sched"])
         if self.probe is not None:
             self.probe.heads.load_state_dict(state["probe_heads"])
+        if self.blend is not None:
+            self.blend.load_state_dict(state["blend"])
 
     def step_schedules(self) -> None:
         if self.rec_opt is not None:
@@ -300,6 +385,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
     """Train `stage` on the store `data` into `out` (best.pt, last.pt, config.yaml, log.csv); returns a summary."""
     console = console or Console(stderr=True, soft_wrap=True)
     out = Path(out)
+    cfg = stage_config(cfg, stage)
     phases = phases_for(cfg, stage)
     last = out / "last.pt"
     if resume and not last.exists():
@@ -383,22 +469,26 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     else:
         parts = [("supervised", True, False)]
     run.train_set.set_epoch(_global_epoch(run, phase, epoch))
+    if state.blend is not None and epoch % t.blend.interval == 0:
+        _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
     for part, rec, pol in parts:
         _set_trainable(model, rec, pol)
         forward = wrap(model, info)
         optimizers = [state.rec_opt] if rec else [state.pol_opt]
         decisions_fn: DecisionFn | None = None
-        if phase.name in ("unimodal", "fusion"):
+        if phase.name in ALWAYS_ON_STAGES:
             decisions_fn = always_on(model)
         elif phase.name == "random":
             decisions_fn = random_policy(model, random_rates(cfg), seed=None)
         efficiency = _efficiency(cfg) if part == "policy" else None
-        loader = make_loader(run.train_set, t.batch_size, info, t.seed * 1000 + _global_epoch(run, phase, epoch),
-                             train=True, workers=cfg.data.workers)
+        head_weights = list(state.blend.weights) if state.blend is not None else None
+        loader = make_loader(_training_data(run), t.batch_size, info,
+                             t.seed * 1000 + _global_epoch(run, phase, epoch), train=True, workers=cfg.data.workers)
         label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part}" if len(parts) > 1 else "")
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
-            multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, on_step=on_step))
+            multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, head_weights=head_weights,
+            on_step=on_step))
         _log(run, phase, epoch, part, stats, state)
     state.step_schedules()
     if phase.name == "alternating":
@@ -502,21 +592,31 @@ def _with_progress(run: Run, label: str, total: int, body) -> EpochStats:
                         disable=not run.info.is_main, transient=False)
     with progress:
         task = progress.add_task(label, total=total, status="")
-        temperature = float(run.model.policy.temperature)
+        temperature = _temperature(run.model)
+        shown = f" T {temperature:.2f}" if temperature is not None else ""
 
         def on_step(stats: EpochStats) -> None:
             sel = " ".join(f"{m}:{100 * r:.0f}%" for m, r in stats.selection.items())
-            progress.update(task, advance=1, status=f"loss {stats.loss:.3f} acc {stats.top1:.1f} {sel} T {temperature:.2f}")
+            progress.update(task, advance=1, status=f"loss {stats.loss:.3f} acc {stats.top1:.1f} {sel}{shown}")
 
         return body(on_step)
+
+
+def _temperature(model: Model) -> float | None:
+    """The policy's Gumbel temperature (None for a fusion baseline: no policy)."""
+    return float(model.policy.temperature) if isinstance(model, AdaMML) else None
 
 
 def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state: PhaseState) -> None:
     row = {"phase": phase.name, "epoch": epoch + 1, "part": part,
            "lr": state.rec_opt.param_groups[0]["lr"] if part != "policy" else state.pol_opt.param_groups[0]["lr"],
-           "loss": stats.loss, "ce": stats.ce, "efficiency": stats.efficiency, "train_top1": stats.top1,
-           "temperature": float(run.model.policy.temperature), "seconds": stats.seconds,
-           **{f"train_sel_{m}": r for m, r in stats.selection.items()}}
+           "loss": stats.loss, "ce": stats.ce, "efficiency": stats.efficiency, "train_top1": stats.top1}
+    temperature = _temperature(run.model)
+    if temperature is not None:
+        row["temperature"] = temperature
+    row.update({"seconds": stats.seconds, **{f"train_sel_{m}": r for m, r in stats.selection.items()}})
+    if state.blend is not None:
+        row.update({f"blend_weight_{h}": w for h, w in zip(state.blend.heads, state.blend.weights)})
     run.log_rows.append(row)
 
 
