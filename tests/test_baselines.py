@@ -166,6 +166,10 @@ def test_baseline_and_rgbdiff_checkpoints_train_and_evaluate(tiny_store, tmp_pat
     blend = torch.load(tmp_path / "gradient-blending" / "last.pt", weights_only=True)["phase_state"]["blend"]
     assert len(blend["history"]) == 2 and sum(blend["weights"]) == pytest.approx(1.0)
     assert min(blend["weights"]) >= BlendConfig().min_weight - 1e-12
+    # the commands that need AdaMML's policy refuse a baseline with a clear error
+    gating = str(tmp_path / "gating" / "best.pt")
+    assert main(["export", "--checkpoint", gating, "--out", str(tmp_path / "export")]) == 2
+    assert main(["predict", "any.mp4", "--checkpoint", gating, "--threshold", "0.3"]) == 2
 
 
 def test_holdout_split_is_stratified_disjoint_and_seeded() -> None:

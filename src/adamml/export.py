@@ -103,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as error:
         console.print(f"[red]error:[/red] {error}")
         return 2
+    if not isinstance(model, AdaMML):
+        console.print(f"[red]error:[/red] {args.checkpoint} is a {_payload.get('stage')!r} baseline: adamml export "
+                      "writes AdaMML's policy and recognizers (the routing stays in Python); a baseline's fusion "
+                      "has no policy to route with")
+        return 2
     files = export(model, args.out)
     console.print(f"exported {', '.join(files.values())} and export.json to {args.out}")
     return 0

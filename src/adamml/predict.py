@@ -212,6 +212,9 @@ def load_predictor(checkpoint: Path, flow_method: str, threshold: float | None, 
 
     model, cfg, payload = load_trained(checkpoint, device)
     if threshold is not None:
+        if payload.get("stage", "adamml") != "adamml":
+            raise ValueError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
+                             f"{payload.get('stage')!r} model, which runs every modality on every segment")
         model.policy.threshold = threshold
     classes = payload.get("classes")
     return Predictor(model, cfg, payload, classes, flow_method, device)
