@@ -319,3 +319,34 @@ def test_wrong_checkpoint_gives_a_readable_error(imagenet_files: dict[str, Path]
         load_imagenet_weights(TSNResNet(18, 3, 5), wrapped)
     with pytest.raises(FileNotFoundError):
         load_imagenet_weights(TSNResNet(18, 3, 5), tmp_path / "absent.pth")
+
+
+@pytest.mark.parametrize("kind", ["weighted", "lateral-bi", "gating"])
+def test_folding_batch_norms_keeps_the_outputs_and_drops_the_norm_layers(kind):
+    from adamml.config import load_config
+    from adamml.models.inference import fold_batch_norms
+
+    cfg = load_config("tiny", ["model.num_classes=5", "model.resnet.base_width=8", "model.audio.width_mult=0.25",
+                               "model.input_size=32", "model.num_segments=2", f"model.fusion.kind={kind}"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    for module in model.modules():  # statistics and affine parameters away from the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    m = cfg.model
+    batch = {"rgb": torch.randn(2, 2, 4, 3, 32, 32), "flow": torch.randn(2, 2, 4, 10, 32, 32),
+             "rgbdiff": torch.randn(2, 2, 4, 15, 32, 32), "audio": torch.randn(2, 2, 1, m.audio.size, m.audio.size)}
+    model.eval()
+    with pytest.raises(ValueError, match="eval"):
+        fold_batch_norms(build_model(cfg.model).train())
+    with torch.no_grad():
+        before = model.infer(batch)
+        fold_batch_norms(model)
+        after = model.infer(batch)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in model.modules())
+    torch.testing.assert_close(after.logits, before.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(after.decisions, before.decisions)
+    torch.testing.assert_close(after.decision_probs, before.decision_probs, rtol=1e-4, atol=1e-5)

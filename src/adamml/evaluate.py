@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from adamml.config import Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
@@ -27,15 +33,24 @@ from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model, build_model
+from adamml.models.inference import fold_batch_norms
 from adamml.prepare.layout import StoreError
-from adamml.train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_model_state
+from adamml.train.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    load_checkpoint,
+    load_model_state,
+)
 from adamml.train.distributed import DistInfo, setup, teardown
 from adamml.train.loop import make_loader, predict
 from adamml.train.stages import eval_decisions, summarize
 
 
-def load_trained(path: Path, device: str = "cpu") -> tuple[Model, Config, dict[str, Any]]:
-    """Model, config and checkpoint payload of a trained checkpoint (strict, weights only)."""
+def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Model, Config, dict[str, Any]]:
+    """Model (in eval mode), config and checkpoint payload of a trained checkpoint (strict, weights only).
+
+    With `fold`, batch norms are folded into their convolutions (same outputs, fewer layer calls; see
+    `adamml.models.inference`): the model is then for inference only."""
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, path)
     # the trained weights replace any ImageNet initialisation: do not read those files again
@@ -45,7 +60,10 @@ def load_trained(path: Path, device: str = "cpu") -> tuple[Model, Config, dict[s
         policy=dataclasses.replace(m.policy, pretrained=None)))
     model = build_model(cfg.model)
     load_model_state(model, payload["model"], path)
-    return model.to(device).eval(), cfg, payload
+    model = model.to(device).eval()
+    if fold:
+        fold_batch_norms(model)
+    return model, cfg, payload
 
 
 def _gflops_stats(values: np.ndarray) -> dict[str, float]:
