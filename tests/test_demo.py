@@ -35,10 +35,18 @@ def test_scaled_down_demo_runs_every_stage_and_reuses_its_work(tmp_path, capsys)
     assert len(report["targets"]) == 4 and (math.isnan(precision) or 0.0 <= precision <= 1.0)
     assert report["reports"]["fusion"]["selection_rate"] == {"rgb": 1.0, "flow": 1.0, "audio": 1.0}
     assert "| Weighted fusion |" in (out / "report.md").read_text()
+    first = report["seconds"]
     capsys.readouterr()
     assert main(["demo", "--out", str(out), *SMALL]) == 0  # everything reused
     err = capsys.readouterr().err
     assert "trained earlier, reused" in err and "0 written" in err
+    # the report keeps the wall time of the run that did the work, marked as reused
+    again = json.loads((out / "report.json").read_text())["seconds"]
+    assert again["train AdaMML (earlier run, reused)"] == pytest.approx(first["train AdaMML"])
+    assert again["synth (earlier run, reused)"] == pytest.approx(first["synth"])
+    # a folder written by other generator arguments is refused with the way out
+    assert main(["demo", "--out", str(out), "--classes", "2", "--size", "48", "--workers", "1"]) == 2
+    assert "--fresh" in capsys.readouterr().err
 
 
 def test_policy_against_the_ground_truth():

@@ -124,7 +124,7 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
     overrides = [f"model.num_classes={num_classes}", *overrides]
     cfg = load_config(config, overrides)
     out.mkdir(parents=True, exist_ok=True)
-    steps = Steps(console)
+    steps = Steps(console, record=out / "steps.json")
     reports: dict[str, dict] = {}
     seconds: dict[str, dict[str, float]] = {}
     for method in plan(methods):

@@ -33,7 +33,7 @@ from adamml.prepare.worker import PrepareSettings
 from adamml.synth import SynthConfig
 from adamml.synth_cli import generate
 from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
-from adamml.workflow import Steps, eval_once, train_once
+from adamml.workflow import Reused, Steps, eval_once, train_once
 
 MODALITIES = ("rgb", "flow", "audio")
 SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--short-side", type=int, default=64, help="prepare: short side of the stored frames")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing earlier results")
     p.set_defaults(func=run)
+
+
+def _unless_nothing_new(count: str, fn, *args, **kwargs):
+    """Run a step that skips finished items; `Reused` when it made nothing new (its `count` is zero)."""
+    result = fn(*args, **kwargs)
+    made = result[count] if isinstance(result, dict) else getattr(result, count)
+    return Reused(result) if made == 0 else result
 
 
 def policy_vs_truth(decisions: list[dict], truth: dict[str, dict]) -> dict[str, Any]:
@@ -130,18 +137,23 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    steps = Steps(console)
+    steps = Steps(console, record=out / "steps.json")
     data, store = out / "data", out / "store"
 
     synth = SynthConfig(classes=args.classes, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                         test_per_class=args.test_per_class, size=args.size,
                         informative_rate=(args.informative_rate,) * 3)
-    made = steps.run("synth", generate, synth, data, workers=args.workers, console=console)
+    try:
+        made = steps.run("synth", _unless_nothing_new, "written", generate, synth, data, workers=args.workers,
+                         console=console)
+    except ValueError as error:  # a dataset of another generator version or other arguments
+        console.print(f"[red]error:[/red] {error}\n`adamml demo --fresh` starts over in {out}")
+        return 2
     console.print(f"{made['videos']} videos ({made['written']} written, {made['reused']} reused)")
 
     imported = import_annotations("csv", data / "annotations.csv", data)
     classes, entries = assign_classes(imported.entries, None, None)
-    summary = steps.run("prepare", prepare_with_progress, entries, classes, data, store,
+    summary = steps.run("prepare", _unless_nothing_new, "ok", prepare_with_progress, entries, classes, data, store,
                         PrepareSettings(flow=args.flow, short_side=args.short_side), workers=args.workers,
                         console=console)
     print_summary(summary, console)
@@ -189,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
              for r in reports["adamml"]["sweep"]]
     pareto_figure(points, sweep, out / "pareto.png", title="Built-in benchmark (test split)")
 
-    result = write_demo_report(out, reports, vs_truth, steps.times, time.perf_counter() - started, made, summary)
+    times = {steps.label(name): seconds for name, seconds in steps.times.items()}
+    result = write_demo_report(out, reports, vs_truth, times, time.perf_counter() - started, made, summary)
     console.print(demo_table(reports))
     console.print(result["text"])
     return 0
@@ -259,7 +272,7 @@ def write_demo_report(out: Path, reports: dict[str, dict], vs_truth: dict[str, d
     lines += [f"| {r['threshold']:g} | {r['top1']:.2f} | {r['gflops_per_video']:.4f} |" for r in ada["sweep"]]
     lines += ["", "## Wall time", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in times.items()]
-    lines += [f"| total | {total:.1f} |", "", "Figures: `selections.png`, `pareto.png`."]
+    lines += [f"| total, this run | {total:.1f} |", "", "Figures: `selections.png`, `pareto.png`."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text, encoding="utf-8")
     payload = {"reports": reports, "policy_vs_truth": vs_truth, "saving_vs_fusion": saving,
