@@ -63,9 +63,9 @@ AUDIO_RATE = 24_000
 FORMAT_VERSION = 1
 
 # Rendering constants (luma in 0..255; chroma as U/V offsets, Rec. 601).
-_OBJECT_LUMA = (127.0, 28.0, 85.0, 170.0)  # mean, std, clip low, clip high
+_OBJECT_LUMA = (120.0, 24.0, 85.0, 154.0)  # mean, std, clip low, clip high (in gamut up to chroma 40)
 _BACKGROUND_LUMA = (75.0, 18.0, 40.0, 110.0)
-_CHROMA = 24.0  # class hue: length of the (U, V) offset
+_MAX_CHROMA = 40.0  # the largest class chroma that keeps every object pixel inside the RGB gamut
 _CHROMA_NOISE = (6.0, 12.0)  # per-pixel chroma noise on the object: std, clip
 _SENSOR_NOISE = (2.0, 6.0)  # per-frame luma noise: std, clip
 _HUE_JITTER_DEG = 12.0
@@ -181,6 +181,7 @@ class SynthConfig:
     informative_rate: tuple[float, float, float] = (0.5, 0.5, 0.5)  # rgb, flow, audio
     seed: int = 0
     audio_rate: int = AUDIO_RATE
+    chroma: float = 40.0  # class hue: length of the object's (U, V) offset (0..40; grey objects have none)
 
     def __post_init__(self) -> None:
         if self.classes < 2:
@@ -194,6 +195,9 @@ class SynthConfig:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if self.size < 16 or self.size % 2:
             raise ValueError(f"size must be even and >= 16 (H.264), got {self.size}")
+        if not 0.0 <= self.chroma <= _MAX_CHROMA:
+            raise ValueError(f"chroma must be in [0, {_MAX_CHROMA:g}] (larger leaves the RGB gamut and the hues "
+                             f"stop being isoluminant), got {self.chroma}")
         if len(self.informative_rate) != len(MODALITIES):
             raise ValueError("informative_rate needs one rate per modality (rgb, flow, audio)")
         for name, rate in zip(MODALITIES, self.informative_rate):
@@ -527,7 +531,7 @@ def render_cell_frames(video: VideoPlan, cell: int, config: SynthConfig) -> np.n
     chroma_layer[:s, :s] = chroma
     if plan.hue_deg is not None:
         angle = math.radians(plan.hue_deg)
-        chroma_layer[:s, :s] += (_CHROMA * math.cos(angle), _CHROMA * math.sin(angle))
+        chroma_layer[:s, :s] += (config.chroma * math.cos(angle), config.chroma * math.sin(angle))
     out = np.empty((frames, size, size, 3), dtype=np.uint8)
     x0, y0 = plan.position
     vx, vy = plan.velocity

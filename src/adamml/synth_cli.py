@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="chance a modality is informative in a cell: one value, or per modality as "
                    "rgb=0.5,flow=0.4,audio=0.6 (each modality is informative in at least one cell of every "
                    "video, so a rate must be 0 or at least 1/segments)")
+    p.add_argument("--chroma", type=float, default=d.chroma,
+                   help=f"strength of the object's colour in informative RGB cells, 0..40 (default {d.chroma:g})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (the whole content follows from it)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="videos written in parallel")
     p.add_argument("--overwrite", action="store_true", help="write every video again, even if it exists")
@@ -82,6 +84,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         classes=args.classes, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
         test_per_class=args.test_per_class, segments=args.segments, frames_per_segment=args.frames_per_segment,
         fps=args.fps, size=args.size, informative_rate=tuple(args.informative_rate), seed=args.seed,
+        chroma=args.chroma,
     )
 
 
