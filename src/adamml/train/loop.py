@@ -204,7 +204,9 @@ def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: Deci
 
 class PolicyProbe(torch.nn.Module):
     """The policy's feature extractors with one linear classifier each, for their supervised pre-training on the
-    video labels (features averaged over segments). The heads are discarded afterwards."""
+    video labels. Each segment is classified on its own (the video's label for every segment), not the average of
+    the segments: the policy decides per segment, so its features must tell a segment that shows the class from
+    one that does not, and a per-segment loss asks exactly that of them. The heads are discarded afterwards."""
 
     def __init__(self, policy: torch.nn.Module, num_classes: int) -> None:
         super().__init__()
@@ -214,33 +216,38 @@ class PolicyProbe(torch.nn.Module):
                                           for name in self.inputs})
 
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Policy inputs ``(B, S, ...)`` -> per-segment logits ``(B, S, K)`` of each extractor."""
         out = {}
         for name in self.inputs:
             x = inputs[name]  # (B, S, ...)
             b, s = x.shape[:2]
-            features = self.extractors[name](x.flatten(0, 1)).view(b, s, -1)  # (B, S, F)
-            out[name] = self.heads[name](features.mean(dim=1))  # (B, K)
+            features = self.extractors[name](x.flatten(0, 1))  # (B * S, F)
+            out[name] = self.heads[name](features).view(b, s, -1)  # (B, S, K)
         return out
 
 
 def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                           info: DistInfo, multi_label: bool, clip_grad_norm: float = 0.0,
                           on_step: Callable[[EpochStats], None] | None = None) -> EpochStats:
-    """One pass of the policy extractors' pre-training: each extractor classifies the video from its own input."""
+    """One pass of the policy extractors' pre-training: each extractor classifies every segment from its own input
+    (reported accuracy: of the segment-averaged logits)."""
     sums = torch.zeros(2, dtype=torch.float64)
     start = time.perf_counter()
     stats = EpochStats()
     for step, batch in enumerate(loader, 1):
         batch = to_device(batch, info.device)
         logits = forward(model.policy_inputs(batch))
-        losses = [classification_loss(v, batch["label"], batch["target"], multi_label) for v in logits.values()]
+        segments = next(iter(logits.values())).shape[1]
+        label = batch["label"].repeat_interleave(segments)
+        target = batch["target"].repeat_interleave(segments, dim=0)
+        losses = [classification_loss(v.flatten(0, 1), label, target, multi_label) for v in logits.values()]
         loss = torch.stack(losses).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
         optimizer.step()
-        right = np.mean([(v.argmax(1) == batch["label"]).float().mean().item() for v in logits.values()])
+        right = np.mean([(v.mean(1).argmax(1) == batch["label"]).float().mean().item() for v in logits.values()])
         sums += reduce_mean(torch.tensor([loss.item(), right], dtype=torch.float64), info)
         mean = (sums / step).tolist()
         stats = EpochStats(loss=mean[0], ce=mean[0], top1=100.0 * mean[1],
