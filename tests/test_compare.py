@@ -7,7 +7,7 @@ import json
 import pytest
 
 from adamml.cli import main
-from adamml.compare import Method, parse_method, plan
+from adamml.compare import Method, parse_method, plan, savings
 from adamml.train.checkpoint import load_checkpoint
 from tests.test_train import TINY, tiny_store  # noqa: F401  (the fixture)
 
@@ -58,3 +58,20 @@ def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F81
     stamp = (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime
     assert main(args) == 0
     assert (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime == stamp
+    again = json.loads((out / "compare.json").read_text())["seconds"]  # the times of the run that trained
+    assert again["fusion-rgb+flow"]["train"] == pytest.approx(result["seconds"]["fusion-rgb+flow"]["train"])
+
+
+def test_adamml_is_compared_with_methods_on_the_same_modalities():
+    def report(stage, modalities, top1, gflops):
+        return {"stage": stage, "modalities": modalities, "top1": top1, "mAP": top1, "gflops_per_video": gflops}
+
+    reports = {"adamml-rgb+flow": report("adamml", ["rgb", "flow"], 80.0, 1.0),
+               "fusion-rgb+flow": report("fusion", ["rgb", "flow"], 82.0, 2.0),
+               "fusion-rgb+rgbdiff": report("fusion", ["rgb", "rgbdiff"], 81.0, 4.0),
+               "fusion-rgb+flow+audio": report("fusion", ["rgb", "flow", "audio"], 90.0, 2.5),
+               "unimodal-rgb": report("unimodal", ["rgb"], 70.0, 0.5)}
+    rows = {r["versus"]: r for r in savings(reports)}
+    assert set(rows) == {"fusion-rgb+flow", "fusion-rgb+rgbdiff"}
+    assert rows["fusion-rgb+flow"]["top1_difference"] == pytest.approx(-2.0)
+    assert rows["fusion-rgb+rgbdiff"]["gflops_saving"] == pytest.approx(0.75)

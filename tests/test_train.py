@@ -25,7 +25,7 @@ from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
 from adamml.train.distributed import DistInfo
-from adamml.train.loop import EpochStats, train_epoch
+from adamml.train.loop import EpochStats, recompute_batch_norm, train_epoch
 from adamml.train.stages import always_on
 from tests.conftest import make_clip
 
@@ -127,6 +127,8 @@ def test_policy_learns_to_pick_the_informative_modality():
     for _ in range(12):  # policy epochs with the efficiency loss: rgb is expensive and useless
         stats = train_epoch(model, model, loader, [policy], info, decisions_fn=None,
                             efficiency=((1.0, 0.05), 10.0), multi_label=False)
+    # as the trainer does after each policy epoch: batch-norm statistics of the current weights
+    recompute_batch_norm(model.policy, lambda b: model.policy(model.policy_inputs(b)), loader, info, 4)
     model.eval()
     batch = next(iter(torch.utils.data.DataLoader(_Toy(32), batch_size=32)))
     out = model.infer(batch)
