@@ -1,0 +1,62 @@
+"""Where a trained AdaMML model's inference time goes on this machine, per batch of prepared videos.
+
+Times (median of N runs, milliseconds per batch): resizing the policy's inputs, the policy, the whole sparse
+inference path, and the always-on path (every recognizer on every segment, i.e. weighted fusion's cost), with and
+without batch norms folded into the convolutions (`adamml.models.inference`). At the CPU preset's scale the policy
+is ~5 % of the GMACs but a much larger share of the time; this shows how much.
+
+    python benchmarks/inference_parts.py --checkpoint runs/demo/adamml/best.pt --data runs/demo/store --videos 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.evaluate import load_trained
+from adamml.models.inference import fold_batch_norms
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, help="prepared store")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--videos", type=int, default=8, help="videos per batch")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    model, cfg, _ = load_trained(args.checkpoint, fold=False)
+    data = SegmentDataset(Store.open(args.data), args.split, cfg.model.modalities, train=False,
+                          sampling=sampling_config(cfg))
+    batch = torch.utils.data.default_collate([data[i] for i in range(min(args.videos, len(data)))])
+    b, s = batch["label"].shape[0], cfg.model.num_segments
+    print(f"{b} videos x {s} segments, {torch.get_num_threads()} threads; milliseconds per batch")
+    with torch.no_grad():
+        for label, net in (("as trained", model), ("batch norms folded", fold_batch_norms(copy.deepcopy(model)))):
+            inputs = net.policy_inputs(batch)
+            parts = {
+                "policy inputs": median_ms(lambda: net.policy_inputs(batch), args.repeats),
+                "policy": median_ms(lambda: net.policy(inputs), args.repeats),
+                "sparse inference (all)": median_ms(lambda: net.infer(batch), args.repeats),
+                "always on": median_ms(lambda: net.infer(batch, torch.ones(b, s, len(net.modalities))), args.repeats),
+            }
+            print(f"{label:>20}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+
+
+if __name__ == "__main__":
+    main()
