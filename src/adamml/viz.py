@@ -75,9 +75,12 @@ def pareto_figure(points: list[dict], sweep: list[dict], out: Path, metric: str 
         rows = sorted(sweep, key=lambda r: r["gflops"])
         ax.plot([r["gflops"] for r in rows], [r[metric] for r in rows], "-o", color="black", markersize=3,
                 linewidth=1, zorder=2, label="AdaMML, threshold sweep")
+        labels: dict[tuple[float, float], list[float]] = {}  # thresholds that land on the same point share a label
         for r in rows:
-            ax.annotate(f"{r['threshold']:g}", (r["gflops"], r[metric]), textcoords="offset points", xytext=(3, -9),
-                        fontsize=6)
+            labels.setdefault((r["gflops"], r[metric]), []).append(r["threshold"])
+        for (x, y), thresholds in labels.items():
+            ax.annotate("t = " + ", ".join(f"{t:g}" for t in sorted(thresholds)), (x, y), textcoords="offset points",
+                        xytext=(4, -10), fontsize=6)
     ax.set_xlabel("GFLOPs per video (multiply-accumulates, conv layers)")
     ax.set_ylabel("top-1 accuracy (%)" if metric == "top1" else "mAP (%)")
     ax.set_title(title, fontsize=10)
