@@ -244,3 +244,24 @@ def test_two_processes_train_like_one(tiny_store, tmp_path):
     val_one = torch.load(tmp_path / "one" / "best.pt", weights_only=True)["val"]
     val_two = torch.load(tmp_path / "two" / "best.pt", weights_only=True)["val"]
     assert val_one["top1"] == val_two["top1"] and val_one["mAP"] == pytest.approx(val_two["mAP"], abs=1e-6)
+
+
+def test_policy_pretraining_can_distil_the_recognizers():
+    from adamml.train.loop import PolicyProbe, distillation_teachers, pretrain_policy_epoch
+
+    assert distillation_teachers(build_model(_cfg("model.modalities=[rgb,flow,audio]").model)) == {
+        "rgb": "rgb", "rgbdiff": "flow", "audio": "audio"}
+    assert distillation_teachers(build_model(_cfg("model.modalities=[flow,rgbdiff]").model)) == {"rgbdiff": "rgbdiff"}
+    cfg = _cfg("model.modalities=[rgb,audio]")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    probe = PolicyProbe(model.policy, 2)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=0.01)
+    loader = torch.utils.data.DataLoader(_Toy(16), batch_size=8, shuffle=True)
+    probe.train()
+    losses = [pretrain_policy_epoch(model, probe, loader, optimizer, DistInfo(), False, 20.0,
+                                    teachers=distillation_teachers(model)).loss for _ in range(6)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    assert all(p.grad is None for p in model.recognizers.parameters())  # the teachers are not trained

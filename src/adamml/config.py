@@ -29,6 +29,7 @@ from adamml.modalities import check_modalities
 FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
                      "gradient-blending"]
 SegmentMean = Literal["all", "selected"]
+PretrainTarget = Literal["labels", "recognizers"]
 # AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
@@ -215,6 +216,10 @@ class TrainConfig:
     # supervised pre-training of the policy's feature extractors on the video labels (Adam), before warm-up; the
     # paper's policy starts from ImageNet MobileNetV2 weights instead (model.policy.pretrained): 0 epochs there
     policy_pretrain: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=0))
+    # what each extractor learns in that pre-training: "labels" (classify each segment with the video's label) or
+    # "recognizers" (match, segment by segment, the class distribution of the recognizer it decides about, as
+    # initialised by --init: which segments that recognizer finds telling is what the policy must see)
+    policy_pretrain_target: PretrainTarget = "labels"
     policy_lr: float = 0.01  # Adam
     policy_weight_decay: float = 1e-4
     temperature_decay: float = 0.965  # per alternating epoch

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
+from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
 from adamml.train.distributed import DistInfo, all_gather_objects, reduce_mean
@@ -226,11 +228,24 @@ class PolicyProbe(torch.nn.Module):
         return out
 
 
+def distillation_teachers(model: AdaMML) -> dict[str, str]:
+    """For each policy input, the recognizer modality it decides about (its own name when it is one, else the
+    first recognizer it stands in for: rgbdiff -> flow)."""
+    teachers = {}
+    for name in model.policy.inputs:
+        teachers[name] = name if name in model.modalities else next(
+            m for m in model.modalities if get_modality(m).policy_proxy == name)
+    return teachers
+
+
 def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                           info: DistInfo, multi_label: bool, clip_grad_norm: float = 0.0,
-                          on_step: Callable[[EpochStats], None] | None = None) -> EpochStats:
+                          on_step: Callable[[EpochStats], None] | None = None,
+                          teachers: dict[str, str] | None = None) -> EpochStats:
     """One pass of the policy extractors' pre-training: each extractor classifies every segment from its own input
-    (reported accuracy: of the segment-averaged logits)."""
+    (reported accuracy: of the segment-averaged logits). With `teachers` (policy input -> recognizer modality, the
+    batch then holds the recognizers' inputs), the target of each segment is instead the class distribution that
+    recognizer (kept as it is, in eval mode) gives that segment: KL divergence, per segment."""
     sums = torch.zeros(2, dtype=torch.float64)
     start = time.perf_counter()
     stats = EpochStats()
@@ -238,9 +253,15 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
         batch = to_device(batch, info.device)
         logits = forward(model.policy_inputs(batch))
         segments = next(iter(logits.values())).shape[1]
-        label = batch["label"].repeat_interleave(segments)
-        target = batch["target"].repeat_interleave(segments, dim=0)
-        losses = [classification_loss(v.flatten(0, 1), label, target, multi_label) for v in logits.values()]
+        if teachers is None:
+            label = batch["label"].repeat_interleave(segments)
+            target = batch["target"].repeat_interleave(segments, dim=0)
+            losses = [classification_loss(v.flatten(0, 1), label, target, multi_label) for v in logits.values()]
+        else:
+            with torch.no_grad():
+                soft = {m: model.recognize(m, batch[m].flatten(0, 1)).softmax(-1) for m in set(teachers.values())}
+            losses = [F.kl_div(v.flatten(0, 1).log_softmax(-1), soft[teachers[name]], reduction="batchmean")
+                      for name, v in logits.items()]
         loss = torch.stack(losses).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

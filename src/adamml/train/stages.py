@@ -62,6 +62,7 @@ from adamml.train.loop import (
     EpochStats,
     PolicyProbe,
     Predictions,
+    distillation_teachers,
     make_loader,
     mean_head_losses,
     predict,
@@ -539,9 +540,12 @@ def _precise_policy_bn(run: Run, phase: Phase, epoch: int) -> None:
 
 
 def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
-    """One epoch of the policy extractors' supervised pre-training (only the policy inputs are loaded)."""
+    """One epoch of the policy extractors' supervised pre-training (`train.policy_pretrain_target`: on the labels,
+    only the policy inputs are loaded; distilling the recognizers, their inputs too)."""
     cfg, model, info = run.cfg, run.model, run.info
-    _policy_set(run).set_epoch(_global_epoch(run, phase, epoch))
+    distill = cfg.train.policy_pretrain_target == "recognizers"
+    data = run.train_set if distill else _policy_set(run)
+    data.set_epoch(_global_epoch(run, phase, epoch))
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
@@ -549,13 +553,14 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
     for p in state.probe.parameters():
         p.requires_grad_(True)
     forward = wrap(state.probe, info)
-    loader = make_loader(run.policy_set, cfg.train.batch_size, info,
+    loader = make_loader(data, cfg.train.batch_size, info,
                          cfg.train.seed * 1000 + _global_epoch(run, phase, epoch), train=True, workers=cfg.data.workers)
     label = f"policy pre-training {epoch + 1}/{phase.epochs}"
 
     def body(on_step):
         return pretrain_policy_epoch(model, forward, loader, state.pol_opt, info, run.multi_label,
-                                     cfg.train.clip_grad_norm, on_step)
+                                     cfg.train.clip_grad_norm, on_step,
+                                     teachers=distillation_teachers(model) if distill else None)
 
     stats = _with_progress(run, label, len(loader), body)
     _log(run, phase, epoch, "policy", stats, state)
