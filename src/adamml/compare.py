@@ -37,7 +37,7 @@ from adamml.data.dataset import Store
 from adamml.modalities import MODALITIES, check_modalities
 from adamml.train.stages import STAGES
 from adamml.viz import pareto_figure
-from adamml.workflow import Steps, eval_once, train_once
+from adamml.workflow import SWEEP, Steps, eval_once, train_once
 
 LABELS = {
     "unimodal": "Unimodal", "fusion": "Weighted fusion", "average": "Average fusion", "gating": "Gating fusion",
@@ -46,7 +46,6 @@ LABELS = {
     "adamml": "AdaMML",
 }
 MODALITY_LABELS = {"rgb": "RGB", "flow": "Flow", "rgbdiff": "RGBDiff", "audio": "Audio"}
-SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
 PRESETS = {
     "baselines": ["average", "fusion", "gating", "lateral-uni", "lateral-bi", "context-gating", "gradient-blending",
                   "adamml", "random"],

@@ -33,10 +33,9 @@ from adamml.prepare.worker import PrepareSettings
 from adamml.synth import SynthConfig
 from adamml.synth_cli import generate
 from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
-from adamml.workflow import Reused, Steps, eval_once, train_once
+from adamml.workflow import SWEEP, Reused, Steps, eval_once, train_once
 
 MODALITIES = ("rgb", "flow", "audio")
-SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,6 +17,9 @@ from adamml.evaluate import evaluate
 from adamml.train.distributed import DistInfo
 from adamml.train.stages import train
 
+# decision thresholds at which AdaMML runs are evaluated (the first is the reported one)
+SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
+
 
 @dataclass
 class Reused:
