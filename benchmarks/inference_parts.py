@@ -1,9 +1,11 @@
 """Where a trained AdaMML model's inference time goes on this machine, per batch of prepared videos.
 
-Times (median of N runs, milliseconds per batch): resizing the policy's inputs, the policy, the whole sparse
-inference path, and the always-on path (every recognizer on every segment, i.e. weighted fusion's cost), with and
-without batch norms folded into the convolutions (`adamml.models.inference`). At the CPU preset's scale the policy
-is ~5 % of the GMACs but a much larger share of the time; this shows how much.
+Times (median of N runs, milliseconds per batch): shaping the stored layout for the networks (the policy's
+inputs, the smaller spectrogram; done in the data pipeline by `adamml.inputs.network_ready`, so not part of the
+network time), the policy, the whole sparse inference path, and the always-on path (every recognizer on every
+segment, i.e. weighted fusion's cost): as trained, with batch norms folded into the convolutions, and folded with
+channels-last weights (`adamml.models.inference`, what eval, predict and bench use). At the CPU preset's scale the
+policy is ~5 % of the GMACs but a much larger share of the time; this shows how much.
 
     python benchmarks/inference_parts.py --checkpoint runs/demo/adamml/best.pt --data runs/demo/store --videos 8
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import time
 
@@ -19,7 +22,8 @@ import torch
 
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.evaluate import load_trained
-from adamml.models.inference import fold_batch_norms
+from adamml.inputs import network_ready
+from adamml.models.inference import fold_batch_norms, optimize_for_inference
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -41,21 +45,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     model, cfg, _ = load_trained(args.checkpoint, fold=False)
-    data = SegmentDataset(Store.open(args.data), args.split, cfg.model.modalities, train=False,
-                          sampling=sampling_config(cfg))
-    batch = torch.utils.data.default_collate([data[i] for i in range(min(args.videos, len(data)))])
+    stored = dataclasses.replace(sampling_config(cfg), network=None)  # the stored layout, shaped below
+    data = SegmentDataset(Store.open(args.data), args.split, cfg.model.modalities, train=False, sampling=stored)
+    raw = torch.utils.data.default_collate([data[i] for i in range(min(args.videos, len(data)))])
+    batch = network_ready(raw, cfg.model)
     b, s = batch["label"].shape[0], cfg.model.num_segments
     print(f"{b} videos x {s} segments, {torch.get_num_threads()} threads; milliseconds per batch")
+    variants = (("as trained", model), ("batch norms folded", fold_batch_norms(copy.deepcopy(model))),
+                ("folded, channels-last", optimize_for_inference(copy.deepcopy(model))))
     with torch.no_grad():
-        for label, net in (("as trained", model), ("batch norms folded", fold_batch_norms(copy.deepcopy(model)))):
+        print(f"shaping the inputs (data pipeline) {median_ms(lambda: network_ready(raw, cfg.model), args.repeats):.1f}")
+        for label, net in variants:
             inputs = net.policy_inputs(batch)
             parts = {
-                "policy inputs": median_ms(lambda: net.policy_inputs(batch), args.repeats),
                 "policy": median_ms(lambda: net.policy(inputs), args.repeats),
                 "sparse inference (all)": median_ms(lambda: net.infer(batch), args.repeats),
                 "always on": median_ms(lambda: net.infer(batch, torch.ones(b, s, len(net.modalities))), args.repeats),
             }
-            print(f"{label:>20}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+            print(f"{label:>22}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
 
 
 if __name__ == "__main__":

@@ -322,9 +322,9 @@ def test_wrong_checkpoint_gives_a_readable_error(imagenet_files: dict[str, Path]
 
 
 @pytest.mark.parametrize("kind", ["weighted", "lateral-bi", "gating"])
-def test_folding_batch_norms_keeps_the_outputs_and_drops_the_norm_layers(kind):
+def test_inference_optimisation_keeps_the_outputs_and_drops_the_norm_layers(kind):
     from adamml.config import load_config
-    from adamml.models.inference import fold_batch_norms
+    from adamml.models.inference import fold_batch_norms, optimize_for_inference
 
     cfg = load_config("tiny", ["model.num_classes=5", "model.resnet.base_width=8", "model.audio.width_mult=0.25",
                                "model.input_size=32", "model.num_segments=2", f"model.fusion.kind={kind}"])
@@ -344,9 +344,11 @@ def test_folding_batch_norms_keeps_the_outputs_and_drops_the_norm_layers(kind):
         fold_batch_norms(build_model(cfg.model).train())
     with torch.no_grad():
         before = model.infer(batch)
-        fold_batch_norms(model)
+        optimize_for_inference(model)
         after = model.infer(batch)
     assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in model.modules())
+    convs = [x for x in model.modules() if isinstance(x, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     torch.testing.assert_close(after.logits, before.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(after.decisions, before.decisions)
     torch.testing.assert_close(after.decision_probs, before.decision_probs, rtol=1e-4, atol=1e-5)

@@ -33,7 +33,7 @@ from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model, build_model
-from adamml.models.inference import fold_batch_norms
+from adamml.models.inference import optimize_for_inference
 from adamml.prepare.layout import StoreError
 from adamml.train.checkpoint import (
     CheckpointError,
@@ -49,8 +49,9 @@ from adamml.train.stages import eval_decisions, summarize
 def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Model, Config, dict[str, Any]]:
     """Model (in eval mode), config and checkpoint payload of a trained checkpoint (strict, weights only).
 
-    With `fold`, batch norms are folded into their convolutions (same outputs, fewer layer calls; see
-    `adamml.models.inference`): the model is then for inference only."""
+    With `fold`, batch norms are folded into their convolutions and the convolution weights stored channels-last
+    (same outputs up to float rounding, less time; see `adamml.models.inference`): the model is then for inference
+    only."""
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, path)
     # the trained weights replace any ImageNet initialisation: do not read those files again
@@ -62,7 +63,7 @@ def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Mo
     load_model_state(model, payload["model"], path)
     model = model.to(device).eval()
     if fold:
-        fold_batch_norms(model)
+        optimize_for_inference(model)
     return model, cfg, payload
 
 

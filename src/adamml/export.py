@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML, policy_inputs, recognizer_input
+from adamml.models.inference import fold_batch_norms
 
 
 class PolicyLogits(nn.Module):
@@ -99,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     try:
-        model, _cfg, _payload = load_trained(args.checkpoint)
+        # batch norms folded, weights left in the default layout: a channels-last program warns on saving and
+        # the serving runtime chooses its own layout
+        model, _cfg, _payload = load_trained(args.checkpoint, fold=False)
+        fold_batch_norms(model)
     except CheckpointError as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

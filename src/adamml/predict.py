@@ -41,6 +41,7 @@ from adamml.data.sampling import (
 from adamml.data.spectrogram import audio_window, log_spectrogram, silence
 from adamml.data.transforms import centre_crop
 from adamml.flops import measure_costs, video_gmacs
+from adamml.inputs import network_ready
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.prepare.decode import VideoError, VideoReader
@@ -153,6 +154,8 @@ class Predictor:
                 samples = audio.samples.astype(np.float32) / 32768.0
                 specs = [log_spectrogram(audio_window(samples, c, audio.rate, cfg.audio_window))[None] for c in centres]
             batch["audio"] = _tensor(specs)
+        spectrograms = batch.get("audio")  # (1, S, 1, 256, 256), for the figure
+        batch = network_ready(batch, self.cfg.model, policy=bool(policy_inputs))  # as the dataset shapes items
         batch["index"] = torch.zeros(1, dtype=torch.int64)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         lap("policy inputs")
@@ -199,7 +202,7 @@ class Predictor:
             has_audio=audio is not None,
             logits=logits.tolist(),
         )
-        figure = {"frames": frames, "indices": indices, "audio": batch.get("audio")}
+        figure = {"frames": frames, "indices": indices, "audio": spectrograms}
         return result, figure
 
 

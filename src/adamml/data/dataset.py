@@ -6,6 +6,9 @@ Each item is a dict:
   `rgbdiff` (S, T', 15, H, W) 5 consecutive differences of normalised frames (T' = T, or the policy's 4
                               frame positions 0, 2, 4, 6 when RGBDiff only stands in for flow in the policy)
   `audio`   (S, 1, 256, 256)  log-spectrogram of 1.28 s centred on the segment (silence without audio)
+  `policy_<name>`             with `SamplingConfig.network` set (as `sampling_config` does): the policy's inputs
+                              at its frames and size, the spectrogram at the recognizer's size, a stored tensor
+                              only the policy needed dropped (`adamml.inputs.network_ready`)
   `label`   ()  int64 first class id (-1 when unlabelled);  `target` (K,) float multi-hot;  `index` () int64
 with S segments (5 random in training, 10 uniform at test) of T = 8 frames at stride 4.
 """
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from adamml.config import Config
+from adamml.config import Config, ModelConfig
 from adamml.data.sampling import (
     diff_frame_indices,
     flow_stack_indices,
@@ -43,6 +46,7 @@ from adamml.data.transforms import (
     centre_crop,
     train_crop,
 )
+from adamml.inputs import network_ready
 from adamml.modalities import check_modalities, policy_modalities
 from adamml.prepare.layout import (
     CLASSES_NAME,
@@ -73,6 +77,9 @@ class SamplingConfig:
     test_short_side: int = 256
     policy_frames: int = 4
     audio_window: int = WINDOW_SAMPLES
+    # shape each item for these networks (`adamml.inputs.network_ready`): the policy's inputs at its frames and
+    # size under `policy_<name>`, the spectrogram at the audio recognizer's size; None keeps the stored layout
+    network: ModelConfig | None = None
 
 
 def sampling_config(cfg: Config) -> SamplingConfig:
@@ -86,6 +93,7 @@ def sampling_config(cfg: Config) -> SamplingConfig:
         train_scale=tuple(cfg.data.train_scale),
         test_short_side=cfg.data.test_short_side,
         policy_frames=cfg.model.policy.frames,
+        network=cfg.model,
     )
 
 
@@ -200,6 +208,9 @@ class SegmentDataset(Dataset):
             ]))  # (S, T, 10, H, W)
         if "audio" in self.keys:
             out["audio"] = torch.from_numpy(self._audio(row, indices))  # (S, 1, 256, 256)
+        if self.cfg.network is not None:
+            shaped = network_ready({k: v.unsqueeze(0) for k, v in out.items()}, self.cfg.network)
+            out = {k: v.squeeze(0) for k, v in shaped.items()}
         label_ids = row.get("label_ids", [])
         target = torch.zeros(self.num_classes)
         target[label_ids] = 1.0

@@ -9,10 +9,10 @@ Two paths, both returning an ``AdaMMLOutput``:
 
 Batch layout: a dict keyed by modality name, each ``(B, S, ...)`` (B videos, S segments):
 ``rgb`` ``(B, S, T, 3, H, W)``, ``flow`` ``(B, S, T, 10, H, W)``, ``rgbdiff`` ``(B, S, T, 15, H, W)`` with T = 8
-frames of the recognizer size, ``audio`` ``(B, S, 1, 256, 256)``. The policy's inputs are derived from the same
-tensors as in the official data layer: frames 0, 2, 4, 6 and a bilinear resize to 160 x 160 (tensors that already
-have the policy's frame count and size pass unchanged); flow is represented by ``rgbdiff``, which the batch must
-then hold. The spectrogram is resized to a network's configured size when it differs (tiny configurations).
+frames of the recognizer size, ``audio`` ``(B, S, 1, 256, 256)``. The policy's inputs are frames 0, 2, 4, 6 at
+160 x 160 (flow is represented by ``rgbdiff``) and the spectrogram: the data pipeline gives them already shaped
+under ``policy_rgb``, ``policy_rgbdiff``, ``policy_audio``, or they are derived here from the stored layout (see
+``adamml.inputs``). The spectrogram is resized to a network's configured size when it differs (tiny presets).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adamml.config import ModelConfig, PolicyConfig
+from adamml.inputs import policy_key, policy_view, recognizer_view
 from adamml.modalities import get_modality
 from adamml.models.fusion import LateFusion
 from adamml.models.policy import PolicyNetwork, PolicyOutput
@@ -41,37 +41,19 @@ class AdaMMLOutput:
     decision_logits: Tensor | None  # (B, S, M, 2) policy logits; None when decisions were given
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
-    """Bilinear resize of the last two dims of ``(..., C, H, W)`` to ``size`` (no-op when already there)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    lead = x.shape[:-3]
-    y = F.interpolate(x.reshape(-1, *x.shape[-3:]), size=(size, size), mode="bilinear", align_corners=False)
-    return y.view(*lead, *y.shape[-3:])
-
-
 def policy_inputs(batch: dict[str, Tensor], names: tuple[str, ...], cfg: PolicyConfig) -> dict[str, Tensor]:
-    """The policy's inputs ``(B, S, ...)``: visual ones subsampled to the policy's frames (0, 2, 4, 6 of 8) and
-    resized to its size; the spectrogram resized to its audio size."""
+    """The policy's inputs ``(B, S, ...)``: those the data pipeline already shaped (``policy_key(name)``) as they
+    are, the others derived from the stored layout (``adamml.inputs.policy_view``)."""
     out = {}
     for name in names:
-        x = batch[name]
-        if get_modality(name).visual:  # (B, S, T, C, H, W)
-            t = x.shape[2]
-            if t != cfg.frames:
-                step = t // cfg.frames
-                x = x[:, :, : step * cfg.frames : step]  # (B, S, T', C, H, W)
-            out[name] = _resize(x, cfg.size)
-        else:  # (B, S, 1, F, W)
-            out[name] = _resize(x, cfg.audio_size)
+        shaped = batch.get(policy_key(name))
+        out[name] = policy_view(name, shaped if shaped is not None else batch[name], cfg)
     return out
 
 
 def recognizer_input(name: str, cells: Tensor, audio_size: int) -> Tensor:
     """Packed cells ``(N, ...)`` of modality ``name`` as its recognizer takes them (the spectrogram resized)."""
-    if not get_modality(name).visual:
-        return _resize(cells, audio_size)
-    return cells
+    return recognizer_view(name, cells, audio_size)
 
 
 class AdaMML(nn.Module):
@@ -93,7 +75,7 @@ class AdaMML(nn.Module):
     def policy_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The policy's inputs ``(B, S, ...)`` derived from the batch (frame subsampling, resizing)."""
         for name in self.policy.inputs:
-            if name not in batch:
+            if name not in batch and policy_key(name) not in batch:
                 wanted = [m for m in self.modalities if get_modality(m).policy_proxy == name]
                 raise KeyError(f"the batch has no {name!r}, the policy's input for {wanted}; keys: {sorted(batch)}")
         return policy_inputs(batch, self.policy.inputs, self.cfg.policy)

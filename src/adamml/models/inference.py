@@ -10,10 +10,16 @@ the policy (three MobileNetV2s of ~50 layers each on tiny inputs).
 A pair is folded when a batch norm is registered right after a ``Conv2d`` of the same width in the same parent
 module (``nn.Sequential`` blocks, torchvision's ``Conv2dNormActivation``, the ``convN`` / ``bnN`` attributes of
 ResNet blocks), which is how every network here applies them; the tests check that the outputs do not change.
+
+``optimize_for_inference`` also stores the convolution weights channels-last (NHWC), the layout oneDNN's CPU
+kernels and cuDNN's tensor-core kernels prefer: each network converts its input once at its first convolution
+and keeps that layout to the end. On the CPU here it made the policy ~35 % and the recognizers ~20 % faster
+(`benchmarks/inference_parts.py`); outputs equal up to float rounding.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -32,3 +38,9 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
             module._modules[first] = fuse_conv_bn_eval(conv, norm)
             module._modules[second] = nn.Identity()
     return module
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """Batch norms folded (``fold_batch_norms``) and convolution weights channels-last; in place, returns it."""
+    fold_batch_norms(model)
+    return model.to(memory_format=torch.channels_last)
