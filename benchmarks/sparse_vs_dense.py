@@ -13,41 +13,17 @@ Decisions are given, so the policy (identical in both paths) is not timed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from adamml.bench import exact_decisions, random_inputs
 from adamml.config import load_config
 from adamml.flops import measure_costs, video_gmacs
-from adamml.modalities import get_modality
-from adamml.models import AdaMML, AdaMMLOutput, build_model
-
-
-def random_batch(model: AdaMML, videos: int, segments: int) -> dict[str, torch.Tensor]:
-    """Random inputs ``(B, S, ...)`` at the configured sizes for every recognizer modality."""
-    cfg = model.cfg
-    batch = {}
-    for name in cfg.modalities:
-        modality = get_modality(name)
-        if modality.visual:
-            shape = (cfg.frames_per_segment, modality.channels, cfg.input_size, cfg.input_size)
-        else:
-            shape = (1, cfg.audio.size, cfg.audio.size)
-        batch[name] = torch.randn(videos, segments, *shape)
-    return batch
-
-
-def exact_decisions(videos: int, segments: int, modalities: int, fraction: float, seed: int) -> torch.Tensor:
-    """``(B, S, M)`` decisions with round(fraction * B * S) selected cells per modality, at random places."""
-    g = torch.Generator().manual_seed(seed)
-    cells = videos * segments
-    chosen = round(fraction * cells)
-    decisions = torch.zeros(cells, modalities)
-    for m in range(modalities):
-        decisions[torch.randperm(cells, generator=g)[:chosen], m] = 1
-    return decisions.view(videos, segments, modalities)
+from adamml.models import AdaMMLOutput, build_model
 
 
 def timed(fn: Callable[[], AdaMMLOutput], repeats: int) -> tuple[float, AdaMMLOutput]:
@@ -77,7 +53,7 @@ def main() -> None:
     cfg = load_config(args.config, args.set).model
     model = build_model(cfg).eval()
     costs = measure_costs(cfg)
-    batch = random_batch(model, args.videos, args.segments)
+    batch = random_inputs(dataclasses.replace(cfg, num_segments=args.segments), args.videos, policy=False)
     cells = args.videos * args.segments
     dense_gmacs = cells * costs.always_on().conv
     print(f"{args.config}: modalities {', '.join(cfg.modalities)}; {args.videos} videos x {args.segments} segments; "
@@ -87,7 +63,7 @@ def main() -> None:
           f"{'speed-up / GMACs ratio':>22}")
     with torch.inference_mode():
         for i, fraction in enumerate(args.fractions):
-            decisions = exact_decisions(args.videos, args.segments, len(cfg.modalities), fraction, seed=i)
+            decisions = exact_decisions(args.videos, args.segments, [fraction] * len(cfg.modalities), seed=i)
             sparse_gmacs = float(video_gmacs(decisions, costs, include_policy=False).sum())
             t_dense, dense = timed(lambda: model(batch, decisions), args.repeats)
             t_sparse, sparse = timed(lambda: model.infer(batch, decisions), args.repeats)

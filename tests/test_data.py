@@ -19,7 +19,14 @@ from adamml.data.sampling import (
     train_segment_starts,
 )
 from adamml.data.spectrogram import EPS, HOP, N_FFT, WIN_LENGTH, audio_window, log_spectrogram
-from adamml.data.transforms import apply_crop, flow_component, centre_crop, train_crop
+from adamml.data.transforms import (
+    apply_crop,
+    centre_crop,
+    flow_component,
+    normalize_rgb,
+    rgb_differences,
+    train_crop,
+)
 from adamml.prepare.importers import assign_classes, import_folder
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
@@ -122,6 +129,18 @@ def test_same_crop_for_all_modalities_and_flow_x_negated_on_flip():
     assert (centre.x, centre.y, centre.side) == pytest.approx((58.5, 16, 224))
 
 
+def test_rgb_normalisation_and_frame_differences():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 6, 5, 7, 3), dtype=np.uint8)  # (T', 6, H, W, 3) BGR
+    rgb = frames[..., ::-1].astype(np.float32) / 255.0
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    expected = np.moveaxis((rgb - mean) / std, -1, -3)  # (2, 6, 3, H, W), the arithmetic
+    normed = normalize_rgb(frames)
+    np.testing.assert_array_equal(normed, expected)  # the table lookup gives the same numbers
+    diffs = rgb_differences(frames)
+    assert diffs.shape == (2, 15, 5, 7) and diffs.dtype == np.float32
+    np.testing.assert_allclose(diffs, (normed[:, 1:] - normed[:, :-1]).reshape(2, 15, 5, 7), atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("dvideos")
@@ -152,6 +171,29 @@ def test_dataset_items_have_the_documented_shapes(store):
     one = test[0]  # a one-frame video
     assert one["rgb"].shape == (10, 8, 3, 48, 48) and one["rgbdiff"].shape == (10, 8, 15, 48, 48)
     assert one["rgbdiff"].abs().max() == 0  # no motion in a single frame
+
+
+def test_items_shaped_for_the_networks_equal_the_model_side_derivation(store):
+    from adamml.config import load_config
+    from adamml.models.build import build_model
+
+    cfg = load_config("tiny", ["model.input_size=48", "model.num_segments=3", "model.frames_per_segment=8"]).model
+    stored = SegmentDataset(store, "train", cfg.modalities, train=False, sampling=replace(SMALL, test_segments=3))
+    shaped = SegmentDataset(store, "train", cfg.modalities, train=False,
+                            sampling=replace(SMALL, test_segments=3, network=cfg))
+    raw, item = stored[0], shaped[0]
+    assert "rgbdiff" not in item  # only the policy needed it: it travels at the policy's size
+    assert item["policy_rgb"].shape == (3, 4, 3, 24, 24) and item["policy_rgbdiff"].shape == (3, 4, 15, 24, 24)
+    assert item["policy_audio"].shape == (3, 1, 32, 32) and item["audio"].shape == (3, 1, 64, 64)
+    assert torch.equal(item["rgb"], raw["rgb"]) and torch.equal(item["flow"], raw["flow"])
+    model = build_model(cfg).eval()
+    batch = {k: v.unsqueeze(0) for k, v in raw.items()}
+    derived = model.policy_inputs(batch)
+    given = model.policy_inputs({k: v.unsqueeze(0) for k, v in item.items()})
+    for name in model.policy.inputs:
+        torch.testing.assert_close(given[name], derived[name], rtol=0, atol=0)
+    torch.testing.assert_close(model.recognizer_input("audio", item["audio"]),
+                               model.recognizer_input("audio", raw["audio"]), rtol=0, atol=0)
 
 
 def test_video_without_audio_gives_silence(store):

@@ -123,3 +123,34 @@ def test_bench_measures_network_and_end_to_end_speed(setup, tmp_path, capsys):
     assert base["flow_pairs_per_video"] >= ada["flow_pairs_per_video"]
     assert "speed-up / ratio" in capsys.readouterr().out
     assert main(["bench", "--checkpoint", f"adamml={checkpoint}", "--data", str(store)]) == 2  # no baseline
+
+
+def test_synthetic_bench_runs_the_configured_rates_at_any_size(tmp_path, capsys):
+    from adamml.bench import exact_decisions, parse_rates
+    from adamml.config import load_config
+    from adamml.flops import measure_costs
+
+    decisions = exact_decisions(3, 4, [0.25, 0.5, 1.0], seed=1)
+    assert decisions.shape == (3, 4, 3) and decisions.sum(dim=(0, 1)).tolist() == [3.0, 6.0, 12.0]
+    assert parse_rates("rgb=0.2,flow=0.4,audio=1", ("rgb", "flow", "audio")) == [0.2, 0.4, 1.0]
+    assert parse_rates("0.3", ("rgb", "audio")) == [0.3, 0.3]
+    for bad in ("rgb=0.2", "rgb=0.2,flow=0.4,audio=1,depth=1", "rgb=1.5,flow=0,audio=0"):
+        with pytest.raises(ValueError, match="--rates"):
+            parse_rates(bad, ("rgb", "flow", "audio"))
+    small = ["model.num_classes=3", "model.num_segments=4", "model.input_size=32", "model.audio.size=32",
+             "model.policy.size=16", "model.policy.audio_size=16", "model.resnet.base_width=8"]
+    out = tmp_path / "synthetic.json"
+    assert main(["bench", "--synthetic", "tiny", *[f"--set={s}" for s in small], "--num-videos", "3",
+                 "--batch-size", "2", "--rates", "rgb=0.25,flow=0.5,audio=1", "--repeats", "1",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"adamml", "fusion", "rgb", "flow", "audio"}
+    costs = measure_costs(load_config("tiny", small).model)
+    policy = costs.policy().conv
+    expected = 4 * (policy + 0.25 * costs.recognizers["rgb"].conv + 0.5 * costs.recognizers["flow"].conv
+                    + costs.recognizers["audio"].conv)
+    assert result["rows"]["adamml"]["gflops"] == pytest.approx(expected, rel=1e-6)
+    assert result["rows"]["fusion"]["network_speedup"] == 1.0
+    assert all(row["network_videos_per_second"] > 0 for row in result["rows"].values())
+    assert "speed-up / ratio" in capsys.readouterr().out
+    assert main(["bench", "--synthetic", "tiny", "--data", str(tmp_path)]) == 2  # random models take no data

@@ -8,21 +8,36 @@ In one run on one machine, for AdaMML and the baselines (weighted fusion, unimod
 It prints each speed-up over weighted fusion and the speed-up divided by the GFLOPs ratio (1.0 = the whole
 theoretical saving shows up as time). The paper: 1.96x (Kinetics-Sounds) and 1.42x (ActivityNet) over weighted
 fusion on one V100.
+
+--synthetic CONFIG measures (a) at any model size without data or training (e.g. the paper's ResNet-50 presets):
+random weights and random inputs at the configured sizes; AdaMML runs its policy on every segment and then each
+recognizer on exactly --rates of the cells (chosen at random, the same for every pass), weighted fusion every
+recognizer on every cell, each unimodal model its recognizer on every cell. Speed does not depend on the weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
+from adamml.config import ModelConfig, load_config
 from adamml.data.dataset import Store
 from adamml.evaluate import evaluate
+from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.inputs import policy_key
+from adamml.modalities import get_modality, policy_modalities
+from adamml.models.adamml import AdaMML
+from adamml.models.build import build_model
+from adamml.models.inference import optimize_for_inference
 from adamml.predict import load_predictor
 
 
@@ -66,7 +81,12 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
                 pairs += result.flow_pairs
             seconds = time.perf_counter() - start
             rows[name].update(end_to_end_videos_per_second=len(sources) / seconds, flow_pairs_per_video=pairs / len(sources))
-    base = rows[baseline]
+    return _with_speedups({"baseline": baseline, "split": split, "batch_size": batch_size, "rows": rows})
+
+
+def _with_speedups(result: dict[str, Any]) -> dict[str, Any]:
+    """Add each row's GFLOPs ratio, speed-ups and speed-up / ratio against the baseline row."""
+    rows, base = result["rows"], result["rows"][result["baseline"]]
     for row in rows.values():
         row["gflops_ratio"] = base["gflops"] / row["gflops"] if row["gflops"] else float("inf")
         row["network_speedup"] = row["network_videos_per_second"] / base["network_videos_per_second"]
@@ -74,7 +94,137 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         if "end_to_end_videos_per_second" in row:
             row["end_to_end_speedup"] = row["end_to_end_videos_per_second"] / base["end_to_end_videos_per_second"]
             row["end_to_end_efficiency"] = row["end_to_end_speedup"] / row["gflops_ratio"]
-    return {"baseline": baseline, "split": split, "batch_size": batch_size, "rows": rows}
+    return result
+
+
+def exact_decisions(videos: int, segments: int, rates: list[float], seed: int = 0) -> torch.Tensor:
+    """``(B, S, M)`` decisions selecting round(rate * B * S) cells of each modality, at random places."""
+    g = torch.Generator().manual_seed(seed)
+    cells = videos * segments
+    decisions = torch.zeros(cells, len(rates))
+    for m, rate in enumerate(rates):
+        decisions[torch.randperm(cells, generator=g)[: round(rate * cells)], m] = 1
+    return decisions.view(videos, segments, len(rates))
+
+
+def random_inputs(cfg: ModelConfig, videos: int, policy: bool = True, generator: torch.Generator | None = None
+                  ) -> dict[str, torch.Tensor]:
+    """Random inputs ``(B, S, ...)`` as the data pipeline gives them (``adamml.inputs.network_ready``): every
+    recognizer modality at its network's size and, with ``policy``, every policy input under ``policy_<name>``."""
+    s, out = cfg.num_segments, {}
+    for name in cfg.modalities:
+        modality = get_modality(name)
+        shape = ((cfg.frames_per_segment, modality.channels, cfg.input_size, cfg.input_size) if modality.visual
+                 else (1, cfg.audio.size, cfg.audio.size))
+        out[name] = torch.randn(videos, s, *shape, generator=generator)
+    if policy:
+        p = cfg.policy
+        for name in policy_modalities(cfg.modalities):
+            modality = get_modality(name)
+            shape = ((p.frames, modality.channels, p.size, p.size) if modality.visual
+                     else (1, p.audio_size, p.audio_size))
+            out[policy_key(name)] = torch.randn(videos, s, *shape, generator=generator)
+    return out
+
+
+def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
+    """``"rgb=0.4,flow=0.3,audio=0.9"`` (or one number for every modality) -> rates in ``modalities`` order."""
+    if not text:
+        return [0.5] * len(modalities)
+    if "=" not in text:
+        values = dict.fromkeys(modalities, float(text))
+    else:
+        values = {}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            values[name.strip()] = float(value)
+    unknown = sorted(set(values) - set(modalities))
+    if unknown or set(values) != set(modalities):
+        raise ValueError(f"--rates must give one rate for each of {', '.join(modalities)}, got {text!r}")
+    rates = [values[m] for m in modalities]
+    if any(not 0.0 <= r <= 1.0 for r in rates):
+        raise ValueError(f"--rates must be between 0 and 1, got {text!r}")
+    return rates
+
+
+def _time_passes(fn: Callable[[dict[str, torch.Tensor], int], None], batches: list[dict[str, torch.Tensor]],
+                 device: torch.device, repeats: int) -> float:
+    """The fastest of ``repeats`` timed passes of ``fn`` over ``batches`` (after one warm-up batch), seconds."""
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    with torch.inference_mode():
+        fn(batches[0], 0)  # warm-up: allocations, cuDNN's algorithm choice
+        sync()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i, batch in enumerate(batches):
+                fn(batch, i)
+            sync()
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: int, rates: str | None,
+                    device: str = "cpu", repeats: int = 2, seed: int = 0, unimodal: bool = True,
+                    console: Console | None = None) -> dict[str, Any]:
+    """Network-only videos/s of AdaMML (policy + recognizers on exactly ``rates`` of the cells), weighted fusion
+    and the unimodal models, at the sizes of ``config``, with random weights and inputs; see the module docs."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    cfg = load_config(config, overrides).model
+    cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, kind="weighted"))  # AdaMML's fusion
+    if videos < 1 or batch_size < 1:
+        raise ValueError("--videos and --batch-size must be positive")
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    assert isinstance(model, AdaMML)
+    model = optimize_for_inference(model.eval()).to(dev)
+    rate_list = parse_rates(rates, cfg.modalities)
+    sizes = [min(batch_size, videos - start) for start in range(0, videos, batch_size)]
+    g = torch.Generator().manual_seed(seed)
+    batches = [{k: v.to(dev) for k, v in random_inputs(cfg, n, generator=g).items()} for n in sizes]
+    s, m = cfg.num_segments, len(cfg.modalities)
+    decisions = exact_decisions(videos, s, rate_list, seed).to(dev)
+    chunks = list(torch.split(decisions, sizes))
+    costs = measure_costs(cfg)
+    console.print(f"{config}: {', '.join(cfg.modalities)}; {videos} videos x {s} segments in batches of "
+                  f"{batch_size}; input {cfg.input_size}, ResNet-{cfg.resnet.depth}; {dev}"
+                  + (f", {torch.get_num_threads()} CPU threads" if dev.type == "cpu" else "")
+                  + f"; fastest of {repeats} passes")
+
+    def adamml(batch: dict[str, torch.Tensor], i: int) -> None:
+        model.decide(batch)  # the policy on every segment (its decisions give way to the fixed ones)
+        model.infer(batch, chunks[i])
+
+    def fixed(columns: list[int]) -> Callable[[dict[str, torch.Tensor], int], None]:
+        def run(batch: dict[str, torch.Tensor], i: int) -> None:
+            chosen = torch.zeros(sizes[i], s, m, device=dev)
+            chosen[:, :, columns] = 1
+            model.infer(batch, chosen)
+        return run
+
+    plans: dict[str, tuple[Callable, float]] = {
+        "adamml": (adamml, float(video_gmacs(decisions, costs, include_policy=True).mean())),
+        "fusion": (fixed(list(range(m))), always_on_gmacs(costs, s)),
+    }
+    if unimodal:
+        for j, name in enumerate(cfg.modalities):
+            plans[name] = (fixed([j]), s * costs.recognizers[name].conv)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, (fn, gflops) in plans.items():
+        seconds = _time_passes(fn, batches, dev, repeats)
+        rows[name] = {"gflops": gflops, "top1": None, "network_videos_per_second": videos / seconds}
+        console.print(f"  {name}: {videos / seconds:.3g} videos/s")
+    return _with_speedups({"baseline": "fusion", "config": config, "device": str(dev), "videos": videos,
+                           "batch_size": batch_size, "segments": s,
+                           "rates": dict(zip(cfg.modalities, rate_list)), "rows": rows})
+
+
+def _speed(videos_per_second: float) -> str:
+    return f"{videos_per_second:.1f}" if videos_per_second >= 10 else f"{videos_per_second:.3g}"
 
 
 def bench_table(result: dict[str, Any]) -> Table:
@@ -85,10 +235,10 @@ def bench_table(result: dict[str, Any]) -> Table:
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, r in result["rows"].items():
         e2e = ("end_to_end_videos_per_second" in r)
-        table.add_row(name, f"{r['top1']:.2f}", f"{r['gflops']:.4g}", f"{r['gflops_ratio']:.2f}x",
-                      f"{r['network_videos_per_second']:.1f}", f"{r['network_speedup']:.2f}x",
+        table.add_row(name, f"{r['top1']:.2f}" if r["top1"] is not None else "-", f"{r['gflops']:.4g}", f"{r['gflops_ratio']:.2f}x",
+                      _speed(r["network_videos_per_second"]), f"{r['network_speedup']:.2f}x",
                       f"{r['network_efficiency']:.2f}",
-                      f"{r['end_to_end_videos_per_second']:.2f}" if e2e else "-",
+                      _speed(r["end_to_end_videos_per_second"]) if e2e else "-",
                       f"{r['end_to_end_speedup']:.2f}x" if e2e else "-",
                       f"{r['end_to_end_efficiency']:.2f}" if e2e else "-",
                       f"{r['flow_pairs_per_video']:.1f}" if e2e else "-")
@@ -98,9 +248,9 @@ def bench_table(result: dict[str, Any]) -> Table:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="videos/s of AdaMML against the baselines, network only and end to end",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", dest="checkpoints", action="append", required=True, metavar="NAME=PATH",
+    p.add_argument("--checkpoint", dest="checkpoints", action="append", metavar="NAME=PATH",
                    help="a trained model (repeatable), e.g. adamml=runs/demo/adamml/best.pt")
-    p.add_argument("--data", required=True, type=Path, help="prepared store (network-only pass)")
+    p.add_argument("--data", type=Path, help="prepared store (network-only pass)")
     p.add_argument("--videos", type=Path, help="folder the store's sources are relative to (end-to-end pass)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="end to end: at most this many videos")
@@ -110,14 +260,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="network pass: videos per batch (default: each checkpoint's "
                    "train.eval_batch_size); larger batches spread the fixed cost of each layer call")
     p.add_argument("--json", type=Path, help="write the measurements here")
+    g = p.add_argument_group("synthetic (no checkpoints, no data)")
+    g.add_argument("--synthetic", metavar="CONFIG", help="a preset or YAML file: random weights and inputs at its "
+                   "sizes, e.g. paper-rgb-flow-audio")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    g.add_argument("--num-videos", type=int, default=8, help="videos per pass (default 8)")
+    g.add_argument("--rates", help="AdaMML's selection rate of each modality, e.g. rgb=0.4,flow=0.3,audio=0.9 "
+                   "(default 0.5 each)")
+    g.add_argument("--no-unimodal", action="store_true", help="skip the unimodal rows")
+    g.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     try:
-        result = bench(parse_named(args.checkpoints), args.data, args.videos, args.split, args.limit, args.flow,
-                       args.baseline, console, args.repeats, args.batch_size)
+        if args.synthetic:
+            if args.checkpoints or args.data:
+                raise ValueError("--synthetic measures random models: give it no --checkpoint or --data")
+            result = bench_synthetic(args.synthetic, args.set, args.num_videos, args.batch_size or 2, args.rates,
+                                     args.device, max(1, args.repeats), unimodal=not args.no_unimodal,
+                                     console=console)
+        else:
+            if not args.checkpoints or args.data is None:
+                raise ValueError("give --checkpoint NAME=PATH (repeatable) and --data STORE, or --synthetic CONFIG")
+            result = bench(parse_named(args.checkpoints), args.data, args.videos, args.split, args.limit,
+                           args.flow, args.baseline, console, args.repeats, args.batch_size)
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

@@ -43,6 +43,7 @@ from adamml.data.transforms import (
     flow_component,
     normalize_flow,
     normalize_rgb,
+    rgb_differences,
     centre_crop,
     train_crop,
 )
@@ -255,12 +256,9 @@ def rgb_segment(reader: FrameSource, positions: np.ndarray, crop: Crop) -> np.nd
 def rgbdiff_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
     """(T', 15, H, W): at each position, the 5 consecutive differences of normalised frames."""
     frames = diff_frame_indices(positions, DIFFS, num_frames)  # (T', 6)
-    normed = {int(i): normalize_rgb(apply_crop(reader.image(int(i)), crop)) for i in np.unique(frames)}
-    stacks = []
-    for row in frames:
-        x = np.stack([normed[int(i)] for i in row])  # (6, 3, H, W)
-        stacks.append((x[1:] - x[:-1]).reshape(-1, *x.shape[-2:]))  # (15, H, W)
-    return np.stack(stacks)
+    unique, inverse = np.unique(frames, return_inverse=True)
+    cropped = np.stack([apply_crop(reader.image(int(i)), crop) for i in unique])  # (U, H, W, 3) uint8
+    return rgb_differences(cropped[inverse.reshape(frames.shape)])  # (T', 6, H, W, 3) -> (T', 15, H, W)
 
 
 def flow_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int, size: int) -> np.ndarray:
