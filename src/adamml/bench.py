@@ -82,7 +82,8 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
                 pairs += result.flow_pairs
             seconds = time.perf_counter() - start
             rows[name].update(end_to_end_videos_per_second=len(sources) / seconds, flow_pairs_per_video=pairs / len(sources))
-    return _with_speedups({"baseline": baseline, "split": split, "batch_size": batch_size, "rows": rows})
+    return _with_speedups({"baseline": baseline, "split": split, "batch_size": batch_size, "flow": flow,
+                           "threads": torch.get_num_threads(), "rows": rows})
 
 
 def _with_speedups(result: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +221,7 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
         rows[name] = {"gflops": gflops, "top1": None, "network_videos_per_second": videos / seconds}
         console.print(f"  {name}: {videos / seconds:.3g} videos/s")
     return _with_speedups({"baseline": "fusion", "config": config, "device": str(dev), "videos": videos,
+                           "threads": torch.get_num_threads(),
                            "batch_size": batch_size, "segments": s,
                            "rates": dict(zip(cfg.modalities, rate_list)), "rows": rows})
 
@@ -266,6 +268,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=1, help="network pass: keep the fastest of N")
     p.add_argument("--batch-size", type=int, help="network pass: videos per batch (default: each checkpoint's "
                    "train.eval_batch_size); larger batches spread the fixed cost of each layer call")
+    p.add_argument("--threads", type=int, help="torch's CPU threads for every pass (default: torch's choice)")
     p.add_argument("--json", type=Path, help="write the measurements here")
     g = p.add_argument_group("synthetic (no checkpoints, no data)")
     g.add_argument("--synthetic", metavar="CONFIG", help="a preset or YAML file: random weights and inputs at its "
@@ -281,6 +284,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     try:
         if args.synthetic:
             if args.checkpoints or args.data:

@@ -249,11 +249,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write every prediction, decision and timing to this file")
     p.add_argument("--viz", type=Path, help="per-segment selection figure (PNG; one video: this path)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's choice); with small models "
+                   "one video at a time, 1 can be faster: idle torch threads spin and slow the decoder's")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False, soft_wrap=True)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     try:
         predictor = load_predictor(args.checkpoint, args.flow, args.threshold, args.device)
     except (CheckpointError, ValueError) as error:
