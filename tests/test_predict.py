@@ -154,3 +154,5 @@ def test_synthetic_bench_runs_the_configured_rates_at_any_size(tmp_path, capsys)
     assert all(row["network_videos_per_second"] > 0 for row in result["rows"].values())
     assert "speed-up / ratio" in capsys.readouterr().out
     assert main(["bench", "--synthetic", "tiny", "--data", str(tmp_path)]) == 2  # random models take no data
+    if not torch.cuda.is_available():
+        assert main(["bench", "--synthetic", "tiny", "--device", "cuda"]) == 2  # a clear error, no traceback

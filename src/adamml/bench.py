@@ -178,11 +178,14 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
     cfg = load_config(config, overrides).model
     cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, kind="weighted"))  # AdaMML's fusion
     if videos < 1 or batch_size < 1:
-        raise ValueError("--videos and --batch-size must be positive")
+        raise ValueError("--num-videos and --batch-size must be positive")
     dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA device on this machine")
     torch.manual_seed(seed)
     model = build_model(cfg)
-    assert isinstance(model, AdaMML)
+    if not isinstance(model, AdaMML):
+        raise ValueError(f"{config}: builds a {type(model).__name__}, not an AdaMML model")
     model = optimize_for_inference(model.eval()).to(dev)
     rate_list = parse_rates(rates, cfg.modalities)
     sizes = [min(batch_size, videos - start) for start in range(0, videos, batch_size)]

@@ -61,8 +61,6 @@ def apply_crop(image: np.ndarray, crop: Crop) -> np.ndarray:
 # uint8 -> normalised float32 of each RGB channel: a table lookup gives the same numbers as the arithmetic
 # ((x / 255 - mean) / std in float32) at a fraction of its cost
 _RGB_TABLE = (np.arange(256, dtype=np.float32)[None] / 255.0 - _RGB_MEAN[:, None]) / _RGB_STD[:, None]  # (3, 256)
-# a difference of two normalised frames is the difference of their pixels / (255 std): the means cancel
-_DIFF_SCALE = (1.0 / (255.0 * _RGB_STD)).astype(np.float32)  # (3,) RGB
 
 
 def normalize_rgb(bgr: np.ndarray) -> np.ndarray:
@@ -75,11 +73,12 @@ def normalize_rgb(bgr: np.ndarray) -> np.ndarray:
 
 def rgb_differences(bgr: np.ndarray) -> np.ndarray:
     """(..., K + 1, H, W, 3) uint8 BGR frames -> (..., 3 K, H, W) float32: the K consecutive differences of the
-    normalised RGB frames (frame k + 1 minus frame k), R, G, B of each difference in turn."""
-    x = bgr.astype(np.float32)
-    d = (x[..., 1:, :, :, :] - x[..., :-1, :, :, :])[..., ::-1] * _DIFF_SCALE  # (..., K, H, W, 3) RGB
-    d = np.moveaxis(d, -1, -3)  # (..., K, 3, H, W)
-    return np.ascontiguousarray(d).reshape(*d.shape[:-4], -1, *d.shape[-2:])
+    normalised RGB frames (frame k + 1 minus frame k), R, G, B of each difference in turn. The frames are
+    normalised first and then subtracted, the arithmetic the models were trained with (subtracting pixels and
+    scaling gives the same values up to float rounding, which is enough to change what the tiny demo learns)."""
+    x = normalize_rgb(bgr)  # (..., K + 1, 3, H, W)
+    d = x[..., 1:, :, :, :] - x[..., :-1, :, :, :]  # (..., K, 3, H, W)
+    return d.reshape(*d.shape[:-4], -1, *d.shape[-2:])
 
 
 def flow_component(image: np.ndarray, crop: Crop, is_x: bool) -> np.ndarray:
