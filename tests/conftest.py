@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import av
@@ -18,6 +19,34 @@ def make_clip(path: Path, frames: int = 20, size: tuple[int, int] = (64, 48), au
     w, h = size
     data = moving_square_clip(frames, w, h, velocity, seed=seed)
     return write_video(path, data, FPS, tone(frames / FPS, pitch) if audio else None, **kwargs)
+
+
+def set_display_rotation(path: Path, degrees: int) -> Path:
+    """Write a display matrix turning the picture ``degrees`` counter-clockwise (90, -90 or 180) into the track
+    headers (``moov/trak/tkhd``) of an MP4, as phones do for portrait video; the pictures stay as coded."""
+    a, b, c, d = {90: (0, -1, 1, 0), -90: (0, 1, -1, 0), 180: (-1, 0, 0, -1)}[degrees]
+    data = bytearray(path.read_bytes())
+
+    def boxes(start: int, end: int):
+        while start + 8 <= end:
+            size, kind = struct.unpack(">I4s", data[start:start + 8])
+            yield kind, start + 8, start + size
+            start += size
+
+    patched = 0
+    for kind, body, end in boxes(0, len(data)):
+        if kind == b"moov":
+            for trak, tbody, tend in boxes(body, end):
+                for tkhd, hbody, _ in boxes(tbody, tend) if trak == b"trak" else ():
+                    if tkhd == b"tkhd":
+                        version = data[hbody]
+                        matrix = hbody + 4 + (32 if version == 1 else 20) + 16  # after times, ids, volume
+                        values = (a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30)
+                        data[matrix:matrix + 36] = struct.pack(">9i", *values)
+                        patched += 1
+    assert patched, f"{path}: no track header found"
+    path.write_bytes(bytes(data))
+    return path
 
 
 def write_raw_codec(path: Path, frames: np.ndarray, codec: str) -> Path:

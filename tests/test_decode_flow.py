@@ -7,7 +7,7 @@ import pytest
 
 from adamml.prepare.decode import VideoError, VideoReader, probe, resized_size
 from adamml.prepare.flow import dequantize, make_flow, quantize
-from tests.conftest import FPS, make_clip
+from tests.conftest import FPS, make_clip, set_display_rotation, write_raw_codec
 
 
 def test_resized_size_keeps_aspect_and_short_side():
@@ -34,6 +34,24 @@ def test_decode_frames_audio_and_rates(good_clip):
     # a 440 Hz tone: the strongest frequency of the decoded audio
     spectrum = np.abs(np.fft.rfft(audio.samples[2048:2048 + 12_000].astype(np.float64)))
     assert np.fft.rfftfreq(12_000, 1 / 24_000)[spectrum.argmax()] == pytest.approx(440, abs=4)
+
+
+@pytest.mark.parametrize("degrees, corner", [(-90, (0, -1)), (90, (-1, 0)), (180, (-1, -1))])
+def test_a_display_rotation_gives_upright_frames(tmp_path, degrees, corner):
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    frames[:, :8, :8] = 255  # a white block in the coded picture's top-left corner
+    clip = set_display_rotation(write_raw_codec(tmp_path / "phone.mp4", frames, "libx264"), degrees)
+    with VideoReader(clip, short_side=16) as reader:
+        images = list(reader)
+    upright = (24, 16) if degrees != 180 else (16, 24)  # (H, W) as shown, short side 16
+    assert images[0].shape[:2] == upright and reader.rotation == degrees % 360
+    rows = slice(0, 4) if corner[0] == 0 else slice(-4, None)
+    cols = slice(0, 4) if corner[1] == 0 else slice(-4, None)
+    assert images[0][rows, cols].mean() > 200  # the block is where a player shows it
+    assert images[0][:4, :4].mean() < 50
+    with VideoReader(write_raw_codec(tmp_path / "plain.mp4", frames, "libx264"), short_side=16) as reader:
+        plain = list(reader)
+    assert plain[0].shape[:2] == (16, 24) and plain[0][:4, :4].mean() > 200 and reader.rotation == 0
 
 
 def test_decode_without_audio_has_no_audio(tmp_path):

@@ -19,7 +19,7 @@ from adamml.prepare.importers import assign_classes, import_folder
 from adamml.prepare.layout import StoreError, read_jsonl
 from adamml.prepare.pipeline import merge_manifests, parse_shard, run_prepare
 from adamml.prepare.worker import PrepareSettings
-from tests.conftest import make_clip
+from tests.conftest import make_clip, set_display_rotation
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +229,17 @@ def test_frame_folders_from_an_mmaction_rawframe_list(tmp_path):
     assert clip["fps"] == 10 and clip["has_audio"] is False and (clip["width"], clip["height"]) == (341, 256)
     assert clip["label_ids"] == [1]
     assert rows["empty"]["status"] == "failed" and "holds no images" in rows["empty"]["error"]
+
+
+def test_a_portrait_phone_video_is_stored_upright(tmp_path):
+    root = tmp_path / "videos"
+    clip = make_clip(root / "train" / "cat" / "phone.mp4", frames=6, size=(64, 48))
+    set_display_rotation(clip, -90)  # shown turned a quarter clockwise: 48 x 64 on screen
+    imported = import_folder(root)
+    classes, entries = assign_classes(imported.entries, None, None)
+    out = tmp_path / "store"
+    run_prepare(entries, classes, root, out, PrepareSettings(flow="none", short_side=32))
+    row = read_jsonl(out / "manifest.jsonl")[0]
+    assert row["status"] == "ok" and (row["width"], row["height"], row["rotation"]) == (32, 43, 270)
+    first = cv2.imread(str(out / row["frames_dir"] / "img_00001.jpg"))
+    assert first.shape[:2] == (43, 32)

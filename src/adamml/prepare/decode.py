@@ -3,6 +3,11 @@
 Used by `adamml prepare` (frames written to a store) and by single-video prediction (frames kept in
 memory). Supplementary material, Sec. B "Input": frames are decoded with the shorter side resized to 256,
 aspect ratio kept; audio is mono 24 kHz.
+
+Frames come out upright: a video whose container carries a display rotation (phones store portrait video as
+landscape pictures with a 90-degree display matrix) is turned by that many quarter turns, as players and the
+ffmpeg command line do, so its stored frames have the width and height it is shown at. Mirroring in the
+display matrix and angles that are not quarter turns are rounded to the nearest quarter turn.
 """
 
 from __future__ import annotations
@@ -55,6 +60,14 @@ def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     if width <= height:
         return short_side, max(1, round(height * short_side / width))
     return max(1, round(width * short_side / height)), short_side
+
+
+def quarter_turns(rotation: float | None) -> int:
+    """Counter-clockwise quarter turns (0-3) that show a picture upright, from PyAV's ``VideoFrame.rotation``
+    (degrees the display matrix turns the picture counter-clockwise, e.g. -90 for a portrait phone video)."""
+    if not rotation:
+        return 0
+    return int(round(float(rotation) / 90.0)) % 4
 
 
 def _rate(value: Fraction | None) -> float:
@@ -147,6 +160,7 @@ class VideoReader:
             )
         self.frame_times: list[float] = []
         self.audio: DecodedAudio | None = None
+        self.rotation = 0  # degrees counter-clockwise applied to every frame (the container's display rotation)
 
     def __enter__(self) -> VideoReader:
         return self
@@ -184,6 +198,10 @@ class VideoReader:
                             format=self.pixel_format,
                             interpolation="BILINEAR",
                         ).to_ndarray()
+                        turns = quarter_turns(getattr(frame, "rotation", 0))
+                        if turns:
+                            image = np.ascontiguousarray(np.rot90(image, turns))  # upright, as it is shown
+                        self.rotation = 90 * turns
                         time = frame.time if frame.time is not None else index / (self.info.fps or 30.0)
                         self.frame_times.append(float(time))
                         index += 1

@@ -72,6 +72,7 @@ def _new_row(entry: VideoEntry, settings: PrepareSettings) -> dict:
         "duration": None,
         "width": None,
         "height": None,
+        "rotation": 0,  # degrees counter-clockwise the frames were turned to be upright (display matrix)
         "has_audio": False,
         "audio_samples": 0,
         "flow": settings.flow,
@@ -178,6 +179,7 @@ def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
         num_flow=index - 1 if flow_fn is not None else 0,
         width=int(width),
         height=int(height),
+        rotation=int(getattr(reader, "rotation", 0)),
         fps=round(float(reader.measured_fps()), 6),
         duration=round(float(reader.measured_duration()), 6),
     )
