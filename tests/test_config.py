@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from adamml.config import Config, ConfigError, ModelConfig, dump_config, load_config, preset_names
+from adamml.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    dump_config,
+    load_config,
+    preset_names,
+)
 
 
 def test_presets_load_with_paper_numbers() -> None:

@@ -13,12 +13,19 @@ from hypothesis import strategies as st
 from adamml.data.dataset import SamplingConfig, SegmentDataset, Store, read_wav_window
 from adamml.data.sampling import (
     diff_frame_indices,
+    eval_segment_starts,
     flow_stack_indices,
     segment_frame_indices,
-    eval_segment_starts,
     train_segment_starts,
 )
-from adamml.data.spectrogram import EPS, HOP, N_FFT, WIN_LENGTH, audio_window, log_spectrogram
+from adamml.data.spectrogram import (
+    EPS,
+    HOP,
+    N_FFT,
+    WIN_LENGTH,
+    audio_window,
+    log_spectrogram,
+)
 from adamml.data.transforms import (
     apply_crop,
     centre_crop,

@@ -10,7 +10,14 @@ import torch
 
 from adamml.cli import main
 from adamml.config import ModelConfig, load_config
-from adamml.flops import (Cost, always_on_gmacs, count_gmacs, lstm_cell_gmacs, measure_costs, video_gmacs)
+from adamml.flops import (
+    Cost,
+    always_on_gmacs,
+    count_gmacs,
+    lstm_cell_gmacs,
+    measure_costs,
+    video_gmacs,
+)
 from adamml.models import TSNResNet
 
 PAPER = {  # supplementary Table 2 and Sec. B, GMACs: conv layers, per segment

@@ -10,9 +10,23 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from adamml.config import AudioNetConfig, FusionConfig, ModelConfig, PolicyConfig, ResNetConfig
-from adamml.models import (AdaMML, CheckpointMismatchError, LateFusion, MobileNetV2Extractor,
-                           MobileNetV2Recognizer, TSNResNet, build_model, load_imagenet_weights)
+from adamml.config import (
+    AudioNetConfig,
+    FusionConfig,
+    ModelConfig,
+    PolicyConfig,
+    ResNetConfig,
+)
+from adamml.models import (
+    AdaMML,
+    CheckpointMismatchError,
+    LateFusion,
+    MobileNetV2Extractor,
+    MobileNetV2Recognizer,
+    TSNResNet,
+    build_model,
+    load_imagenet_weights,
+)
 from adamml.models.tsn_resnet import temporal_max_pool
 
 CHANNELS = {"rgb": 3, "flow": 10, "rgbdiff": 15}

@@ -17,8 +17,17 @@ import pytest
 from adamml.cli import main
 from adamml.prepare.importers import import_csv
 from adamml.synth import (
-    MODALITIES, SynthConfig, cell_sample_range, class_signatures, forced_draw_probability, plan_dataset,
-    plan_video, render_cell_audio, render_cell_frames, sample_informative, signature_table,
+    MODALITIES,
+    SynthConfig,
+    cell_sample_range,
+    class_signatures,
+    forced_draw_probability,
+    plan_dataset,
+    plan_video,
+    render_cell_audio,
+    render_cell_frames,
+    sample_informative,
+    signature_table,
 )
 
 SMALL = SynthConfig(classes=8, train_per_class=3, val_per_class=1, test_per_class=2, segments=4,
@@ -263,7 +272,11 @@ def test_synth_command_writes_videos_annotations_and_ground_truth(tmp_path):
 def test_the_pipelines_windows_see_one_cell_only():
     """With the default layout, the 8-frame (stride 4) window of each test segment and the 1.28 s audio window
     centred on it (adamml.data) lie inside one cell: an uninformative cell's audio window holds no tone."""
-    from adamml.data.sampling import eval_segment_starts, segment_centre_seconds, segment_frame_indices
+    from adamml.data.sampling import (
+        eval_segment_starts,
+        segment_centre_seconds,
+        segment_frame_indices,
+    )
     from adamml.data.spectrogram import audio_window
 
     config = SynthConfig()

@@ -249,7 +249,11 @@ def test_two_processes_train_like_one(tiny_store, tmp_path):
 
 
 def test_policy_pretraining_can_distil_the_recognizers():
-    from adamml.train.loop import PolicyProbe, distillation_teachers, pretrain_policy_epoch
+    from adamml.train.loop import (
+        PolicyProbe,
+        distillation_teachers,
+        pretrain_policy_epoch,
+    )
 
     assert distillation_teachers(build_model(_cfg("model.modalities=[rgb,flow,audio]").model)) == {
         "rgb": "rgb", "rgbdiff": "flow", "audio": "audio"}

@@ -68,7 +68,8 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         rows[name] = {"gflops": best["gflops_per_video"], "top1": best["top1"],
                       "network_videos_per_second": best["videos_per_second"]}
     if videos_root is not None:
-        from adamml.predict import load_predictor  # decoding (PyAV) only where it is needed
+        # decoding (PyAV) is imported only where it is needed
+        from adamml.predict import load_predictor
 
         store = Store.open(data)
         sources = [videos_root / r["source"] for r in store.split(split)][:limit]

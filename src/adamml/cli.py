@@ -12,17 +12,16 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 
 
 def _registrars() -> list[Registrar]:
-    from adamml.prepare.command import register as prepare
-    from adamml.demo import register as demo
-    from adamml.flops_cli import register as flops
-
-    from adamml.train.command import register as train
-    from adamml.evaluate import register as evaluate
-    from adamml.predict import register as predict
-    from adamml.synth_cli import register as synth
     from adamml.bench import register as bench
-    from adamml.export import register as export
     from adamml.compare import register as compare
+    from adamml.demo import register as demo
+    from adamml.evaluate import register as evaluate
+    from adamml.export import register as export
+    from adamml.flops_cli import register as flops
+    from adamml.predict import register as predict
+    from adamml.prepare.command import register as prepare
+    from adamml.synth_cli import register as synth
+    from adamml.train.command import register as train
 
     registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, export, flops, compare, demo]
     return registrars

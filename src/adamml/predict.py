@@ -45,7 +45,13 @@ from adamml.inputs import network_ready
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.prepare.decode import VideoError, VideoReader
-from adamml.prepare.flow import DEFAULT_BOUND, FLOW_METHODS, make_flow, quantize, to_gray
+from adamml.prepare.flow import (
+    DEFAULT_BOUND,
+    FLOW_METHODS,
+    make_flow,
+    quantize,
+    to_gray,
+)
 from adamml.train.checkpoint import CheckpointError
 from adamml.train.stages import eval_decisions
 

@@ -613,11 +613,9 @@ def write_index(videos: Iterable[VideoPlan], config: SynthConfig, root: Path) ->
     csv_path, gt_path, meta_path = root / "annotations.csv", root / "ground_truth.jsonl", root / "synth.json"
     with open(csv_path, "w", encoding="utf-8", newline="") as handle:
         handle.write("path,label,split\n")
-        for v in videos:
-            handle.write(f"{v.path},{v.label},{v.split}\n")
+        handle.writelines(f"{v.path},{v.label},{v.split}\n" for v in videos)
     with open(gt_path, "w", encoding="utf-8") as handle:
-        for v in videos:
-            handle.write(json.dumps(v.ground_truth(config)) + "\n")
+        handle.writelines(json.dumps(v.ground_truth(config)) + "\n" for v in videos)
     meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(),
             "classes": signature_table(config.classes, config.size)}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

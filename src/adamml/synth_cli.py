@@ -16,12 +16,26 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from adamml.data.spectrogram import AUDIO_RATE, WINDOW_SAMPLES
 from adamml.synth import (
-    FORMAT_VERSION, MODALITIES, SynthConfig, VideoPlan, plan_dataset, read_meta, signature_table, write_index,
+    FORMAT_VERSION,
+    MODALITIES,
+    SynthConfig,
+    VideoPlan,
+    plan_dataset,
+    read_meta,
+    signature_table,
+    write_index,
     write_synth_video,
 )
 

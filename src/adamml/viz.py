@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 COLORS = {"rgb": "#d62728", "flow": "#1f77b4", "rgbdiff": "#9467bd", "audio": "#2ca02c"}
 

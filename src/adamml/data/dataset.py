@@ -29,10 +29,10 @@ from torch.utils.data import Dataset
 from adamml.config import Config, ModelConfig
 from adamml.data.sampling import (
     diff_frame_indices,
+    eval_segment_starts,
     flow_stack_indices,
     segment_centre_seconds,
     segment_frame_indices,
-    eval_segment_starts,
     train_segment_starts,
     window_span,
 )
@@ -40,11 +40,11 @@ from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
 from adamml.data.transforms import (
     Crop,
     apply_crop,
+    centre_crop,
     flow_component,
     normalize_flow,
     normalize_rgb,
     rgb_differences,
-    centre_crop,
     train_crop,
 )
 from adamml.inputs import network_ready

@@ -2,7 +2,11 @@
 
 from adamml.models.adamml import AdaMML, AdaMMLOutput
 from adamml.models.baselines import FusionBaseline
-from adamml.models.build import CheckpointMismatchError, build_model, load_imagenet_weights
+from adamml.models.build import (
+    CheckpointMismatchError,
+    build_model,
+    load_imagenet_weights,
+)
 from adamml.models.fusion import LateFusion
 from adamml.models.mobilenet import MobileNetV2Extractor, MobileNetV2Recognizer
 from adamml.models.policy import PolicyNetwork, PolicyOutput

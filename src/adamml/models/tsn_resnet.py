@@ -23,7 +23,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 NUM_STAGES = 4  # layer1 .. layer4
 
-RESNET_LAYERS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+RESNET_LAYERS: dict[int, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
@@ -76,7 +76,7 @@ class TSNResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int,
                     stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:

@@ -6,14 +6,33 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from adamml.prepare.decode import DEFAULT_AUDIO_RATE, DEFAULT_SHORT_SIDE
 from adamml.prepare.flow import DEFAULT_BOUND, FLOW_METHODS
-from adamml.prepare.importers import FORMATS, SUBSETS, AnnotationError, assign_classes, guess_format, import_annotations
+from adamml.prepare.importers import (
+    FORMATS,
+    SUBSETS,
+    AnnotationError,
+    assign_classes,
+    guess_format,
+    import_annotations,
+)
 from adamml.prepare.layout import StoreError
-from adamml.prepare.pipeline import PrepareSummary, merge_manifests, parse_shard, run_prepare
+from adamml.prepare.pipeline import (
+    PrepareSummary,
+    merge_manifests,
+    parse_shard,
+    run_prepare,
+)
 from adamml.prepare.worker import STAGES, PrepareSettings
 
 

@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from torch.utils.data import Dataset, Subset
 
 from adamml.config import BASELINE_KINDS, LATE_FUSION_KINDS, Config, dump_config
@@ -178,7 +184,7 @@ def summarize(pred: Predictions, modalities: tuple[str, ...], multi_label: bool)
     scores = softmax(pred.logits)
     labelled = pred.labels >= 0
     out: dict[str, Any] = {
-        "videos": int(len(pred.labels)),
+        "videos": len(pred.labels),
         "top1": topk_accuracy(scores[labelled], pred.labels[labelled], 1),
         "top5": topk_accuracy(scores[labelled], pred.labels[labelled], 5),
         "mAP": mean_average_precision(scores, pred.targets),
