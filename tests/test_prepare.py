@@ -231,6 +231,25 @@ def test_frame_folders_from_an_mmaction_rawframe_list(tmp_path):
     assert rows["empty"]["status"] == "failed" and "holds no images" in rows["empty"]["error"]
 
 
+def test_rawframes_at_the_store_size_are_kept_without_re_encoding(tmp_path):
+    frames = tmp_path / "raw" / "clip"
+    frames.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(frames / f"img_{i + 1:05d}.jpg"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    listing = tmp_path / "list.txt"
+    listing.write_text("clip 4 0\n")
+    for short_side, kept in ((48, True), (32, False)):
+        store = tmp_path / f"store{short_side}"
+        assert main(["prepare", "--list", str(listing), "--format", "mmaction-rawframes", "--root",
+                     str(tmp_path / "raw"), "--out", str(store), "--flow", "dis", "--short-side", str(short_side),
+                     "--quiet"]) == 0
+        (row,) = read_jsonl(store / "manifest.jsonl")
+        assert row["status"] == "ok" and row["num_frames"] == 4 and row["num_flow"] == 3
+        stored = (store / row["frames_dir"] / "img_00002.jpg").read_bytes()
+        assert (stored == (frames / "img_00002.jpg").read_bytes()) is kept
+
+
 def test_a_portrait_phone_video_is_stored_upright(tmp_path):
     root = tmp_path / "videos"
     clip = make_clip(root / "train" / "cat" / "phone.mp4", frames=6, size=(64, 48))

@@ -85,7 +85,11 @@ def _new_row(entry: VideoEntry, settings: PrepareSettings) -> dict:
 
 
 class FrameFolderReader:
-    """A folder of frame images read like a video (for mmaction2 rawframe and AdaMML frame lists)."""
+    """A folder of frame images read like a video (for mmaction2 rawframe and AdaMML frame lists).
+
+    A JPEG frame that needs no resizing is kept as it is (`encoded` holds its bytes while it is the current
+    frame): stored without a second lossy encoding, and the optical flow is computed from exactly the pixels
+    that will be read back."""
 
     def __init__(self, path: Path, short_side: int, fps: float) -> None:
         self.path = path
@@ -100,14 +104,18 @@ class FrameFolderReader:
         self.fps = fps
         self.audio = None
         self.frame_times: list[float] = []
+        self.encoded: bytes | None = None  # the current frame's JPEG bytes when they can be stored as they are
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i, name in enumerate(self.names):
-            image = cv2.imread(str(self.path / name), cv2.IMREAD_COLOR)
+            data = (self.path / name).read_bytes()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
                 raise VideoError(f"{self.path / name}: not a readable image")
             h, w = image.shape[:2]
             size = resized_size(w, h, self.short_side)
+            jpeg = os.path.splitext(name)[1].lower() in (".jpg", ".jpeg")
+            self.encoded = data if jpeg and size == (w, h) and _upright(data) else None
             if size != (w, h):
                 image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             self.frame_times.append(i / self.fps)
@@ -125,6 +133,16 @@ class FrameFolderReader:
 
     def close(self) -> None:
         pass
+
+
+def _upright(jpeg: bytes) -> bool:
+    """False when a JPEG's EXIF orientation asks readers to turn it: such a file is stored re-encoded upright,
+    so every reader (OpenCV or not) sees the same pixels."""
+    if b"Exif" not in jpeg[:65536]:
+        return True
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    turned = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return image is not None and turned is not None and image.shape == turned.shape and np.array_equal(image, turned)
 
 
 def _write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
@@ -159,7 +177,11 @@ def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
         t1 = time.perf_counter()
         stage["decode"] += t1 - t0
         index += 1
-        _write_jpeg(tmp / IMG_TEMPLATE.format(index), image, settings.jpeg_quality)
+        encoded = getattr(reader, "encoded", None)
+        if encoded is not None:  # a source JPEG at the right size: kept as it is
+            (tmp / IMG_TEMPLATE.format(index)).write_bytes(encoded)
+        else:
+            _write_jpeg(tmp / IMG_TEMPLATE.format(index), image, settings.jpeg_quality)
         t2 = time.perf_counter()
         stage["write"] += t2 - t1
         if flow_fn is not None:
