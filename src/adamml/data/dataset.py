@@ -197,7 +197,8 @@ class SegmentDataset(Dataset):
             ]))  # (S, T, 3, H, W)
         if "rgbdiff" in self.keys:
             positions = indices
-            if "rgbdiff" not in self.modalities:  # policy-only: frame positions 0, 2, 4, 6
+            recognizers = self.cfg.network.modalities if self.cfg.network is not None else self.modalities
+            if "rgbdiff" not in recognizers:  # only the policy looks at it: frame positions 0, 2, 4, 6
                 positions = policy_positions(indices, self.cfg)
             out["rgbdiff"] = torch.from_numpy(np.stack([
                 rgbdiff_segment(reader, seg, crop, int(row["num_frames"])) for seg, crop in zip(positions, crops)
