@@ -134,7 +134,7 @@ def test_synthetic_bench_runs_the_configured_rates_at_any_size(tmp_path, capsys)
     assert decisions.shape == (3, 4, 3) and decisions.sum(dim=(0, 1)).tolist() == [3.0, 6.0, 12.0]
     assert parse_rates("rgb=0.2,flow=0.4,audio=1", ("rgb", "flow", "audio")) == [0.2, 0.4, 1.0]
     assert parse_rates("0.3", ("rgb", "audio")) == [0.3, 0.3]
-    for bad in ("rgb=0.2", "rgb=0.2,flow=0.4,audio=1,depth=1", "rgb=1.5,flow=0,audio=0"):
+    for bad in ("rgb=0.2", "rgb=0.2,flow=0.4,audio=1,depth=1", "rgb=1.5,flow=0,audio=0", "rgb=x,flow=0,audio=0"):
         with pytest.raises(ValueError, match="--rates"):
             parse_rates(bad, ("rgb", "flow", "audio"))
     small = ["model.num_classes=3", "model.num_segments=4", "model.input_size=32", "model.audio.size=32",

@@ -134,13 +134,16 @@ def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
     """``"rgb=0.4,flow=0.3,audio=0.9"`` (or one number for every modality) -> rates in ``modalities`` order."""
     if not text:
         return [0.5] * len(modalities)
-    if "=" not in text:
-        values = dict.fromkeys(modalities, float(text))
-    else:
-        values = {}
-        for item in text.split(","):
-            name, _, value = item.partition("=")
-            values[name.strip()] = float(value)
+    try:
+        if "=" not in text:
+            values = dict.fromkeys(modalities, float(text))
+        else:
+            values = {}
+            for item in text.split(","):
+                name, _, value = item.partition("=")
+                values[name.strip()] = float(value)
+    except ValueError:
+        raise ValueError(f"--rates takes NAME=RATE,... or one rate, e.g. rgb=0.4,flow=0.3; got {text!r}") from None
     unknown = sorted(set(values) - set(modalities))
     if unknown or set(values) != set(modalities):
         raise ValueError(f"--rates must give one rate for each of {', '.join(modalities)}, got {text!r}")
