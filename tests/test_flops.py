@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -101,9 +100,8 @@ def test_costs_are_cached_and_tiny_policy_is_a_small_fraction() -> None:
     cfg = load_config("tiny").model
     first = measure_costs(cfg)
     other = load_config("tiny", ["model.policy.threshold=0.2", "model.num_segments=9"]).model
-    start = time.perf_counter()
     again = measure_costs(other)
-    assert again is first and time.perf_counter() - start < 0.05
+    assert again is first  # the cached object: nothing measured again
     ratio = first.policy().all / first.always_on().all
     assert 0.03 < ratio < 0.08
     assert Cost(1.0, 2.0) * 3 + Cost(1.0, 1.0) == Cost(4.0, 7.0)
