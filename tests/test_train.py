@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -228,6 +229,13 @@ def test_killed_training_resumes_to_the_same_result(tiny_store, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (a fixed one can be held by another run on the same machine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_processes_train_like_one(tiny_store, tmp_path):
     # rgb + flow: the audio net of this toy (one constant tone per video, 1 x 1 maps at the end of the
@@ -237,7 +245,7 @@ def test_two_processes_train_like_one(tiny_store, tmp_path):
     one = _run([sys.executable, "-m", "adamml.cli"] + args)
     assert one.returncode == 0, one.stderr
     two_args = [a if a != str(tmp_path / "one") else str(tmp_path / "two") for a in args]
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
                 "-m", "adamml.cli"] + two_args)
     assert two.returncode == 0, two.stderr
     a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
