@@ -34,8 +34,6 @@ from adamml.data.dataset import Store
 from adamml.evaluate import evaluate
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.inputs import policy_key
-from adamml.modalities import get_modality, policy_modalities
-from adamml.models.adamml import AdaMML
 from adamml.models.build import build_model
 from adamml.models.inference import optimize_for_inference
 
@@ -113,21 +111,13 @@ def exact_decisions(videos: int, segments: int, rates: list[float], seed: int = 
 def random_inputs(cfg: ModelConfig, videos: int, policy: bool = True, generator: torch.Generator | None = None
                   ) -> dict[str, torch.Tensor]:
     """Random inputs ``(B, S, ...)`` as the data pipeline gives them (``adamml.inputs.network_ready``): every
-    recognizer modality at its network's size and, with ``policy``, every policy input under ``policy_<name>``."""
-    s, out = cfg.num_segments, {}
-    for name in cfg.modalities:
-        modality = get_modality(name)
-        shape = ((cfg.frames_per_segment, modality.channels, cfg.input_size, cfg.input_size) if modality.visual
-                 else (1, cfg.audio.size, cfg.audio.size))
-        out[name] = torch.randn(videos, s, *shape, generator=generator)
+    recognizer modality at its network's size and, with ``policy``, every policy input under ``policy_<name>``
+    (the per-segment shapes the cost accounting measures the networks on)."""
+    costs = measure_costs(cfg)
+    shapes = {name: costs.recognizer_inputs[name] for name in cfg.modalities}
     if policy:
-        p = cfg.policy
-        for name in policy_modalities(cfg.modalities):
-            modality = get_modality(name)
-            shape = ((p.frames, modality.channels, p.size, p.size) if modality.visual
-                     else (1, p.audio_size, p.audio_size))
-            out[policy_key(name)] = torch.randn(videos, s, *shape, generator=generator)
-    return out
+        shapes |= {policy_key(name): shape for name, shape in costs.extractor_inputs.items()}
+    return {key: torch.randn(videos, cfg.num_segments, *shape, generator=generator) for key, shape in shapes.items()}
 
 
 def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
@@ -144,8 +134,7 @@ def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
                 values[name.strip()] = float(value)
     except ValueError:
         raise ValueError(f"--rates takes NAME=RATE,... or one rate, e.g. rgb=0.4,flow=0.3; got {text!r}") from None
-    unknown = sorted(set(values) - set(modalities))
-    if unknown or set(values) != set(modalities):
+    if set(values) != set(modalities):
         raise ValueError(f"--rates must give one rate for each of {', '.join(modalities)}, got {text!r}")
     rates = [values[m] for m in modalities]
     if any(not 0.0 <= r <= 1.0 for r in rates):
@@ -187,10 +176,7 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: torch sees no CUDA device on this machine")
     torch.manual_seed(seed)
-    model = build_model(cfg)
-    if not isinstance(model, AdaMML):
-        raise ValueError(f"{config}: builds a {type(model).__name__}, not an AdaMML model")
-    model = optimize_for_inference(model.eval()).to(dev)
+    model = optimize_for_inference(build_model(cfg).eval()).to(dev)  # an AdaMML model: the fusion kind is weighted
     rate_list = parse_rates(rates, cfg.modalities)
     sizes = [min(batch_size, videos - start) for start in range(0, videos, batch_size)]
     g = torch.Generator().manual_seed(seed)
