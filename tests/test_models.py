@@ -183,6 +183,47 @@ def test_random_at_test_reproduces_official_sampling() -> None:
     assert any(not torch.equal(samples[0], s) for s in samples[1:])
 
 
+def test_policy_fed_its_decisions_conditions_each_segment_on_what_was_taken() -> None:
+    model = build(small_cfg(policy=PolicyConfig(size=32, frames=4, audio_size=32, width_mult=0.25, hidden=(16, 16),
+                                                lstm_hidden=8, feed="decisions"))).eval()
+    batch = make_batch(b=2, s=4)
+    out = model.decide(batch)
+    torch.testing.assert_close(out.decisions, (out.probs >= 0.5).float())  # deterministic and thresholded
+    torch.testing.assert_close(out.probs, out.logits.softmax(-1)[..., 1])
+    # the second segment's logits follow the first segment's decisions, not its logits: a threshold that flips
+    # the first decisions changes what comes after, a threshold that keeps them changes nothing
+    policy = model.policy
+    features = policy.forward_features(model.policy_inputs(batch))
+    p0 = out.probs[:, 0].detach()
+    policy.threshold = 0.0
+    all_on = policy.forward_head(features)
+    policy.threshold = 1.0
+    all_off = policy.forward_head(features)
+    torch.testing.assert_close(all_on[:, 0], all_off[:, 0])
+    assert not torch.allclose(all_on[:, 1], all_off[:, 1])
+    policy.threshold = float(p0.min()) / 2  # every first-segment cell used, as with 0.0
+    torch.testing.assert_close(policy.forward_head(features)[:, 1], all_on[:, 1])
+    # in training, gradients reach every policy parameter through the fed-back samples too
+    model.train()
+    model(batch).logits.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.policy.parameters())
+
+
+def test_training_with_recognized_logits_equals_running_the_recognizers() -> None:
+    model = build(small_cfg(), seed=2).eval()
+    batch = make_batch(b=2, s=3)
+    with torch.no_grad():
+        recognized = model.recognize_all(batch)  # (B, S, M, K)
+    torch.manual_seed(5)
+    plain = model(batch)
+    torch.manual_seed(5)
+    cached = model(batch, recognized=recognized)
+    for name in ("logits", "segment_logits", "modality_logits", "decisions"):
+        torch.testing.assert_close(getattr(cached, name), getattr(plain, name))
+    with pytest.raises(ValueError, match="recognized logits"):
+        model(batch, recognized=recognized[:, :2])
+
+
 # ------------------------------------------------------------------------------------------------ sparse = dense
 
 

@@ -30,6 +30,7 @@ FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi
                      "gradient-blending"]
 SegmentMean = Literal["all", "selected"]
 PretrainTarget = Literal["labels", "recognizers"]
+PolicyFeed = Literal["logits", "decisions"]
 # AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
@@ -82,8 +83,14 @@ class PolicyConfig:
     threshold: float = 0.5  # evaluation: use a modality when P(use) >= threshold
     random_at_test: bool = False  # evaluation: sample like the official code instead of thresholding
     pretrained: str | None = None  # local torchvision ImageNet MobileNetV2 checkpoint, or none
+    # what the LSTM is given of the previous segment: its decision logits (the official code), or the decisions
+    # actually taken (sampled in training, thresholded at test), so it knows which cells were really computed and
+    # can skip a modality that an earlier segment already supplied (a departure from the paper; a switch)
+    feed: PolicyFeed = "logits"
 
     def __post_init__(self) -> None:
+        if self.feed not in ("logits", "decisions"):
+            raise ValueError(f"policy.feed must be logits or decisions, got {self.feed!r}")
         if self.size < 16 or self.audio_size < 16:
             raise ValueError(f"policy sizes must be >= 16, got {self.size}, {self.audio_size}")
         if self.frames < 1 or self.lstm_hidden < 1 or self.width_mult <= 0:
@@ -222,6 +229,10 @@ class TrainConfig:
     policy_pretrain_target: PretrainTarget = "labels"
     policy_lr: float = 0.01  # Adam
     policy_weight_decay: float = 1e-4
+    # passes of each alternating epoch's policy part over that epoch's samples (same segments and crops, batches
+    # reshuffled); above 1, the frozen recognizers' logits are computed once per epoch and reused, so a pass costs
+    # the policy's network only. 1 is the paper's recipe (one policy epoch per alternating epoch)
+    policy_passes: int = 1
     temperature_decay: float = 0.965  # per alternating epoch
     efficiency_weights: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "audio": 0.05})  # lambda_k
     gamma: float = 10.0  # efficiency loss for a wrong prediction
@@ -239,6 +250,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("train.batch_size and train.eval_batch_size must be positive")
+        if self.policy_passes < 1:
+            raise ValueError(f"train.policy_passes must be at least 1, got {self.policy_passes}")
         for name, rate in self.random_rates.items():
             _check_probability(f"train.random_rates.{name}", rate)
 

@@ -112,22 +112,33 @@ class AdaMML(nn.Module):
         )
 
     # ------------------------------------------------------------------------------------------- paths
-    def forward(self, batch: dict[str, Tensor], decisions: Tensor | None = None) -> AdaMMLOutput:
+    def forward(self, batch: dict[str, Tensor], decisions: Tensor | None = None,
+                recognized: Tensor | None = None) -> AdaMMLOutput:
         """Training path: every recognizer on every cell, logits masked by the (straight-through) decisions.
 
         ``decisions`` ``(B, S, M)`` replaces the policy (e.g. all ones: the always-on weighted-fusion baseline).
+        ``recognized`` ``(B, S, M, K)`` replaces the recognizers' logits: what frozen recognizers gave these very
+        cells, computed once and reused by the policy's training (`adamml.train.loop.recognizer_logits`).
         """
         policy = self._policy_or_given(batch, decisions)
         if policy is not None:
             decisions = policy.decisions
         b, s = decisions.shape[:2]
+        if recognized is not None:
+            if recognized.shape[:3] != (b, s, len(self.modalities)):
+                raise ValueError(f"recognized logits must be (B={b}, S={s}, M={len(self.modalities)}, K), "
+                                 f"got {tuple(recognized.shape)}")
+            return self._output(recognized, decisions.to(recognized.dtype), policy)
+        modality_logits = self.recognize_all(batch)  # (B, S, M, K)
+        return self._output(modality_logits, decisions.to(modality_logits.dtype), policy)
+
+    def recognize_all(self, batch: dict[str, Tensor]) -> Tensor:
+        """Every recognizer on every cell: logits ``(B, S, M, K)`` (no policy, no fusion)."""
         per_modality = []
         for name in self.modalities:
             x = batch[name]
-            logits = self.recognize(name, x.flatten(0, 1))  # (B * S, K)
-            per_modality.append(logits.view(b, s, -1))  # (B, S, K)
-        modality_logits = torch.stack(per_modality, dim=2)  # (B, S, M, K)
-        return self._output(modality_logits, decisions.to(modality_logits.dtype), policy)
+            per_modality.append(self.recognize(name, x.flatten(0, 1)).view(*x.shape[:2], -1))  # (B, S, K)
+        return torch.stack(per_modality, dim=2)  # (B, S, M, K)
 
     @torch.no_grad()
     def infer(self, batch: dict[str, Tensor], decisions: Tensor | None = None) -> AdaMMLOutput:

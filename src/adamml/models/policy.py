@@ -3,8 +3,9 @@
 For every segment, one MobileNetV2 per policy input looks at cheap data: RGB and RGBDiff (standing in for optical
 flow, so no flow is computed to decide about flow) on 4 frames of 160 x 160 with two temporal pools, audio on the
 spectrogram; each gives 1280 features. Concatenated features go through an MLP (2048, 2048, ReLU) and an LSTM
-cell (256) whose input also holds the previous segment's decision logits (zeros at the first segment); one
-2-way linear head per recognizer modality gives the decision logits (index 1 = "use").
+cell (256) whose input also holds the previous segment's decision logits (zeros at the first segment; with
+``feed: decisions``, the one-hot decisions actually taken instead); one 2-way linear head per recognizer modality
+gives the decision logits (index 1 = "use").
 
 Training: hard Gumbel-Softmax with a temperature, straight-through, so gradients reach every policy parameter.
 Evaluation: deterministic, a modality is used when P(use) >= threshold (settable at test time to trade accuracy
@@ -57,6 +58,7 @@ class PolicyNetwork(nn.Module):
         self.register_buffer("temperature", torch.tensor(float(cfg.temperature)))
         self.threshold = cfg.threshold
         self.random_at_test = cfg.random_at_test
+        self.feed = cfg.feed
 
     def set_temperature(self, temperature: float) -> None:
         """Set the Gumbel-Softmax temperature (the trainer decays it by 0.965 per alternating epoch)."""
@@ -80,19 +82,39 @@ class PolicyNetwork(nn.Module):
         return x.view(b, s, -1)  # (B, S, D)
 
     def forward_head(self, features: Tensor) -> Tensor:
-        """MLP features ``(B, S, D)`` -> decision logits ``(B, S, M, 2)`` (LSTM over the segments)."""
+        """MLP features ``(B, S, D)`` -> decision logits ``(B, S, M, 2)`` (LSTM over the segments).
+
+        With ``feed: decisions`` the logits of a segment depend on the decisions taken before it: they are taken
+        here as ``decide`` would (sampled in training, thresholded in eval mode)."""
+        return self._steps(features)[0]
+
+    def _steps(self, features: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Logits ``(B, S, M, 2)``, and with ``feed: decisions`` the straight-through one-hot decisions
+        ``(B, S, M, 2)`` taken on the way (None with ``feed: logits``: decide after the loop)."""
         b, s, _ = features.shape
         num = len(self.modalities)
         h = features.new_zeros(b, self.lstm_hidden)
         c = features.new_zeros(b, self.lstm_hidden)
-        previous = features.new_zeros(b, 2 * num)  # (B, 2M): the previous segment's decision logits
-        steps = []
+        previous = features.new_zeros(b, 2 * num)  # (B, 2M): the previous segment's logits or one-hot decisions
+        steps, taken = [], []
         for i in range(s):
             h, c = self.lstm(torch.cat([features[:, i], previous], dim=1), (h, c))
             step = torch.stack([self.heads[name](h) for name in self.modalities], dim=1)  # (B, M, 2)
             steps.append(step)
-            previous = step.reshape(b, 2 * num)  # (B, 2M)
-        return torch.stack(steps, dim=1)  # (B, S, M, 2)
+            if self.feed == "decisions":
+                taken.append(self._one_hot(step))
+                previous = taken[-1].reshape(b, 2 * num)  # (B, 2M)
+            else:
+                previous = step.reshape(b, 2 * num)  # (B, 2M)
+        logits = torch.stack(steps, dim=1)  # (B, S, M, 2)
+        return logits, (torch.stack(taken, dim=1) if taken else None)
+
+    def _one_hot(self, logits: Tensor) -> Tensor:
+        """Decision logits ``(..., 2)`` -> one-hot decisions ``(..., 2)`` (straight-through when sampled)."""
+        if self.training or self.random_at_test:
+            return F.gumbel_softmax(logits, tau=float(self.temperature), hard=True)
+        use = (logits.softmax(dim=-1)[..., 1] >= self.threshold).to(logits.dtype)
+        return torch.stack([1.0 - use, use], dim=-1)
 
     def decide(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """Decision logits ``(..., 2)`` -> decisions and P(use), both ``(...)``."""
@@ -105,6 +127,9 @@ class PolicyNetwork(nn.Module):
         return decisions, probs
 
     def forward(self, inputs: dict[str, Tensor]) -> PolicyOutput:
-        logits = self.forward_head(self.forward_features(inputs))
-        decisions, probs = self.decide(logits)
+        logits, taken = self._steps(self.forward_features(inputs))
+        if taken is None:
+            decisions, probs = self.decide(logits)
+        else:
+            decisions, probs = taken[..., 1], logits.softmax(dim=-1)[..., 1]
         return PolicyOutput(decisions=decisions, probs=probs, logits=logits)

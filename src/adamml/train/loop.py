@@ -93,6 +93,7 @@ def train_epoch(
     multi_label: bool,
     clip_grad_norm: float = 0.0,
     head_weights: Sequence[float] | None = None,
+    recognized: Tensor | None = None,
     on_step: Callable[[EpochStats], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over `loader`; the caller sets the modes (train / frozen parts) beforehand.
@@ -100,7 +101,8 @@ def train_epoch(
     `forward` is the (possibly DDP-wrapped) model; `decisions_fn` gives fixed decisions (always-on, random)
     instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss;
     `clip_grad_norm` > 0 clips each optimiser's gradient norm; `head_weights` (one per modality, then the fused
-    head) makes the loss gradient blending's weighted sum of its heads' losses (`ce` stays the fused head's).
+    head) makes the loss gradient blending's weighted sum of its heads' losses (`ce` stays the fused head's);
+    `recognized` (N, S, M, K), indexed by the batch's `index`, stands in for frozen recognizers (policy epochs).
     """
     stats = EpochStats()
     sums = torch.zeros(4 + len(model.modalities), dtype=torch.float64)
@@ -108,7 +110,10 @@ def train_epoch(
     for step, batch in enumerate(loader, 1):
         batch = to_device(batch, info.device)
         decisions = decisions_fn(batch) if decisions_fn is not None else None
-        out = forward(batch, decisions)
+        if recognized is None:
+            out = forward(batch, decisions)
+        else:
+            out = forward(batch, decisions, recognized.index_select(0, batch["index"]))
         ce = classification_loss(out.logits, batch["label"], batch["target"], multi_label)
         loss = ce
         if head_weights is not None:
@@ -141,6 +146,34 @@ def _stats(mean: Tensor, modalities: tuple[str, ...], videos: int, seconds: floa
     values = mean.tolist()
     return EpochStats(loss=values[0], ce=values[1], efficiency=values[2], top1=100.0 * values[3],
                       selection=dict(zip(modalities, values[4:])), videos=videos, seconds=seconds)
+
+
+@torch.no_grad()
+def recognizer_logits(model: AdaMML, loader: DataLoader, info: DistInfo, size: int,
+                      on_step: Callable[[int], None] | None = None) -> Tensor:
+    """Every recognizer's logits on every cell of every video of `loader`'s dataset (`size` videos), as the model
+    is now (call with the recognizers in eval mode): ``(size, S, M, K)`` indexed by the items' `index`, gathered
+    from all processes. Frozen recognizers give the same logits each time a policy pass sees these very samples,
+    so the policy can be trained for several passes at the cost of its own network only."""
+    local: list[tuple[np.ndarray, np.ndarray]] = []
+    for step, batch in enumerate(loader, 1):
+        batch = to_device(batch, info.device)
+        logits = model.recognize_all(batch)  # (B, S, M, K)
+        local.append((batch["index"].cpu().numpy(), logits.float().cpu().numpy()))
+        if on_step is not None:
+            on_step(step)
+    table: Tensor | None = None
+    filled = torch.zeros(size, dtype=torch.bool)
+    for part in all_gather_objects(local, info):
+        for indices, logits in part:
+            if table is None:
+                table = torch.zeros((size, *logits.shape[1:]))
+            table[torch.from_numpy(indices)] = torch.from_numpy(logits)
+            filled[torch.from_numpy(indices)] = True
+    if table is None or not filled.all():
+        raise RuntimeError(f"recognizer logits are missing for {int((~filled).sum())} of {size} videos (the loader "
+                           "must cover the whole dataset)")
+    return table.to(info.device)
 
 
 @dataclass

@@ -74,6 +74,7 @@ from adamml.train.loop import (
     predict,
     pretrain_policy_epoch,
     recompute_batch_norm,
+    recognizer_logits,
     train_epoch,
 )
 
@@ -480,6 +481,9 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
     for part, rec, pol in parts:
         _set_trainable(model, rec, pol)
+        if part == "policy" and t.policy_passes > 1:
+            _policy_passes(run, state, phase, epoch)
+            continue
         forward = wrap(model, info)
         optimizers = [state.rec_opt] if rec else [state.pol_opt]
         decisions_fn: DecisionFn | None = None
@@ -524,6 +528,34 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
                           f"GFLOPs {100 * val['gflops_fraction']:.0f} % of always-on"
                           + ("  (best)" if improved else "" if eligible else "  (over the GFLOPs budget)"))
         _write_logs(run)
+
+
+def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
+    """The policy part of an alternating epoch as `train.policy_passes` passes over the epoch's samples: the frozen
+    recognizers' logits on every cell are computed once (with the training split's items of this epoch: same
+    segments and crops), then each pass reads only the policy's inputs and trains the policy on them with the
+    cached logits, in a new batch order."""
+    cfg, model, info = run.cfg, run.model, run.info
+    t = cfg.train
+    global_epoch = _global_epoch(run, phase, epoch)
+    data = _training_data(run)
+    every = make_loader(data, t.batch_size, info, 0, train=False, workers=cfg.data.workers)
+    label = f"{phase.name} {epoch + 1}/{phase.epochs} recognizer logits"
+    recognized = _with_progress(run, label, len(every), lambda on_step: recognizer_logits(
+        model, every, info, len(data), on_step=lambda _step: on_step(None)), show=False)
+    policy_data = _policy_set(run)
+    policy_data.set_epoch(global_epoch)
+    forward = wrap(model, info)
+    efficiency = _efficiency(cfg)
+    loader = make_loader(policy_data, t.batch_size, info, t.seed * 1000 + global_epoch, train=True,
+                         workers=cfg.data.workers)
+    for index in range(t.policy_passes):
+        loader.batch_sampler.set_epoch(index)
+        label = f"{phase.name} {epoch + 1}/{phase.epochs} policy {index + 1}/{t.policy_passes}"
+        stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
+            model, forward, loader, [state.pol_opt], info, decisions_fn=None, efficiency=efficiency,
+            multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, recognized=recognized, on_step=on_step))
+        _log(run, phase, epoch, "policy", stats, state)
 
 
 def _policy_set(run: Run) -> SegmentDataset:
@@ -597,7 +629,9 @@ def validate(run: Run) -> dict[str, Any]:
     return out
 
 
-def _with_progress(run: Run, label: str, total: int, body) -> EpochStats:
+def _with_progress(run: Run, label: str, total: int, body, show: bool = True):
+    """Run `body(on_step)` under a progress bar; `on_step(stats)` advances it (with `show`, printing the epoch's
+    running loss, accuracy and selection rates from `stats`)."""
     progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=run.console,
                         disable=not run.info.is_main, transient=False)
@@ -606,7 +640,10 @@ def _with_progress(run: Run, label: str, total: int, body) -> EpochStats:
         temperature = _temperature(run.model)
         shown = f" T {temperature:.2f}" if temperature is not None else ""
 
-        def on_step(stats: EpochStats) -> None:
+        def on_step(stats: EpochStats | None) -> None:
+            if not show or stats is None:
+                progress.update(task, advance=1)
+                return
             sel = " ".join(f"{m}:{100 * r:.0f}%" for m, r in stats.selection.items())
             progress.update(task, advance=1, status=f"loss {stats.loss:.3f} acc {stats.top1:.1f} {sel}{shown}")
 
