@@ -34,21 +34,6 @@ def _value(result):
     return result.value if isinstance(result, Reused) else result
 
 
-def visual_precision(decisions: list[dict], truth: dict[str, dict]) -> float:
-    """Of the RGB and flow cells computed, the fraction that were informative."""
-    computed = informative = 0
-    for video in decisions:
-        gt = truth.get(video["id"])
-        if gt is None:
-            continue
-        for used, cell in zip(video["segments"], gt["segments"]):
-            for m in ("rgb", "flow"):
-                if m in used:
-                    computed += 1
-                    informative += bool(cell[m])
-    return informative / computed if computed else float("nan")
-
-
 def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path], classes: int,
              console: Console) -> dict:
     folder = args.out / f"seed{seed}"
@@ -66,10 +51,11 @@ def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path],
     rnd = _value(eval_once(folder / "random" / "best.pt", store, "test", folder / "random" / "eval-test", console))
     truth = {row["id"]: row for row in read_jsonl(args.demo / "data" / "ground_truth.jsonl")}
     decisions = json.loads((folder / "adamml" / "eval-test" / "decisions.json").read_text())
+    vs_truth = policy_vs_truth(decisions, truth)
     return {"seed": seed, "top1": test["top1"], "gflops": test["gflops_per_video"],
             "selection": test["selection_rate"], "random_top1": rnd["top1"], "random_gflops": rnd["gflops_per_video"],
-            "visual_precision": visual_precision(decisions, truth),
-            "coverage": {m: v["covered"] for m, v in policy_vs_truth(decisions, truth)["per_modality"].items()},
+            "visual_precision": vs_truth["visual_precision"],
+            "coverage": {m: v["covered"] for m, v in vs_truth["per_modality"].items()},
             "val_top1": val["top1"], "train_seconds": train_seconds,
             "sweep": [{k: r[k] for k in ("threshold", "top1", "gflops_per_video")} for r in test["sweep"]]}
 

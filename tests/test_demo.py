@@ -55,6 +55,7 @@ def test_policy_against_the_ground_truth():
     decisions = [{"id": "v", "segments": [["rgb", "flow"], ["rgb", "audio"]]}]
     result = policy_vs_truth(decisions, truth)
     assert result["precision"] == pytest.approx(1 / 4)  # rgb in segment 1 only
+    assert result["visual_precision"] == pytest.approx(1 / 3)  # of rgb, flow, rgb: the first only
     assert result["recall"] == pytest.approx(1 / 3)
     assert result["per_modality"]["rgb"] == {"precision": 0.5, "recall": 1.0, "covered": 1.0}
     assert result["per_modality"]["flow"]["covered"] == 0.0

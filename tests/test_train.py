@@ -279,3 +279,113 @@ def test_policy_pretraining_can_distil_the_recognizers():
                                     teachers=distillation_teachers(model)).loss for _ in range(6)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
     assert all(p.grad is None for p in model.recognizers.parameters())  # the teachers are not trained
+
+
+def _record_parts(monkeypatch) -> list[dict]:
+    """Record, for every training pass the stage driver runs, what is trainable, in which mode, and what the
+    optimisers step (through the driver's own code: `train_epoch` is wrapped, not replaced)."""
+    import adamml.train.stages as stages
+
+    seen: list[dict] = []
+    real = stages.train_epoch
+
+    def spy(model, forward, loader, optimizers, info, **kwargs):
+        names = {id(p): n for n, p in model.named_parameters()}
+        stepped = {names[id(p)] for o in optimizers for g in o.param_groups for p in g["params"]}
+        seen.append({"trainable": {n for n, p in model.named_parameters() if p.requires_grad}, "stepped": stepped,
+                     "recognizers_training": model.recognizers.training,
+                     "policy_bn_training": [m.training for m in model.policy.modules()
+                                            if isinstance(m, torch.nn.BatchNorm2d)],
+                     "lr": [o.param_groups[0]["lr"] for o in optimizers],
+                     "temperature": float(model.policy.temperature), "efficiency": kwargs["efficiency"],
+                     "cached": kwargs.get("recognized") is not None})
+        return real(model, forward, loader, optimizers, info, **kwargs)
+
+    monkeypatch.setattr(stages, "train_epoch", spy)
+    return seen
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypatch, passes):
+    """Warm-up trains the recognizers with the policy frozen; each alternating epoch trains the recognizers, then
+    the policy with the efficiency loss, recognizers frozen (eval mode); the Gumbel temperature decays by
+    `temperature_decay` per alternating epoch; every learning-rate schedule is applied to the optimiser that is
+    stepped; fine-tuning trains the recognizers only."""
+    seen = _record_parts(monkeypatch)
+    args = _train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio",
+                      "--set", "train.alternating.epochs=3", "--set", "train.alternating.milestones=[1,2]",
+                      "--set", "train.alternating.lr=0.004", "--set", "train.policy_lr=0.02",
+                      "--set", "train.temperature_decay=0.5", "--set", f"train.policy_passes={passes}")
+    assert main(args) == 0
+    phases = [(r["phase"], r["part"]) for r in csv.DictReader(open(tmp_path / "ada" / "log.csv"))]
+    alternating = [("alternating", "recognition")] + [("alternating", "policy")] * passes
+    assert phases == [("policy_pretrain", "policy"), ("warmup", "recognition"), *alternating * 3,
+                      ("finetune", "recognition")]
+    recognition = {n for n in seen[0]["trainable"] if n.startswith(("recognizers.", "fusion."))}
+    policy = {n for n, _ in build_model(_cfg("model.modalities=[rgb,audio]").model).named_parameters()
+              if n.startswith("policy.")}
+    assert recognition and policy
+    parts = [("warmup", "recognition")] + alternating * 3 + [("finetune", "recognition")]
+    assert len(seen) == len(parts)
+    for (phase, part), s in zip(parts, seen):
+        if part == "recognition":
+            assert s["trainable"] == s["stepped"] == recognition, phase
+            assert s["recognizers_training"] and not any(s["policy_bn_training"]) and s["efficiency"] is None
+        else:
+            assert s["trainable"] == s["stepped"] == policy
+            assert not s["recognizers_training"] and all(s["policy_bn_training"])
+            assert s["efficiency"] == ((1.0, 0.05), 10.0) and s["cached"] == (passes > 1)
+    per_epoch = [s for (phase, _), s in zip(parts, seen) if phase == "alternating"]
+    step = 1 + passes
+    rec_lr = [per_epoch[i * step]["lr"][0] for i in range(3)]
+    pol_lr = [per_epoch[i * step + 1]["lr"][0] for i in range(3)]
+    assert rec_lr == pytest.approx([0.004, 0.0004, 0.00004]) and pol_lr == pytest.approx([0.02, 0.002, 0.0002])
+    temperatures = [per_epoch[i * step + 1]["temperature"] for i in range(3)]
+    assert temperatures == pytest.approx([5.0, 2.5, 1.25])  # x 0.5 after each alternating epoch
+    assert seen[-1]["temperature"] == pytest.approx(0.625)
+
+
+def test_presets_carry_the_papers_loss_weights_and_classes():
+    expected = {  # (modalities, lambdas, classes) per preset; gamma 10 everywhere
+        "paper-rgb-audio": ((1.0, 0.05), 31), "paper-rgb-flow": ((1.0, 1.0), 31),
+        "paper-rgb-flow-audio": ((0.5, 0.8, 0.05), 31),
+        "paper-activitynet-rgb-audio": ((1.0, 0.05), 200), "paper-activitynet-rgb-flow": ((1.0, 1.0), 200),
+        "paper-activitynet-rgb-flow-audio": ((0.5, 0.8, 0.05), 200),
+        "paper-fcvid-rgb-audio": ((1.0, 0.05), 239), "paper-fcvid-rgb-flow": ((1.0, 1.0), 239),
+        "paper-fcvid-rgb-flow-audio": ((0.5, 0.8, 0.05), 239),
+        "paper-minisports-rgb-audio": ((1.0, 0.05), 487), "paper-minisports-rgb-flow": ((1.0, 1.0), 487),
+        "paper-minisports-rgb-flow-audio": ((0.5, 0.8, 0.05), 487),
+    }
+    for name, (lambdas, classes) in expected.items():
+        cfg = load_config(name)
+        weights = tuple(cfg.train.efficiency_weights[m] for m in cfg.model.modalities)
+        assert (weights, cfg.model.num_classes, cfg.train.gamma) == (lambdas, classes, 10.0), name
+        assert (cfg.train.temperature_decay, cfg.model.policy.temperature, cfg.train.policy_lr) == (0.965, 5.0, 0.01)
+        assert cfg.train.alternating.epochs == 20 and tuple(cfg.train.alternating.milestones) == (10, 15)
+        assert cfg.train.policy_passes == 1 and cfg.model.policy.feed == "logits"  # the paper's recipe
+
+
+def test_policy_pretraining_can_learn_each_segments_usefulness():
+    from adamml.train.loop import (
+        PolicyProbe,
+        distillation_teachers,
+        label_log_probability,
+        pretrain_policy_epoch,
+    )
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    assert label_log_probability(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).tolist() == pytest.approx(
+        [-np.log1p(np.exp(-2.0)), -np.log(2.0)])
+    cfg = _cfg("model.modalities=[rgb,audio]")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    probe = PolicyProbe(model.policy, 1)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=0.01)
+    loader = torch.utils.data.DataLoader(_Toy(16), batch_size=8, shuffle=True)
+    probe.train()
+    losses = [pretrain_policy_epoch(model, probe, loader, optimizer, DistInfo(), False, 20.0,
+                                    teachers=distillation_teachers(model), usefulness=True).loss for _ in range(6)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    assert all(p.grad is None for p in model.recognizers.parameters())

@@ -29,7 +29,7 @@ from adamml.modalities import check_modalities
 FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
                      "gradient-blending"]
 SegmentMean = Literal["all", "selected"]
-PretrainTarget = Literal["labels", "recognizers"]
+PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
 # AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
@@ -225,7 +225,9 @@ class TrainConfig:
     policy_pretrain: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=0))
     # what each extractor learns in that pre-training: "labels" (classify each segment with the video's label) or
     # "recognizers" (match, segment by segment, the class distribution of the recognizer it decides about, as
-    # initialised by --init: which segments that recognizer finds telling is what the policy must see)
+    # initialised by --init: which segments that recognizer finds telling is what the policy must see), or
+    # "usefulness" (predict, segment by segment, how much that recognizer alone gives the right class: its
+    # log-probability of the video's label, standardised; exactly the question the policy's decision asks)
     policy_pretrain_target: PretrainTarget = "labels"
     policy_lr: float = 0.01  # Adam
     policy_weight_decay: float = 1e-4

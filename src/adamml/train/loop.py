@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from adamml.inputs import policy_key
 from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
@@ -148,32 +149,72 @@ def _stats(mean: Tensor, modalities: tuple[str, ...], videos: int, seconds: floa
                       selection=dict(zip(modalities, values[4:])), videos=videos, seconds=seconds)
 
 
+@dataclass
+class PolicyEpoch:
+    """One alternating epoch's training samples as the policy's passes need them."""
+
+    recognized: Tensor  # (N, S, M, K) every frozen recognizer's logits on every cell, by dataset index
+    inputs: dict[str, Tensor] | None  # the policy's inputs (N, S, ...) and labels, when kept in memory
+
+
+class MemoryDataset(Dataset):
+    """Items of equal-length tensors kept in memory: item i is ``{key: tensor[i]}``."""
+
+    def __init__(self, tensors: dict[str, Tensor]) -> None:
+        self.tensors = tensors
+        self.size = len(next(iter(tensors.values())))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
 @torch.no_grad()
-def recognizer_logits(model: AdaMML, loader: DataLoader, info: DistInfo, size: int,
-                      on_step: Callable[[int], None] | None = None) -> Tensor:
+def recognizer_logits(model: AdaMML, loader: DataLoader, info: DistInfo, size: int, keep_inputs_bytes: int = 0,
+                      on_step: Callable[[int], None] | None = None) -> PolicyEpoch:
     """Every recognizer's logits on every cell of every video of `loader`'s dataset (`size` videos), as the model
-    is now (call with the recognizers in eval mode): ``(size, S, M, K)`` indexed by the items' `index`, gathered
-    from all processes. Frozen recognizers give the same logits each time a policy pass sees these very samples,
-    so the policy can be trained for several passes at the cost of its own network only."""
-    local: list[tuple[np.ndarray, np.ndarray]] = []
+    is now (call with the recognizers in eval mode), gathered from all processes. Frozen recognizers give the same
+    logits each time a policy pass sees these very samples, so the policy can be trained for several passes at the
+    cost of its own network only. The policy's inputs (at its size) and the labels are kept too when they take at
+    most `keep_inputs_bytes`, so those passes need not read the videos again."""
+    local: list[tuple[np.ndarray, np.ndarray, dict[str, Tensor] | None]] = []
+    keep = keep_inputs_bytes > 0
     for step, batch in enumerate(loader, 1):
         batch = to_device(batch, info.device)
         logits = model.recognize_all(batch)  # (B, S, M, K)
-        local.append((batch["index"].cpu().numpy(), logits.float().cpu().numpy()))
+        kept = None
+        if keep:
+            kept = {policy_key(k): v.cpu() for k, v in model.policy_inputs(batch).items()}
+            kept.update({k: batch[k].cpu() for k in ("label", "target", "index")})
+            per_video = sum(v[0].numel() * v.element_size() for v in kept.values())
+            keep = per_video * size <= keep_inputs_bytes
+            kept = kept if keep else None
+        local.append((batch["index"].cpu().numpy(), logits.float().cpu().numpy(), kept))
         if on_step is not None:
             on_step(step)
     table: Tensor | None = None
     filled = torch.zeros(size, dtype=torch.bool)
+    inputs: dict[str, Tensor] | None = {} if keep else None
     for part in all_gather_objects(local, info):
-        for indices, logits in part:
+        for indices, logits, kept in part:
             if table is None:
                 table = torch.zeros((size, *logits.shape[1:]))
-            table[torch.from_numpy(indices)] = torch.from_numpy(logits)
-            filled[torch.from_numpy(indices)] = True
+            rows = torch.from_numpy(indices)
+            table[rows] = torch.from_numpy(logits)
+            filled[rows] = True
+            if inputs is not None and kept is not None:
+                for key, value in kept.items():
+                    if key not in inputs:
+                        inputs[key] = value.new_zeros((size, *value.shape[1:]))
+                    inputs[key][rows] = value
+            elif inputs is not None:  # another process's inputs did not fit: read them again
+                inputs = None
     if table is None or not filled.all():
         raise RuntimeError(f"recognizer logits are missing for {int((~filled).sum())} of {size} videos (the loader "
                            "must cover the whole dataset)")
-    return table.to(info.device)
+    return PolicyEpoch(table.to(info.device), inputs)
 
 
 @dataclass
@@ -243,11 +284,11 @@ class PolicyProbe(torch.nn.Module):
     the segments: the policy decides per segment, so its features must tell a segment that shows the class from
     one that does not, and a per-segment loss asks exactly that of them. The heads are discarded afterwards."""
 
-    def __init__(self, policy: torch.nn.Module, num_classes: int) -> None:
+    def __init__(self, policy: torch.nn.Module, outputs: int) -> None:
         super().__init__()
         self.inputs = policy.inputs
         self.extractors = policy.extractors  # shared with the policy: this is what is trained
-        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(self.extractors[name].num_features, num_classes)
+        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(self.extractors[name].num_features, outputs)
                                           for name in self.inputs})
 
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -274,11 +315,14 @@ def distillation_teachers(model: AdaMML) -> dict[str, str]:
 def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                           info: DistInfo, multi_label: bool, clip_grad_norm: float = 0.0,
                           on_step: Callable[[EpochStats], None] | None = None,
-                          teachers: dict[str, str] | None = None) -> EpochStats:
+                          teachers: dict[str, str] | None = None, usefulness: bool = False) -> EpochStats:
     """One pass of the policy extractors' pre-training: each extractor classifies every segment from its own input
     (reported accuracy: of the segment-averaged logits). With `teachers` (policy input -> recognizer modality, the
     batch then holds the recognizers' inputs), the target of each segment is instead the class distribution that
-    recognizer (kept as it is, in eval mode) gives that segment: KL divergence, per segment."""
+    recognizer (kept as it is, in eval mode) gives that segment: KL divergence, per segment; with `usefulness`
+    too, it is how much that recognizer alone gives the video's label (its log-probability, standardised over the
+    batch's segments): squared error of the probe's one output (reported accuracy: share of segments on the right
+    side of the batch's median)."""
     sums = torch.zeros(2, dtype=torch.float64)
     start = time.perf_counter()
     stats = EpochStats()
@@ -286,10 +330,21 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
         batch = to_device(batch, info.device)
         logits = forward(model.policy_inputs(batch))
         segments = next(iter(logits.values())).shape[1]
+        right = None
         if teachers is None:
             label = batch["label"].repeat_interleave(segments)
             target = batch["target"].repeat_interleave(segments, dim=0)
             losses = [classification_loss(v.flatten(0, 1), label, target, multi_label) for v in logits.values()]
+        elif usefulness:
+            with torch.no_grad():
+                useful = {m: label_log_probability(model.recognize(m, batch[m].flatten(0, 1)),
+                                                   batch["target"].repeat_interleave(segments, dim=0))
+                          for m in set(teachers.values())}  # (B * S,)
+                useful = {m: (u - u.mean()) / u.std().clamp_min(1e-6) for m, u in useful.items()}
+            outputs = {name: v.flatten(0, 1).squeeze(1) for name, v in logits.items()}  # (B * S,)
+            losses = [F.mse_loss(outputs[name], useful[teachers[name]]) for name in logits]
+            right = np.mean([((outputs[name] > outputs[name].median()) == (useful[teachers[name]] > 0)).float()
+                             .mean().item() for name in logits])
         else:
             with torch.no_grad():
                 soft = {m: model.recognize(m, batch[m].flatten(0, 1)).softmax(-1) for m in set(teachers.values())}
@@ -301,7 +356,8 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
         if clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
         optimizer.step()
-        right = np.mean([(v.mean(1).argmax(1) == batch["label"]).float().mean().item() for v in logits.values()])
+        if right is None:
+            right = np.mean([(v.mean(1).argmax(1) == batch["label"]).float().mean().item() for v in logits.values()])
         sums += reduce_mean(torch.tensor([loss.item(), right], dtype=torch.float64), info)
         mean = (sums / step).tolist()
         stats = EpochStats(loss=mean[0], ce=mean[0], top1=100.0 * mean[1],
@@ -310,6 +366,13 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
         if on_step is not None:
             on_step(stats)
     return stats
+
+
+def label_log_probability(logits: Tensor, target: Tensor) -> Tensor:
+    """(N,) log-probability a classifier's logits ``(N, K)`` give the labels (multi-hot ``target`` (N, K): the
+    mean over a video's labels)."""
+    log_probs = logits.log_softmax(-1)
+    return (log_probs * target).sum(-1) / target.sum(-1).clamp_min(1.0)
 
 
 @torch.no_grad()

@@ -66,6 +66,7 @@ from adamml.train.distributed import DistInfo, barrier, sync_batch_norm, wrap
 from adamml.train.loop import (
     DecisionFn,
     EpochStats,
+    MemoryDataset,
     PolicyProbe,
     Predictions,
     distillation_teachers,
@@ -82,6 +83,13 @@ from adamml.train.loop import (
 BASELINE_STAGES: tuple[str, ...] = ("average",) + BASELINE_KINDS
 STAGES = ("unimodal", "fusion", "random", "adamml") + BASELINE_STAGES
 ALWAYS_ON_STAGES = ("unimodal", "fusion") + BASELINE_STAGES
+# the policy's inputs of an alternating epoch are kept in memory for its passes up to this size (the tiny preset's
+# take about 130 MB; the paper's, some 38 MB a video, are read again each pass)
+POLICY_INPUTS_BYTES = 2 << 30
+# a run whose best validation top-1 is within this many points of always answering the most frequent class learnt
+# nothing (reported as such); and the fewest training steps per epoch a preset's schedule is meant for
+CHANCE_MARGIN = 5.0
+MIN_STEPS_PER_EPOCH = 10
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,27 @@ class Run:
     blend_sets: tuple[Dataset, Dataset] | None = None
 
 
+def chance_score(data: SegmentDataset, multi_label: bool) -> float | None:
+    """Top-1 (%) of always answering the most frequent class of `data` (None for multi-label data: mAP)."""
+    if multi_label:
+        return None
+    labels = [(row.get("label_ids") or [-1])[0] for row in data.rows]
+    labels = [label for label in labels if label >= 0]
+    if not labels:
+        return None
+    return 100.0 * max(labels.count(label) for label in set(labels)) / len(labels)
+
+
+def _warn_small_training_set(run: Run) -> None:
+    """Say so when the training split gives fewer steps than the schedule needs to move the weights."""
+    steps = len(run.train_set) // max(1, run.cfg.train.batch_size)
+    if steps < MIN_STEPS_PER_EPOCH and run.info.is_main:
+        run.console.print(f"[yellow]warning:[/yellow] {len(run.train_set)} training videos make {steps} steps of "
+                          f"{run.cfg.train.batch_size} per epoch (fewer than {MIN_STEPS_PER_EPOCH}): the "
+                          "preset's schedule was set for more data and may learn nothing. Add videos, lower "
+                          "train.batch_size, or raise the epochs of each phase.")
+
+
 def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
               init: list[Path]) -> Run:
     if stage == "unimodal" and len(cfg.model.modalities) != 1:
@@ -246,6 +275,7 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
                                seed=cfg.train.seed)
     val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
     run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes)
+    _warn_small_training_set(run)
     if stage == "gradient-blending":
         _split_for_blending(run)
     return run
@@ -331,7 +361,8 @@ class PhaseState:
         self.probe: PolicyProbe | None = None
         self.blend: BlendState | None = None
         if phase.name == "policy_pretrain":
-            self.probe = PolicyProbe(model.policy, run.cfg.model.num_classes).to(run.info.device)
+            outputs = 1 if cfg.policy_pretrain_target == "usefulness" else run.cfg.model.num_classes
+            self.probe = PolicyProbe(model.policy, outputs).to(run.info.device)
             self.pol_opt = torch.optim.Adam(self.probe.parameters(), lr=cfg.policy_pretrain.lr,
                                             weight_decay=cfg.policy_pretrain.weight_decay)
             self.pol_sched = _schedule(self.pol_opt, cfg.policy_pretrain)
@@ -450,6 +481,15 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
         run.writer.close()
     summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
                "out": str(out)}
+    chance = chance_score(run.val_set, run.multi_label)
+    if chance is not None and run.best_score <= chance + CHANCE_MARGIN:
+        summary["at_chance"] = True
+        if info.is_main:
+            console.print(f"[yellow]warning:[/yellow] validation top-1 stayed at chance: best {run.best_score:.1f} % "
+                          f"against {chance:.1f} % for always answering the most frequent class. The model learnt "
+                          f"nothing usable from {len(run.train_set)} training videos; add videos (the tiny preset "
+                          "wants some 20 per class), train longer (e.g. --set train.unimodal.epochs=...), or check the "
+                          "labels.")
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
         save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg, classes=run.classes), "stage": stage})
     if info.is_main:  # marks the run as complete
@@ -533,28 +573,31 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
 def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     """The policy part of an alternating epoch as `train.policy_passes` passes over the epoch's samples: the frozen
     recognizers' logits on every cell are computed once (with the training split's items of this epoch: same
-    segments and crops), then each pass reads only the policy's inputs and trains the policy on them with the
-    cached logits, in a new batch order."""
+    segments and crops), with the policy's inputs kept in memory when they fit (`POLICY_INPUTS_BYTES`; else each
+    pass reads them again, the same samples); then each pass trains the policy on them in a new batch order."""
     cfg, model, info = run.cfg, run.model, run.info
     t = cfg.train
     global_epoch = _global_epoch(run, phase, epoch)
     data = _training_data(run)
     every = make_loader(data, t.batch_size, info, 0, train=False, workers=cfg.data.workers)
     label = f"{phase.name} {epoch + 1}/{phase.epochs} recognizer logits"
-    recognized = _with_progress(run, label, len(every), lambda on_step: recognizer_logits(
-        model, every, info, len(data), on_step=lambda _step: on_step(None)), show=False)
-    policy_data = _policy_set(run)
-    policy_data.set_epoch(global_epoch)
+    cached = _with_progress(run, label, len(every), lambda on_step: recognizer_logits(
+        model, every, info, len(data), POLICY_INPUTS_BYTES, on_step=lambda _step: on_step(None)), show=False)
+    if cached.inputs is not None:
+        policy_data, workers = MemoryDataset(cached.inputs), 0
+    else:
+        policy_data, workers = _policy_set(run), cfg.data.workers
+        policy_data.set_epoch(global_epoch)
     forward = wrap(model, info)
     efficiency = _efficiency(cfg)
-    loader = make_loader(policy_data, t.batch_size, info, t.seed * 1000 + global_epoch, train=True,
-                         workers=cfg.data.workers)
+    loader = make_loader(policy_data, t.batch_size, info, t.seed * 1000 + global_epoch, train=True, workers=workers)
     for index in range(t.policy_passes):
         loader.batch_sampler.set_epoch(index)
         label = f"{phase.name} {epoch + 1}/{phase.epochs} policy {index + 1}/{t.policy_passes}"
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, [state.pol_opt], info, decisions_fn=None, efficiency=efficiency,
-            multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, recognized=recognized, on_step=on_step))
+            multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, recognized=cached.recognized,
+            on_step=on_step))
         _log(run, phase, epoch, "policy", stats, state)
 
 
@@ -581,7 +624,7 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
     """One epoch of the policy extractors' supervised pre-training (`train.policy_pretrain_target`: on the labels,
     only the policy inputs are loaded; distilling the recognizers, their inputs too)."""
     cfg, model, info = run.cfg, run.model, run.info
-    distill = cfg.train.policy_pretrain_target == "recognizers"
+    distill = cfg.train.policy_pretrain_target in ("recognizers", "usefulness")
     data = run.train_set if distill else _policy_set(run)
     data.set_epoch(_global_epoch(run, phase, epoch))
     for p in model.parameters():
@@ -598,7 +641,8 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
     def body(on_step):
         return pretrain_policy_epoch(model, forward, loader, state.pol_opt, info, run.multi_label,
                                      cfg.train.clip_grad_norm, on_step,
-                                     teachers=distillation_teachers(model) if distill else None)
+                                     teachers=distillation_teachers(model) if distill else None,
+                                     usefulness=cfg.train.policy_pretrain_target == "usefulness")
 
     stats = _with_progress(run, label, len(loader), body)
     _log(run, phase, epoch, "policy", stats, state)
