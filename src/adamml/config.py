@@ -226,8 +226,9 @@ class TrainConfig:
     # what each extractor learns in that pre-training: "labels" (classify each segment with the video's label) or
     # "recognizers" (match, segment by segment, the class distribution of the recognizer it decides about, as
     # initialised by --init: which segments that recognizer finds telling is what the policy must see), or
-    # "usefulness" (predict, segment by segment, how much that recognizer alone gives the right class: its
-    # log-probability of the video's label, standardised; exactly the question the policy's decision asks)
+    # "usefulness" (predict, segment by segment, how much the segment tells that recognizer: the negative entropy
+    # of its class distribution, standardised; it tells informative segments from the others far better than the
+    # recognizer's probability of the label, which an over-confident recognizer spreads on both)
     policy_pretrain_target: PretrainTarget = "labels"
     policy_lr: float = 0.01  # Adam
     policy_weight_decay: float = 1e-4

@@ -320,9 +320,9 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
     (reported accuracy: of the segment-averaged logits). With `teachers` (policy input -> recognizer modality, the
     batch then holds the recognizers' inputs), the target of each segment is instead the class distribution that
     recognizer (kept as it is, in eval mode) gives that segment: KL divergence, per segment; with `usefulness`
-    too, it is how much that recognizer alone gives the video's label (its log-probability, standardised over the
-    batch's segments): squared error of the probe's one output (reported accuracy: share of segments on the right
-    side of the batch's median)."""
+    too, it is how much that segment alone tells that recognizer (the confidence of its class distribution, see
+    `confidence`, standardised over the batch's segments): squared error of the probe's one output (reported
+    accuracy: share of segments on the right side of the batch's median)."""
     sums = torch.zeros(2, dtype=torch.float64)
     start = time.perf_counter()
     stats = EpochStats()
@@ -337,9 +337,7 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
             losses = [classification_loss(v.flatten(0, 1), label, target, multi_label) for v in logits.values()]
         elif usefulness:
             with torch.no_grad():
-                useful = {m: label_log_probability(model.recognize(m, batch[m].flatten(0, 1)),
-                                                   batch["target"].repeat_interleave(segments, dim=0))
-                          for m in set(teachers.values())}  # (B * S,)
+                useful = {m: confidence(model.recognize(m, batch[m].flatten(0, 1))) for m in set(teachers.values())}
                 useful = {m: (u - u.mean()) / u.std().clamp_min(1e-6) for m, u in useful.items()}
             outputs = {name: v.flatten(0, 1).squeeze(1) for name, v in logits.items()}  # (B * S,)
             losses = [F.mse_loss(outputs[name], useful[teachers[name]]) for name in logits]
@@ -368,11 +366,11 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
     return stats
 
 
-def label_log_probability(logits: Tensor, target: Tensor) -> Tensor:
-    """(N,) log-probability a classifier's logits ``(N, K)`` give the labels (multi-hot ``target`` (N, K): the
-    mean over a video's labels)."""
+def confidence(logits: Tensor) -> Tensor:
+    """(N,) how much a classifier's logits ``(N, K)`` commit to some classes: the negative entropy of its class
+    distribution (0 when certain, -log K when uniform)."""
     log_probs = logits.log_softmax(-1)
-    return (log_probs * target).sum(-1) / target.sum(-1).clamp_min(1.0)
+    return (log_probs.exp() * log_probs).sum(-1)
 
 
 @torch.no_grad()
