@@ -236,6 +236,9 @@ class TrainConfig:
     # reshuffled); above 1, the frozen recognizers' logits are computed once per epoch and reused, so a pass costs
     # the policy's network only. 1 is the paper's recipe (one policy epoch per alternating epoch)
     policy_passes: int = 1
+    # keep the policy's feature extractors as their pre-training (or ImageNet weights) left them in the
+    # alternating phase: only the MLP, LSTM and decision heads learn (a departure; the paper trains all of it)
+    freeze_policy_extractors: bool = False
     temperature_decay: float = 0.965  # per alternating epoch
     efficiency_weights: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "audio": 0.05})  # lambda_k
     gamma: float = 10.0  # efficiency loss for a wrong prediction

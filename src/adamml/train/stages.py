@@ -317,9 +317,10 @@ def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
         run.console.print(f"  gradient blending at epoch {epoch + 1}: weights {weights}{note}")
 
 
-def _set_trainable(model: Model, recognizers: bool, policy: bool) -> None:
+def _set_trainable(model: Model, recognizers: bool, policy: bool, extractors: bool = True) -> None:
     """Freeze or unfreeze the two sides, modes included: a frozen side neither learns nor moves its batch-norm
     statistics (frozen recognizers also drop dropout); a frozen policy keeps sampling its Gumbel decisions.
+    `extractors=False` keeps the policy's feature extractors frozen while the rest of a trained policy learns.
     A fusion baseline has no policy: its recognition side is everything."""
     model.train()
     for p in _recognition_params(model):
@@ -330,10 +331,22 @@ def _set_trainable(model: Model, recognizers: bool, policy: bool) -> None:
         return
     for p in model.policy.parameters():
         p.requires_grad_(policy)
-    if not policy:
-        for module in model.policy.modules():
+    frozen = model.policy if not policy else None if extractors else model.policy.extractors
+    if frozen is not None:
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        for module in frozen.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.eval()
+
+
+def _trained_policy_params(model: AdaMML, cfg: Config) -> list[torch.nn.Parameter]:
+    """What the alternating phase's policy optimiser trains: the whole policy, or all but its feature extractors
+    (`train.freeze_policy_extractors`)."""
+    if not cfg.train.freeze_policy_extractors:
+        return list(model.policy.parameters())
+    kept = {id(p) for p in model.policy.extractors.parameters()}
+    return [p for p in model.policy.parameters() if id(p) not in kept]
 
 
 def _recognition_params(model: Model) -> list[torch.nn.Parameter]:
@@ -373,7 +386,7 @@ class PhaseState:
         self.rec_opt = _sgd(_recognition_params(model), settings)
         self.rec_sched = _schedule(self.rec_opt, settings)
         if phase.name == "alternating":
-            self.pol_opt = torch.optim.Adam(model.policy.parameters(), lr=cfg.policy_lr,
+            self.pol_opt = torch.optim.Adam(_trained_policy_params(model, run.cfg), lr=cfg.policy_lr,
                                             weight_decay=cfg.policy_weight_decay)
             self.pol_sched = _schedule(self.pol_opt, cfg.alternating)
         if phase.name == "gradient-blending":
@@ -520,7 +533,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     if state.blend is not None and epoch % t.blend.interval == 0:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
     for part, rec, pol in parts:
-        _set_trainable(model, rec, pol)
+        _set_trainable(model, rec, pol, extractors=not t.freeze_policy_extractors)
         if part == "policy" and t.policy_passes > 1:
             _policy_passes(run, state, phase, epoch)
             continue
