@@ -264,30 +264,33 @@ def test_two_processes_train_like_one(tiny_store, tmp_path):
 
 
 def test_policy_pretraining_can_distil_the_recognizers():
-    from adamml.train.loop import (
-        PolicyProbe,
-        distillation_teachers,
-        pretrain_policy_epoch,
-    )
+    from adamml.train.loop import distillation_teachers
 
     assert distillation_teachers(build_model(_cfg("model.modalities=[rgb,flow,audio]").model)) == {
         "rgb": "rgb", "rgbdiff": "flow", "audio": "audio"}
     assert distillation_teachers(build_model(_cfg("model.modalities=[flow,rgbdiff]").model)) == {"rgbdiff": "rgbdiff"}
-    # the toy's policy at the width it was tuned for (12 epochs of 4 steps; at the tiny preset's x0.5 the toy
-    # would need a longer schedule)
-    cfg = _cfg("model.modalities=[rgb,audio]", "model.policy.width_mult=0.25")
+    losses, model = _pretrain_losses(usefulness=False)
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    assert all(p.grad is None for p in model.recognizers.parameters())  # the teachers are not trained
+
+
+def _pretrain_losses(usefulness: bool) -> tuple[list[float], torch.nn.Module]:
+    """Six epochs of the policy extractors' pre-training on the toy, distilling its (untrained) recognizers."""
+    from adamml.train.loop import PolicyProbe, distillation_teachers, pretrain_policy_epoch
+
+    cfg = _cfg("model.modalities=[rgb,audio]", "model.policy.width_mult=0.25")  # the toy's size
     torch.manual_seed(0)
     model = build_model(cfg.model).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    probe = PolicyProbe(model.policy, 2)
+    probe = PolicyProbe(model.policy, 1 if usefulness else 2)
     optimizer = torch.optim.Adam(probe.parameters(), lr=0.01)
     loader = torch.utils.data.DataLoader(_Toy(16), batch_size=8, shuffle=True)
     probe.train()
     losses = [pretrain_policy_epoch(model, probe, loader, optimizer, DistInfo(), False, 20.0,
-                                    teachers=distillation_teachers(model)).loss for _ in range(6)]
-    assert np.isfinite(losses).all() and losses[-1] < losses[0]
-    assert all(p.grad is None for p in model.recognizers.parameters())  # the teachers are not trained
+                                    teachers=distillation_teachers(model), usefulness=usefulness).loss
+              for _ in range(6)]
+    return losses, model
 
 
 def _record_parts(monkeypatch) -> list[dict]:
@@ -390,29 +393,12 @@ def test_precise_batch_norm_can_be_switched_off():
 
 
 def test_policy_pretraining_can_learn_each_segments_usefulness():
-    from adamml.train.loop import (
-        PolicyProbe,
-        distillation_teachers,
-        confidence,
-        pretrain_policy_epoch,
-    )
+    from adamml.train.loop import confidence
 
     p = 1 / (1 + np.exp(-2.0))
     assert confidence(torch.tensor([[2.0, 0.0], [0.0, 0.0], [50.0, 0.0]])).tolist() == pytest.approx(
         [p * np.log(p) + (1 - p) * np.log(1 - p), -np.log(2.0), 0.0], abs=1e-6)
-    # the toy's policy at the width it was tuned for (12 epochs of 4 steps; at the tiny preset's x0.5 the toy
-    # would need a longer schedule)
-    cfg = _cfg("model.modalities=[rgb,audio]", "model.policy.width_mult=0.25")
-    torch.manual_seed(0)
-    model = build_model(cfg.model).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    probe = PolicyProbe(model.policy, 1)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=0.01)
-    loader = torch.utils.data.DataLoader(_Toy(16), batch_size=8, shuffle=True)
-    probe.train()
-    losses = [pretrain_policy_epoch(model, probe, loader, optimizer, DistInfo(), False, 20.0,
-                                    teachers=distillation_teachers(model), usefulness=True).loss for _ in range(6)]
+    losses, model = _pretrain_losses(usefulness=True)
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
     assert all(p.grad is None for p in model.recognizers.parameters())
 

@@ -1,4 +1,4 @@
-"""`adamml demo`: the whole job on the built-in audio-visual benchmark, on a CPU (issue 5).
+"""`adamml demo`: the whole job on the built-in audio-visual benchmark, on a CPU.
 
 synth -> prepare (DIS flow, short side 64) -> train the unimodal models (RGB, flow, audio), the weighted-fusion
 baseline and AdaMML (`tiny` preset, all three modalities, recognizers initialised from the unimodal models)

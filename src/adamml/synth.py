@@ -1,6 +1,6 @@
 """The embedded audio-visual benchmark (`adamml synth`), and writing real video files from arrays.
 
-Why it exists (issue 5): nobody can download Kinetics-Sounds on a fresh laptop, yet AdaMML's claim (paper
+Why it exists: nobody can download Kinetics-Sounds on a fresh laptop, yet AdaMML's claim (paper
 Sec. 3-4: a cheap policy decides per segment which modality is worth an expensive recognizer, and saves
 35-55 % of the computation at equal accuracy) must be shown end to end and measured. Real datasets never say
 which segment of which modality carries the class; this one does, so the policy's choices can be checked

@@ -1,4 +1,4 @@
-"""`adamml synth`: write the embedded audio-visual benchmark (issue 5; `adamml.synth` explains its design).
+"""`adamml synth`: write the embedded audio-visual benchmark (`adamml.synth` explains its design).
 
 Videos go to DIR/videos/<split>/<class>/<index>.mp4 (H.264 + AAC); DIR/annotations.csv (`path,label,split`,
 paths relative to DIR) feeds `adamml prepare --list`, whose video ids are these paths without extension;
