@@ -495,7 +495,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
     summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
                "out": str(out)}
     chance = chance_score(run.val_set, run.multi_label)
-    if chance is not None and run.best_score <= chance + CHANCE_MARGIN:
+    if chance is not None and np.isfinite(run.best_score) and run.best_score <= chance + CHANCE_MARGIN:
         summary["at_chance"] = True
         if info.is_main:
             console.print(f"[yellow]warning:[/yellow] validation top-1 stayed at chance: best {run.best_score:.1f} % "
