@@ -118,13 +118,7 @@ class PolicyNetwork(nn.Module):
 
     def decide(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """Decision logits ``(..., 2)`` -> decisions and P(use), both ``(...)``."""
-        probs = logits.softmax(dim=-1)[..., 1]
-        if self.training or self.random_at_test:
-            tau = float(self.temperature)
-            decisions = F.gumbel_softmax(logits, tau=tau, hard=True)[..., 1]  # straight-through
-        else:
-            decisions = (probs >= self.threshold).to(logits.dtype)
-        return decisions, probs
+        return self._one_hot(logits)[..., 1], logits.softmax(dim=-1)[..., 1]
 
     def forward(self, inputs: dict[str, Tensor]) -> PolicyOutput:
         logits, taken = self._steps(self.forward_features(inputs))
