@@ -1,4 +1,4 @@
-"""The `adamml` command line: one sub-command per job (see README.md)."""
+"""The `adamml` command line: one sub-command per job (see docs/cli.md)."""
 
 from __future__ import annotations
 
