@@ -1,31 +1,67 @@
 #!/usr/bin/env bash
-# Network speed of AdaMML against weighted fusion and the unimodal models at the paper's size (ResNet-50 at 224,
-# 8 frames, 10 test segments, MobileNetV2 policy at 160; random weights, which do not change the speed) for
-# RGB+Audio and RGB+Flow+Audio: `adamml bench --synthetic`, one JSON per configuration and batch size.
+# AdaMML at the paper's size on one machine (a GPU by default), in one go, in under 8 minutes on one GPU:
 #
-#   bash benchmarks/paper_size_bench.sh                        # GPU: DEVICE=cuda, 32 videos, batches of 1 and 8
-#   DEVICE=cpu VIDEOS=4 BATCHES=2 bash benchmarks/paper_size_bench.sh
+#   1. training steps/s of the AdaMML stage (benchmarks/train_speed.py): its recognition, policy and cached-policy
+#      steps at the paper's training sizes (5 segments x 8 frames, ResNet-50 at 224, MobileNetV2 policy at 160,
+#      RGB + flow + audio), per-GPU batch 6 (the paper's 72 on 12 GPUs), in fp32 and bf16;
+#   2. network videos/s of AdaMML against weighted fusion and the unimodal models (`adamml bench --synthetic`:
+#      10 test segments, random weights, which do not change the speed), RGB+Audio and RGB+Flow+Audio, batches
+#      of 1, 8 and 32 videos, fp32 and bf16;
+#   3. the data loader's training samples/s per worker at the paper's settings (benchmarks/loader_speed.py, on a
+#      made-up store of JPEG frames, flow and audio written first).
 #
-# Needs only torch, numpy, opencv, rich and pyyaml (runs from src/ without installing; no PyAV).
-# The paper (supplementary Sec. F, one V100, PyTorch 1.2): 1.96x over weighted fusion on Kinetics-Sounds (11.6 vs
-# 5.9 videos/s), 1.42x on ActivityNet. RATES (default 0.5 per modality, about the paper's 35-55 % saving) sets
-# the share of segments each recognizer runs on.
-set -euo pipefail
+#   bash benchmarks/paper_size_bench.sh                         # GPU; JSON and a log under runs/paper-size-bench
+#   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 6 \
+#     --seconds 4 --batches 2" bash benchmarks/paper_size_bench.sh                         # a quick check on a CPU
+#
+# Needs only torch, numpy, opencv, rich and pyyaml (runs from src/ without installing; no PyAV). The paper
+# (supplementary Sec. F, one V100, PyTorch 1.2): 1.96x over weighted fusion on Kinetics-Sounds (11.6 vs 5.9
+# videos/s), 1.42x on ActivityNet. RATES (default 0.5 per modality, about the paper's 35-55 % saving) sets the
+# share of segments each recognizer runs on. Each part has its own time limit, so one slow part cannot take the
+# others' time; a part that fails is reported and the next one runs.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
 VIDEOS=${VIDEOS:-32}
-BATCHES=${BATCHES:-"1 8"}
+BATCHES=${BATCHES:-"1 8 32"}
+PRECISIONS=${PRECISIONS:-"fp32 bf16"}
 CONFIGS=${CONFIGS:-"paper-rgb-audio paper-rgb-flow-audio"}
-REPEATS=${REPEATS:-3}
+REPEATS=${REPEATS:-2}
 RATES=${RATES:-0.5}
+TRAIN_BATCH=${TRAIN_BATCH:-6}
+TRAIN_STEPS=${TRAIN_STEPS:-10}
+LOADER_ARGS=${LOADER_ARGS:-"--workers 0 1 4 8 12 --batches 4"}
 OUT=${OUT:-runs/paper-size-bench}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
+failed=0
+part() {  # part NAME SECONDS COMMAND...: run with a time limit, report its time and status
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  echo "=== $name (limit ${limit} s)"
+  timeout "$limit" "$@"
+  local rc=$?
+  echo "=== $name: exit $rc after $((SECONDS - start)) s"
+  [ $rc -eq 0 ] || failed=$((failed + 1))
+}
 if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; fi
-for config in $CONFIGS; do
-  for batch in $BATCHES; do
-    PYTHONPATH=src "$PYTHON" -m adamml.bench --synthetic "$config" --device "$DEVICE" --num-videos "$VIDEOS" \
-      --batch-size "$batch" --repeats "$REPEATS" --rates "$RATES" --json "$OUT/$config-batch$batch.json"
+"$PYTHON" -c 'import torch, os; print("torch", torch.__version__, "cpus", os.cpu_count())'
+# shellcheck disable=SC2086
+part "training steps" 150 "$PYTHON" benchmarks/train_speed.py --device "$DEVICE" --batch "$TRAIN_BATCH" \
+  --steps "$TRAIN_STEPS" --precision $PRECISIONS --json "$OUT/train-speed.json"
+for precision in $PRECISIONS; do
+  for config in $CONFIGS; do
+    for batch in $BATCHES; do
+      part "bench $config batch $batch $precision" 60 "$PYTHON" -m adamml.bench --synthetic "$config" \
+        --device "$DEVICE" --num-videos "$VIDEOS" --batch-size "$batch" --repeats "$REPEATS" --rates "$RATES" \
+        --precision "$precision" --json "$OUT/$config-batch$batch-$precision.json"
+    done
   done
 done
-echo "wrote $OUT/*.json"
+# shellcheck disable=SC2086
+part "data loader" 150 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
+  --json "$OUT/loader-speed.json"
+"$PYTHON" benchmarks/summarize_paper_bench.py "$OUT" || failed=$((failed + 1))
+echo "wrote $OUT/*.json; parts failed: $failed"
+exit $((failed > 0))

@@ -36,6 +36,7 @@ from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.inputs import policy_key
 from adamml.models.build import build_model
 from adamml.models.inference import optimize_for_inference
+from adamml.precision import FP32, Amp, add_precision_argument, amp_for
 
 
 def parse_named(items: list[str]) -> dict[str, Path]:
@@ -50,7 +51,7 @@ def parse_named(items: list[str]) -> dict[str, Path]:
 
 def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, split: str = "test",
           limit: int | None = None, flow: str = "dis", baseline: str = "fusion", console: Console | None = None,
-          repeats: int = 1, batch_size: int | None = None) -> dict[str, Any]:
+          repeats: int = 1, batch_size: int | None = None, precision: str = "fp32") -> dict[str, Any]:
     """Measure (a) and (b) for every checkpoint; speed-ups relative to `baseline`."""
     console = console or Console(stderr=True, soft_wrap=True)
     if baseline not in checkpoints:
@@ -60,7 +61,7 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         console.rule(f"[bold]{name}")
         best = None
         for _ in range(repeats):  # the fastest of `repeats` passes, as timing tools do
-            report = evaluate(path, data, split, None, batch_size=batch_size, console=console)
+            report = evaluate(path, data, split, None, batch_size=batch_size, console=console, precision=precision)
             if best is None or report["videos_per_second"] > best["videos_per_second"]:
                 best = report
         rows[name] = {"gflops": best["gflops_per_video"], "top1": best["top1"],
@@ -72,7 +73,7 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         store = Store.open(data)
         sources = [videos_root / r["source"] for r in store.split(split)][:limit]
         for name, path in checkpoints.items():
-            predictor = load_predictor(path, flow, None)
+            predictor = load_predictor(path, flow, None, precision=precision)
             predictor(sources[0])  # warm-up (first-call allocations)
             start = time.perf_counter()
             pairs = 0
@@ -82,6 +83,7 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
             seconds = time.perf_counter() - start
             rows[name].update(end_to_end_videos_per_second=len(sources) / seconds, flow_pairs_per_video=pairs / len(sources))
     return _with_speedups({"baseline": baseline, "split": split, "batch_size": batch_size, "flow": flow,
+                           "precision": precision,
                            "threads": torch.get_num_threads(), "rows": rows})
 
 
@@ -108,16 +110,19 @@ def exact_decisions(videos: int, segments: int, rates: list[float], seed: int = 
     return decisions.view(videos, segments, len(rates))
 
 
-def random_inputs(cfg: ModelConfig, videos: int, policy: bool = True, generator: torch.Generator | None = None
-                  ) -> dict[str, torch.Tensor]:
+def random_inputs(cfg: ModelConfig, videos: int, policy: bool = True, generator: torch.Generator | None = None,
+                  segments: int | None = None, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Random inputs ``(B, S, ...)`` as the data pipeline gives them (``adamml.inputs.network_ready``): every
     recognizer modality at its network's size and, with ``policy``, every policy input under ``policy_<name>``
-    (the per-segment shapes the cost accounting measures the networks on)."""
+    (the per-segment shapes the cost accounting measures the networks on); S = ``segments`` (default: the
+    test segments, ``cfg.num_segments``). Drawn on `device` (a generator of that device), where they are used:
+    at the paper's sizes a batch of 32 videos is gigabytes of inputs."""
     costs = measure_costs(cfg)
     shapes = {name: costs.recognizer_inputs[name] for name in cfg.modalities}
     if policy:
         shapes |= {policy_key(name): shape for name, shape in costs.extractor_inputs.items()}
-    return {key: torch.randn(videos, cfg.num_segments, *shape, generator=generator) for key, shape in shapes.items()}
+    s = segments or cfg.num_segments
+    return {key: torch.randn(videos, s, *shape, generator=generator, device=device) for key, shape in shapes.items()}
 
 
 def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
@@ -143,13 +148,14 @@ def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
 
 
 def _time_passes(fn: Callable[[dict[str, torch.Tensor], int], None], batches: list[dict[str, torch.Tensor]],
-                 device: torch.device, repeats: int) -> float:
-    """The fastest of ``repeats`` timed passes of ``fn`` over ``batches`` (after one warm-up batch), seconds."""
+                 device: torch.device, repeats: int, amp: Amp = FP32) -> float:
+    """The fastest of ``repeats`` timed passes of ``fn`` over ``batches`` (after one warm-up batch) under `amp`'s
+    autocast, seconds."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), amp.autocast():
         fn(batches[0], 0)  # warm-up: allocations, cuDNN's algorithm choice
         sync()
         best = float("inf")
@@ -164,7 +170,7 @@ def _time_passes(fn: Callable[[dict[str, torch.Tensor], int], None], batches: li
 
 def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: int, rates: str | None,
                     device: str = "cpu", repeats: int = 2, seed: int = 0, unimodal: bool = True,
-                    console: Console | None = None) -> dict[str, Any]:
+                    console: Console | None = None, precision: str = "fp32") -> dict[str, Any]:
     """Network-only videos/s of AdaMML (policy + recognizers on exactly ``rates`` of the cells), weighted fusion
     and the unimodal models, at the sizes of ``config``, with random weights and inputs; see the module docs."""
     console = console or Console(stderr=True, soft_wrap=True)
@@ -179,8 +185,8 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
     model = optimize_for_inference(build_model(cfg).eval()).to(dev)  # an AdaMML model: the fusion kind is weighted
     rate_list = parse_rates(rates, cfg.modalities)
     sizes = [min(batch_size, videos - start) for start in range(0, videos, batch_size)]
-    g = torch.Generator().manual_seed(seed)
-    batches = [{k: v.to(dev) for k, v in random_inputs(cfg, n, generator=g).items()} for n in sizes]
+    g = torch.Generator(dev).manual_seed(seed)
+    batches = [random_inputs(cfg, n, generator=g, device=dev) for n in sizes]
     s, m = cfg.num_segments, len(cfg.modalities)
     decisions = exact_decisions(videos, s, rate_list, seed).to(dev)
     chunks = list(torch.split(decisions, sizes))
@@ -188,7 +194,7 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
     console.print(f"{config}: {', '.join(cfg.modalities)}; {videos} videos x {s} segments in batches of "
                   f"{batch_size}; input {cfg.input_size}, ResNet-{cfg.resnet.depth}; {dev}"
                   + (f", {torch.get_num_threads()} CPU threads" if dev.type == "cpu" else "")
-                  + f"; fastest of {repeats} passes")
+                  + f"; {precision}; fastest of {repeats} passes")
 
     def adamml(batch: dict[str, torch.Tensor], i: int) -> None:
         model.decide(batch)  # the policy on every segment (its decisions give way to the fixed ones)
@@ -210,10 +216,11 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
             plans[name] = (fixed([j]), s * costs.recognizers[name].conv)
     rows: dict[str, dict[str, Any]] = {}
     for name, (fn, gflops) in plans.items():
-        seconds = _time_passes(fn, batches, dev, repeats)
+        seconds = _time_passes(fn, batches, dev, repeats, amp_for(precision, dev))
         rows[name] = {"gflops": gflops, "top1": None, "network_videos_per_second": videos / seconds}
         console.print(f"  {name}: {videos / seconds:.3g} videos/s")
     return _with_speedups({"baseline": "fusion", "config": config, "device": str(dev), "videos": videos,
+                           "precision": precision,
                            "threads": torch.get_num_threads(),
                            "batch_size": batch_size, "segments": s,
                            "rates": dict(zip(cfg.modalities, rate_list)), "rows": rows})
@@ -263,6 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "train.eval_batch_size); larger batches spread the fixed cost of each layer call")
     p.add_argument("--threads", type=int, help="torch's CPU threads for every pass (default: torch's choice)")
     p.add_argument("--json", type=Path, help="write the measurements here")
+    add_precision_argument(p)
     g = p.add_argument_group("synthetic (no checkpoints, no data)")
     g.add_argument("--synthetic", metavar="CONFIG", help="a preset or YAML file: random weights and inputs at its "
                    "sizes, e.g. paper-rgb-flow-audio")
@@ -285,12 +293,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--synthetic measures random models: give it no --checkpoint or --data")
             result = bench_synthetic(args.synthetic, args.set, args.num_videos, args.batch_size or 2, args.rates,
                                      args.device, max(1, args.repeats), unimodal=not args.no_unimodal,
-                                     console=console)
+                                     console=console, precision=args.precision)
         else:
             if not args.checkpoints or args.data is None:
                 raise ValueError("give --checkpoint NAME=PATH (repeatable) and --data STORE, or --synthetic CONFIG")
             result = bench(parse_named(args.checkpoints), args.data, args.videos, args.split, args.limit,
-                           args.flow, args.baseline, console, args.repeats, args.batch_size)
+                           args.flow, args.baseline, console, args.repeats, args.batch_size, args.precision)
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

@@ -31,6 +31,7 @@ FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi
 SegmentMean = Literal["all", "selected"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
+Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
 # AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
@@ -252,6 +253,9 @@ class TrainConfig:
     # the always-on cost are candidates for best.pt (1.0: any epoch; the best model under a cost budget)
     select_max_gflops: float = 1.0
     blend: BlendConfig = field(default_factory=BlendConfig)  # the gradient-blending stage
+    # arithmetic of every stage's forward and backward passes (see adamml.precision): fp32, or bf16 / fp16 under
+    # autocast (fp16 with a gradient scaler); weights and checkpoints stay float32
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:

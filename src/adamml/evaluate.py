@@ -34,6 +34,7 @@ from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model, build_model
 from adamml.models.inference import optimize_for_inference
+from adamml.precision import add_precision_argument, amp_for
 from adamml.prepare.layout import StoreError
 from adamml.train.checkpoint import (
     CheckpointError,
@@ -74,8 +75,9 @@ def _gflops_stats(values: np.ndarray) -> dict[str, float]:
 
 def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresholds: list[float] | None = None,
              info: DistInfo | None = None, batch_size: int | None = None, random_at_test: bool = False,
-             console: Console | None = None) -> dict[str, Any]:
-    """Evaluate `checkpoint` on `split` of the store `data`; writes the report into `out` (main process)."""
+             console: Console | None = None, precision: str = "fp32") -> dict[str, Any]:
+    """Evaluate `checkpoint` on `split` of the store `data`; writes the report into `out` (main process).
+    `precision` (fp32, bf16, fp16) is the networks' arithmetic (`adamml.precision`)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
     model, cfg, payload = load_trained(checkpoint, str(info.device))
@@ -103,7 +105,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
         with progress:
             task = progress.add_task("eval", total=len(dataset))
             pred = predict(model, loader, info, eval_decisions(model, stage, cfg),
-                           on_batch=lambda n: progress.update(task, advance=n))
+                           on_batch=lambda n: progress.update(task, advance=n), amp=amp_for(precision, info.device))
         wall = time.perf_counter() - started
         metrics = summarize(pred, model.modalities, store.multi_label)
         gflops = video_gmacs(pred.decisions, costs, "conv", include_policy=uses_policy)
@@ -133,6 +135,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
         "videos_per_second": metrics["videos"] / pred.seconds if pred.seconds else float("nan"),
         "wall_seconds": wall,
         "device": str(info.device),
+        "precision": precision,
         "sweep": [
             {"threshold": t, "top1": m["top1"], "mAP": m["mAP"], "gflops_per_video": float(g.mean()),
              "selection_rate": m["selection_rate"]}
@@ -209,6 +212,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--random-at-test", action="store_true",
                    help="sample decisions like the official code instead of thresholding (for comparison)")
     p.add_argument("--device", default="auto")
+    add_precision_argument(p)
     p.set_defaults(func=run)
 
 
@@ -219,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     info = setup(args.device)
     try:
         report = evaluate(args.checkpoint, args.data, args.split, out, thresholds, info, args.batch_size,
-                          args.random_at_test, console)
+                          args.random_at_test, console, args.precision)
     except (CheckpointError, StoreError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

@@ -44,6 +44,7 @@ from adamml.flops import measure_costs, video_gmacs
 from adamml.inputs import network_ready
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
+from adamml.precision import add_precision_argument, amp_for
 from adamml.prepare.decode import VideoError, VideoReader
 from adamml.prepare.flow import (
     DEFAULT_BOUND,
@@ -111,8 +112,9 @@ class Predictor:
     """A trained checkpoint ready to predict single videos."""
 
     def __init__(self, model: AdaMML, cfg: Config, payload: dict[str, Any], classes: list[str] | None,
-                 flow_method: str = "dis", device: str = "cpu") -> None:
+                 flow_method: str = "dis", device: str = "cpu", precision: str = "fp32") -> None:
         self.model, self.cfg, self.device = model.eval(), cfg, torch.device(device)
+        self.amp = amp_for(precision, self.device)
         self.stage = payload.get("stage", "adamml")
         self.sampling: SamplingConfig = sampling_config(cfg)
         self.classes = classes or [str(i) for i in range(cfg.model.num_classes)]
@@ -165,7 +167,7 @@ class Predictor:
         batch["index"] = torch.zeros(1, dtype=torch.int64)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         lap("policy inputs")
-        with torch.no_grad():
+        with torch.no_grad(), self.amp.autocast():
             if self.decisions_fn is not None:  # baselines: always on, or the random policy (needs no input)
                 shape = {"index": batch["index"], "segments": torch.zeros(1, len(indices), 1, device=self.device)}
                 decisions = self.decisions_fn(shape)
@@ -182,7 +184,7 @@ class Predictor:
                 flow[seg] = flow_segment(source, indices[seg], crop, n - 1, cfg.input_size)
             batch["flow"] = torch.from_numpy(flow)[None].to(self.device)
         lap("flow")
-        with torch.no_grad():
+        with torch.no_grad(), self.amp.autocast():
             out = model.infer(batch, decisions)
         lap("recognizers")
         logits = out.logits[0].float().cpu().numpy()
@@ -216,7 +218,8 @@ def _tensor(items: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(items))[None]  # (1, S, ...)
 
 
-def load_predictor(checkpoint: Path, flow_method: str, threshold: float | None, device: str = "cpu") -> Predictor:
+def load_predictor(checkpoint: Path, flow_method: str, threshold: float | None, device: str = "cpu",
+                   precision: str = "fp32") -> Predictor:
     from adamml.evaluate import load_trained
 
     model, cfg, payload = load_trained(checkpoint, device)
@@ -226,7 +229,7 @@ def load_predictor(checkpoint: Path, flow_method: str, threshold: float | None, 
                              f"{payload.get('stage')!r} model, which runs every modality on every segment")
         model.policy.threshold = threshold
     classes = payload.get("classes")
-    return Predictor(model, cfg, payload, classes, flow_method, device)
+    return Predictor(model, cfg, payload, classes, flow_method, device, precision)
 
 
 def print_prediction(result: VideoPrediction, console: Console) -> None:
@@ -255,6 +258,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write every prediction, decision and timing to this file")
     p.add_argument("--viz", type=Path, help="per-segment selection figure (PNG; one video: this path)")
     p.add_argument("--device", default="cpu")
+    add_precision_argument(p)
     p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's choice); with small models "
                    "one video at a time, 1 can be faster: idle torch threads spin and slow the decoder's")
     p.set_defaults(func=run)
@@ -265,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     try:
-        predictor = load_predictor(args.checkpoint, args.flow, args.threshold, args.device)
+        predictor = load_predictor(args.checkpoint, args.flow, args.threshold, args.device, args.precision)
     except (CheckpointError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

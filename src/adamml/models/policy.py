@@ -110,7 +110,9 @@ class PolicyNetwork(nn.Module):
         return logits, (torch.stack(taken, dim=1) if taken else None)
 
     def _one_hot(self, logits: Tensor) -> Tensor:
-        """Decision logits ``(..., 2)`` -> one-hot decisions ``(..., 2)`` (straight-through when sampled)."""
+        """Decision logits ``(..., 2)`` -> one-hot decisions ``(..., 2)`` (straight-through when sampled), taken in
+        float32 whatever the autocast precision."""
+        logits = logits.float()
         if self.training or self.random_at_test:
             return F.gumbel_softmax(logits, tau=float(self.temperature), hard=True)
         use = (logits.softmax(dim=-1)[..., 1] >= self.threshold).to(logits.dtype)
@@ -118,12 +120,12 @@ class PolicyNetwork(nn.Module):
 
     def decide(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """Decision logits ``(..., 2)`` -> decisions and P(use), both ``(...)``."""
-        return self._one_hot(logits)[..., 1], logits.softmax(dim=-1)[..., 1]
+        return self._one_hot(logits)[..., 1], logits.float().softmax(dim=-1)[..., 1]
 
     def forward(self, inputs: dict[str, Tensor]) -> PolicyOutput:
         logits, taken = self._steps(self.forward_features(inputs))
         if taken is None:
             decisions, probs = self.decide(logits)
         else:
-            decisions, probs = taken[..., 1], logits.softmax(dim=-1)[..., 1]
+            decisions, probs = taken[..., 1], logits.float().softmax(dim=-1)[..., 1]
         return PolicyOutput(decisions=decisions, probs=probs, logits=logits)

@@ -21,6 +21,7 @@ from adamml.losses import classification_loss, correctness, efficiency_loss, hea
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
+from adamml.precision import FP32, Amp
 from adamml.train.distributed import DistInfo, all_gather_objects, reduce_mean
 
 DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
@@ -96,6 +97,8 @@ def train_epoch(
     head_weights: Sequence[float] | None = None,
     recognized: Tensor | None = None,
     on_step: Callable[[EpochStats], None] | None = None,
+    amp: Amp = FP32,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """Train for one pass over `loader`; the caller sets the modes (train / frozen parts) beforehand.
 
@@ -103,36 +106,43 @@ def train_epoch(
     instead of the policy's; `efficiency` = (lambdas in model order, gamma) adds the efficiency loss;
     `clip_grad_norm` > 0 clips each optimiser's gradient norm; `head_weights` (one per modality, then the fused
     head) makes the loss gradient blending's weighted sum of its heads' losses (`ce` stays the fused head's);
-    `recognized` (N, S, M, K), indexed by the batch's `index`, stands in for frozen recognizers (policy epochs).
+    `recognized` (N, S, M, K), indexed by the batch's `index`, stands in for frozen recognizers (policy epochs);
+    `amp` runs the forward passes and losses in its precision, `scaler` (fp16: the phase's gradient scaler, kept
+    across epochs) scales the loss.
     """
+    scaler = scaler or amp.scaler()
     stats = EpochStats()
     sums = torch.zeros(4 + len(model.modalities), dtype=torch.float64)
     start = time.perf_counter()
     for step, batch in enumerate(loader, 1):
         batch = to_device(batch, info.device)
         decisions = decisions_fn(batch) if decisions_fn is not None else None
-        if recognized is None:
-            out = forward(batch, decisions)
-        else:
-            out = forward(batch, decisions, recognized.index_select(0, batch["index"]))
-        ce = classification_loss(out.logits, batch["label"], batch["target"], multi_label)
-        loss = ce
-        if head_weights is not None:
-            heads = head_losses(out.modality_logits, out.logits, batch["label"], batch["target"], multi_label)
-            loss = (heads * torch.as_tensor(list(head_weights), dtype=heads.dtype, device=heads.device)).sum()
-        right = correctness(out.logits, batch["label"], batch["target"] if multi_label else None)
-        eff = torch.zeros((), device=ce.device)
-        if efficiency is not None:
-            eff = efficiency_loss(out.decisions, right, efficiency[0], efficiency[1])
-            loss = loss + eff
+        with amp.autocast():
+            if recognized is None:
+                out = forward(batch, decisions)
+            else:
+                out = forward(batch, decisions, recognized.index_select(0, batch["index"]))
+            ce = classification_loss(out.logits.float(), batch["label"], batch["target"], multi_label)
+            loss = ce
+            if head_weights is not None:
+                heads = head_losses(out.modality_logits.float(), out.logits.float(), batch["label"], batch["target"],
+                                    multi_label)
+                loss = (heads * torch.as_tensor(list(head_weights), dtype=heads.dtype, device=heads.device)).sum()
+            right = correctness(out.logits, batch["label"], batch["target"] if multi_label else None)
+            eff = torch.zeros((), device=ce.device)
+            if efficiency is not None:
+                eff = efficiency_loss(out.decisions.float(), right, efficiency[0], efficiency[1])
+                loss = loss + eff
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         for optimizer in optimizers:
             if clip_grad_norm > 0:
+                scaler.unscale_(optimizer)  # clip the true gradients
                 params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
                 torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+        scaler.update()
         n = batch["label"].shape[0]
         values = torch.tensor([loss.item(), ce.item(), eff.item(), right.sum().item() / n]
                               + out.decisions.detach().float().mean(dim=(0, 1)).cpu().tolist(), dtype=torch.float64)
@@ -173,7 +183,7 @@ class MemoryDataset(Dataset):
 
 @torch.no_grad()
 def recognizer_logits(model: AdaMML, loader: DataLoader, info: DistInfo, size: int, keep_inputs_bytes: int = 0,
-                      on_step: Callable[[int], None] | None = None) -> PolicyEpoch:
+                      on_step: Callable[[int], None] | None = None, amp: Amp = FP32) -> PolicyEpoch:
     """Every recognizer's logits on every cell of every video of `loader`'s dataset (`size` videos), as the model
     is now (call with the recognizers in eval mode), gathered from all processes. Frozen recognizers give the same
     logits each time a policy pass sees these very samples, so the policy can be trained for several passes at the
@@ -183,7 +193,8 @@ def recognizer_logits(model: AdaMML, loader: DataLoader, info: DistInfo, size: i
     keep = keep_inputs_bytes > 0
     for step, batch in enumerate(loader, 1):
         batch = to_device(batch, info.device)
-        logits = model.recognize_all(batch)  # (B, S, M, K)
+        with amp.autocast():
+            logits = model.recognize_all(batch)  # (B, S, M, K)
         kept = None
         if keep:
             kept = {policy_key(k): v.cpu() for k, v in model.policy_inputs(batch).items()}
@@ -231,16 +242,19 @@ class Predictions:
 
 
 @torch.no_grad()
-def mean_head_losses(model: Model, loader: DataLoader, info: DistInfo, multi_label: bool) -> np.ndarray:
+def mean_head_losses(model: Model, loader: DataLoader, info: DistInfo, multi_label: bool, amp: Amp = FP32
+                     ) -> np.ndarray:
     """Mean loss of every head (each modality, then the fused one) of a gradient-blending model over `loader`,
     in eval mode, over all processes: (M + 1,) float64."""
     model.eval()
     sums = torch.zeros(len(model.modalities) + 2, dtype=torch.float64)  # head losses x videos, then videos
     for batch in loader:
         batch = to_device(batch, info.device)
-        out = model(batch)
+        with amp.autocast():
+            out = model(batch)
         n = batch["label"].shape[0]
-        losses = head_losses(out.modality_logits, out.logits, batch["label"], batch["target"], multi_label)
+        losses = head_losses(out.modality_logits.float(), out.logits.float(), batch["label"], batch["target"],
+                             multi_label)
         sums += torch.cat([losses.detach().double().cpu() * n, torch.tensor([float(n)], dtype=torch.float64)])
     sums = reduce_mean(sums, info)  # means of sums: their ratio is the mean over every video
     return (sums[:-1] / sums[-1]).numpy()
@@ -248,7 +262,7 @@ def mean_head_losses(model: Model, loader: DataLoader, info: DistInfo, multi_lab
 
 @torch.no_grad()
 def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: DecisionFn | None = None,
-            on_batch: Callable[[int], None] | None = None) -> Predictions:
+            on_batch: Callable[[int], None] | None = None, amp: Amp = FP32) -> Predictions:
     """Run the sparse inference path over `loader` (each recognizer only on the cells that selected it)."""
     model.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "decisions", "probs", "labels", "targets", "indices")}
@@ -259,7 +273,8 @@ def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: Deci
             torch.cuda.synchronize()
         start = time.perf_counter()
         decisions = decisions_fn(batch) if decisions_fn is not None else None
-        out = model.infer(batch, decisions)
+        with amp.autocast():
+            out = model.infer(batch, decisions)
         if info.device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
@@ -315,20 +330,24 @@ def distillation_teachers(model: AdaMML) -> dict[str, str]:
 def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                           info: DistInfo, multi_label: bool, clip_grad_norm: float = 0.0,
                           on_step: Callable[[EpochStats], None] | None = None,
-                          teachers: dict[str, str] | None = None, usefulness: bool = False) -> EpochStats:
+                          teachers: dict[str, str] | None = None, usefulness: bool = False, amp: Amp = FP32,
+                          scaler: torch.amp.GradScaler | None = None) -> EpochStats:
     """One pass of the policy extractors' pre-training: each extractor classifies every segment from its own input
     (reported accuracy: of the segment-averaged logits). With `teachers` (policy input -> recognizer modality, the
     batch then holds the recognizers' inputs), the target of each segment is instead the class distribution that
     recognizer (kept as it is, in eval mode) gives that segment: KL divergence, per segment; with `usefulness`
     too, it is how much that segment alone tells that recognizer (the confidence of its class distribution, see
     `confidence`, standardised over the batch's segments): squared error of the probe's one output (reported
-    accuracy: share of segments on the right side of the batch's median)."""
+    accuracy: share of segments on the right side of the batch's median). `amp` and `scaler` as in `train_epoch`."""
+    scaler = scaler or amp.scaler()
     sums = torch.zeros(2, dtype=torch.float64)
     start = time.perf_counter()
     stats = EpochStats()
     for step, batch in enumerate(loader, 1):
         batch = to_device(batch, info.device)
-        logits = forward(model.policy_inputs(batch))
+        with amp.autocast():
+            logits = forward(model.policy_inputs(batch))
+        logits = {name: v.float() for name, v in logits.items()}
         segments = next(iter(logits.values())).shape[1]
         right = None
         if teachers is None:
@@ -337,7 +356,9 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
             losses = [classification_loss(v.flatten(0, 1), label, target, multi_label) for v in logits.values()]
         elif usefulness:
             with torch.no_grad():
-                useful = {m: confidence(model.recognize(m, batch[m].flatten(0, 1))) for m in set(teachers.values())}
+                with amp.autocast():
+                    recognized = {m: model.recognize(m, batch[m].flatten(0, 1)) for m in set(teachers.values())}
+                useful = {m: confidence(z.float()) for m, z in recognized.items()}
                 useful = {m: (u - u.mean()) / u.std().clamp_min(1e-6) for m, u in useful.items()}
             outputs = {name: v.flatten(0, 1).squeeze(1) for name, v in logits.items()}  # (B * S,)
             losses = [F.mse_loss(outputs[name], useful[teachers[name]]) for name in logits]
@@ -345,15 +366,19 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
                              .mean().item() for name in logits])
         else:
             with torch.no_grad():
-                soft = {m: model.recognize(m, batch[m].flatten(0, 1)).softmax(-1) for m in set(teachers.values())}
+                with amp.autocast():
+                    recognized = {m: model.recognize(m, batch[m].flatten(0, 1)) for m in set(teachers.values())}
+                soft = {m: z.float().softmax(-1) for m, z in recognized.items()}
             losses = [F.kl_div(v.flatten(0, 1).log_softmax(-1), soft[teachers[name]], reduction="batchmean")
                       for name, v in logits.items()]
         loss = torch.stack(losses).sum()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if clip_grad_norm > 0:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         if right is None:
             right = np.mean([(v.mean(1).argmax(1) == batch["label"]).float().mean().item() for v in logits.values()])
         sums += reduce_mean(torch.tensor([loss.item(), right], dtype=torch.float64), info)

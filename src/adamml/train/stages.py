@@ -50,6 +50,7 @@ from adamml.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.adamml import AdaMML
 from adamml.models.baselines import BLEND_FUSED
 from adamml.models.build import Model, build_model
+from adamml.precision import FP32, Amp, amp_for, channels_last
 from adamml.train.blending import BlendState, HeadLosses, holdout_split
 from adamml.train.checkpoint import (
     CheckpointError,
@@ -229,6 +230,7 @@ class Run:
     # measured on (held-out part, as many training videos)
     train_part: list[int] | None = None
     blend_sets: tuple[Dataset, Dataset] | None = None
+    amp: Amp = FP32  # train.precision on this device
 
 
 def chance_score(data: SegmentDataset, multi_label: bool) -> float | None:
@@ -269,12 +271,13 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
             raise CheckpointError(f"{path}: none of its modalities are in this model ({list(cfg.model.modalities)})")
         for name in have:
             load_recognizer(model, name, payload, path)
-    model = sync_batch_norm(model, info).to(info.device)
+    model = channels_last(sync_batch_norm(model, info).to(info.device), info.device)
     sampling = sampling_config(cfg)
     train_set = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling,
                                seed=cfg.train.seed)
     val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
-    run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes)
+    run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
+              amp=amp_for(cfg.train.precision, info.device))
     _warn_small_training_set(run)
     if stage == "gradient-blending":
         _split_for_blending(run)
@@ -308,7 +311,7 @@ def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
     losses = []
     for data in run.blend_sets:
         loader = make_loader(data, cfg.train.eval_batch_size, info, 0, train=False, workers=cfg.data.workers)
-        losses.append(mean_head_losses(run.model, loader, info, run.multi_label))
+        losses.append(mean_head_losses(run.model, loader, info, run.multi_label, run.amp))
     entry = state.blend.update(HeadLosses(*losses), epoch, cfg.train.blend)
     if info.is_main:
         weights = " ".join(f"{h} {w:.3f}" for h, w in zip(state.blend.heads, entry["weights"]))
@@ -373,6 +376,7 @@ class PhaseState:
         self.pol_sched = None
         self.probe: PolicyProbe | None = None
         self.blend: BlendState | None = None
+        self.scaler = run.amp.scaler()  # fp16's loss scale, carried from epoch to epoch (a no-op otherwise)
         if phase.name == "policy_pretrain":
             outputs = 1 if cfg.policy_pretrain_target == "usefulness" else run.cfg.model.num_classes
             self.probe = PolicyProbe(model.policy, outputs).to(run.info.device)
@@ -402,6 +406,8 @@ class PhaseState:
             state["probe_heads"] = self.probe.heads.state_dict()
         if self.blend is not None:
             state["blend"] = self.blend.state_dict()
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -415,6 +421,8 @@ class PhaseState:
             self.probe.heads.load_state_dict(state["probe_heads"])
         if self.blend is not None:
             self.blend.load_state_dict(state["blend"])
+        if self.scaler.is_enabled() and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
     def step_schedules(self) -> None:
         if self.rec_opt is not None:
@@ -552,7 +560,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
             multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, head_weights=head_weights,
-            on_step=on_step))
+            on_step=on_step, amp=run.amp, scaler=state.scaler))
         _log(run, phase, epoch, part, stats, state)
     state.step_schedules()
     if phase.name == "alternating":
@@ -595,7 +603,8 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
     every = make_loader(data, t.batch_size, info, 0, train=False, workers=cfg.data.workers)
     label = f"{phase.name} {epoch + 1}/{phase.epochs} recognizer logits"
     cached = _with_progress(run, label, len(every), lambda on_step: recognizer_logits(
-        model, every, info, len(data), POLICY_INPUTS_BYTES, on_step=lambda _step: on_step(None)), show=False)
+        model, every, info, len(data), POLICY_INPUTS_BYTES, on_step=lambda _step: on_step(None), amp=run.amp),
+        show=False)
     if cached.inputs is not None:
         policy_data, workers = MemoryDataset(cached.inputs), 0
     else:
@@ -610,7 +619,7 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, [state.pol_opt], info, decisions_fn=None, efficiency=efficiency,
             multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, recognized=cached.recognized,
-            on_step=on_step))
+            on_step=on_step, amp=run.amp, scaler=state.scaler))
         _log(run, phase, epoch, "policy", stats, state)
 
 
@@ -655,7 +664,8 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
         return pretrain_policy_epoch(model, forward, loader, state.pol_opt, info, run.multi_label,
                                      cfg.train.clip_grad_norm, on_step,
                                      teachers=distillation_teachers(model) if distill else None,
-                                     usefulness=cfg.train.policy_pretrain_target == "usefulness")
+                                     usefulness=cfg.train.policy_pretrain_target == "usefulness", amp=run.amp,
+                                     scaler=state.scaler)
 
     stats = _with_progress(run, label, len(loader), body)
     _log(run, phase, epoch, "policy", stats, state)
@@ -678,7 +688,7 @@ def _global_epoch(run: Run, phase: Phase, epoch: int) -> int:
 def validate(run: Run) -> dict[str, Any]:
     loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
                          workers=run.cfg.data.workers)
-    pred = predict(run.model, loader, run.info, eval_decisions(run.model, run.stage, run.cfg))
+    pred = predict(run.model, loader, run.info, eval_decisions(run.model, run.stage, run.cfg), amp=run.amp)
     out = summarize(pred, run.model.modalities, run.multi_label)
     costs = measure_costs(run.cfg.model)
     gflops = video_gmacs(pred.decisions, costs, include_policy=run.stage == "adamml")

@@ -1,0 +1,173 @@
+"""Data-loader throughput at the paper's settings: training samples per second, per loader worker.
+
+Writes a store the way `adamml prepare` lays it out (short side 256: 340 x 256 JPEG frames at quality 95,
+quantised flow x / y JPEGs, 24 kHz mono audio; textured moving pictures, so the JPEGs have the size of real
+video frames), then reads training samples from it with the dataset the trainer uses, at the preset's sizes:
+5 segments x 8 frames, 224 crops of a random scale, 10-channel flow stacks, RGB differences and spectrograms
+for the policy. It reports
+
+  * the milliseconds one sample takes in one process, split by modality (what to optimise);
+  * samples/s through a DataLoader with 0, 1, 2, 4, ... workers (batches of --batch, persistent workers,
+    pinned memory on CUDA), and samples/s per worker.
+
+    python benchmarks/loader_speed.py                           # paper-rgb-flow-audio, workers 0 1 2 4 8
+    python benchmarks/loader_speed.py --workers 0 1 --videos 4 --seconds 4   # a quick check
+
+A GPU that trains V videos/s needs V / (samples/s per worker) loader cores. Needs torch, numpy, opencv, pyyaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import wave
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from adamml.config import load_config  # noqa: E402
+from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
+from adamml.prepare.layout import (  # noqa: E402
+    AUDIO_NAME,
+    CLASSES_NAME,
+    FLOW_X_TEMPLATE,
+    FLOW_Y_TEMPLATE,
+    FRAMES_DIR,
+    IMG_TEMPLATE,
+    MANIFEST_NAME,
+    write_jsonl,
+)
+
+WIDTH, HEIGHT, FPS, RATE = 340, 256, 30.0, 24_000
+
+
+def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth random picture with fine grain: JPEG sizes like those of real frames (~20-40 kB here)."""
+    coarse = rng.uniform(0, 255, (height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
+    picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    picture += rng.normal(0, 5, picture.shape).astype(np.float32)
+    return np.clip(picture, 0, 255).astype(np.uint8)
+
+
+def _write_video(args: tuple[Path, int, int]) -> dict:
+    store, index, frames = args
+    rng = np.random.default_rng(index)
+    vid = f"video_{index:04d}"
+    folder = store / FRAMES_DIR / vid
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = _texture(rng, HEIGHT, WIDTH + 4 * frames)  # panned across: every frame differs
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    for i in range(frames):
+        cv2.imwrite(str(folder / IMG_TEMPLATE.format(i + 1)), scene[:, 4 * i: 4 * i + WIDTH], params)
+        if i < frames - 1:
+            for template, shift in ((FLOW_X_TEMPLATE, 4.0), (FLOW_Y_TEMPLATE, 0.0)):
+                field = 128 + 6.4 * shift + rng.normal(0, 3, (HEIGHT // 8, WIDTH // 8))
+                image = cv2.resize(np.clip(field, 0, 255).astype(np.uint8), (WIDTH, HEIGHT))
+                cv2.imwrite(str(folder / template.format(i + 1)), image, params)
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(frames / FPS * RATE)) / RATE) * 32767).astype("<i2")
+    with wave.open(str(folder / AUDIO_NAME), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(RATE)
+        handle.writeframes(samples.tobytes())
+    return {"id": vid, "source": f"{vid}.mp4", "frames_dir": f"{FRAMES_DIR}/{vid}",
+            "audio": f"{FRAMES_DIR}/{vid}/{AUDIO_NAME}", "labels": [f"class{index % 4}"], "label_ids": [index % 4],
+            "split": "train", "fps": FPS, "num_frames": frames, "num_flow": frames - 1, "duration": frames / FPS,
+            "width": WIDTH, "height": HEIGHT, "rotation": 0, "has_audio": True, "audio_samples": len(samples),
+            "flow": "tvl1", "status": "ok", "error": None}
+
+
+def make_store(store: Path, videos: int, seconds: float) -> Path:
+    """A store of `videos` made-up videos of `seconds` each (reused when it is there already)."""
+    if (store / MANIFEST_NAME).exists() and len(Store.open(store).rows) == videos:
+        return store
+    store.mkdir(parents=True, exist_ok=True)
+    frames = int(seconds * FPS)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        rows = list(pool.map(_write_video, [(store, i, frames) for i in range(videos)]))
+    (store / CLASSES_NAME).write_text("".join(f"class{i}\n" for i in range(4)), encoding="utf-8")
+    write_jsonl(store / MANIFEST_NAME, rows)
+    size = sum(f.stat().st_size for f in (store / FRAMES_DIR / rows[0]["id"]).glob("img_*.jpg")) / frames
+    print(f"store: {videos} videos x {frames} frames of {WIDTH}x{HEIGHT} ({size / 1000:.0f} kB per RGB JPEG) in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return store
+
+
+def per_modality_ms(store: Store, cfg, samples: int) -> dict[str, float]:
+    """Milliseconds per training sample in this process, for each modality alone and for all of them."""
+    sampling = sampling_config(cfg)
+    out = {}
+    for name, modalities in [(m, (m,)) for m in cfg.model.modalities] + [("all", cfg.model.modalities)]:
+        data = SegmentDataset(store, "train", modalities, train=True, sampling=sampling)
+        data[0]  # first-call costs
+        start = time.perf_counter()
+        for i in range(samples):
+            data[i % len(data)]
+        out[name] = 1000 * (time.perf_counter() - start) / samples
+    return out
+
+
+def loader_rate(store: Store, cfg, workers: int, batch: int, batches: int, pin: bool) -> float:
+    """Samples/s through a DataLoader of `workers` processes, after its first batches (worker start-up)."""
+    data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling_config(cfg))
+    if len(data) < batch:
+        raise SystemExit(f"--batch {batch} is more than the store's {len(data)} videos: give more --videos")
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                                         persistent_workers=workers > 0, pin_memory=pin,
+                                         prefetch_factor=2 if workers > 0 else None)
+    warm = max(1, workers)
+    seen, start = 0, None
+    while seen < warm + batches:
+        for _ in loader:
+            seen += 1
+            if seen == warm:
+                start = time.perf_counter()
+            if seen == warm + batches:
+                break
+    return batches * batch / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="paper-rgb-flow-audio")
+    parser.add_argument("--store", type=Path, default=Path("runs/loader-bench/store"))
+    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4, 8])
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--batches", type=int, default=8, help="timed batches per worker count (default 8)")
+    parser.add_argument("--samples", type=int, default=6, help="samples per modality for the split (default 6)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)  # one core per worker, as the trainer's workers run
+    torch.set_num_threads(1)
+    cfg = load_config(args.config)
+    store = Store.open(make_store(args.store, args.videos, args.seconds))
+    result: dict = {"config": args.config, "batch": args.batch, "cpu_count": os.cpu_count()}
+    result["ms_per_sample"] = per_modality_ms(store, cfg, args.samples)
+    print("one process, ms per training sample: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in result["ms_per_sample"].items()), flush=True)
+    pin = torch.cuda.is_available()
+    result["loader"] = {}
+    for workers in args.workers:
+        rate = loader_rate(store, cfg, workers, args.batch, args.batches * max(1, workers), pin)
+        per_worker = rate / max(1, workers)
+        result["loader"][str(workers)] = {"samples_per_second": rate, "per_worker": per_worker}
+        print(f"  {workers} workers: {rate:.1f} samples/s ({per_worker:.1f} per worker)", flush=True)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The tables of `paper_size_bench.sh`'s results (markdown, as the README shows them).
+
+    python benchmarks/summarize_paper_bench.py runs/paper-size-bench
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def training_table(runs: list[dict]) -> list[str]:
+    lines = ["| precision | step | steps/s | videos/s | peak GPU memory (GiB) |", "| --- | --- | ---: | ---: | ---: |"]
+    for run in runs:
+        for kind, row in run["rows"].items():
+            memory = f"{row['peak_memory_gib']:.1f}" if "peak_memory_gib" in row else "-"
+            lines.append(f"| {run['precision']} | {kind} | {row['steps_per_second']:.2f} | "
+                         f"{row['videos_per_second']:.1f} | {memory} |")
+    return lines
+
+
+def bench_table(results: list[dict]) -> list[str]:
+    lines = ["| config | precision | batch | fusion videos/s | AdaMML videos/s | speed-up | GFLOPs ratio |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(results, key=lambda r: (r["config"], r.get("precision", "fp32"), r["batch_size"])):
+        fusion, ada = r["rows"]["fusion"], r["rows"]["adamml"]
+        lines.append(f"| {r['config']} | {r.get('precision', 'fp32')} | {r['batch_size']} | "
+                     f"{fusion['network_videos_per_second']:.1f} | {ada['network_videos_per_second']:.1f} | "
+                     f"{ada['network_speedup']:.2f}x | {ada['gflops_ratio']:.2f}x |")
+    return lines
+
+
+def loader_table(loader: dict, training: list[dict]) -> list[str]:
+    lines = ["| loader workers | samples/s | per worker |", "| ---: | ---: | ---: |"]
+    for workers, row in loader["loader"].items():
+        lines.append(f"| {workers} | {row['samples_per_second']:.1f} | {row['per_worker']:.2f} |")
+    per_worker = max(row["per_worker"] for w, row in loader["loader"].items() if int(w) > 0) \
+        if any(int(w) > 0 for w in loader["loader"]) else None
+    lines += ["", "one process, ms per training sample: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in loader["ms_per_sample"].items())]
+    if per_worker and training:
+        for run in training:
+            # the loader feeds the recognition step and the paper's policy step (cached passes need no loader)
+            need = max(run["rows"][k]["videos_per_second"] for k in ("recognition", "policy") if k in run["rows"])
+            lines.append(f"- {run['precision']}: the GPU trains {need:.1f} videos/s at most; at "
+                         f"{per_worker:.2f} samples/s per worker that takes {need / per_worker:.0f} loader cores")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    folder = Path((argv or sys.argv[1:] or ["runs/paper-size-bench"])[0])
+    training = _load(folder / "train-speed.json") or []
+    benches = [r for p in sorted(folder.glob("paper-*-batch*.json")) if (r := _load(p))]
+    loader = _load(folder / "loader-speed.json")
+    out: list[str] = []
+    if training:
+        out += ["## Training steps (AdaMML stage, batch %d per GPU)" % training[0]["batch"], ""] + training_table(training)
+    if benches:
+        out += ["", "## Network speed against weighted fusion (10 test segments)", ""] + bench_table(benches)
+    if loader:
+        out += ["", "## Data loader (training samples, paper settings)", ""] + loader_table(loader, training)
+    text = "\n".join(out) + "\n"
+    (folder / "summary.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0 if out else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
