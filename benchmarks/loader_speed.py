@@ -7,11 +7,14 @@ video frames), then reads training samples from it with the dataset the trainer 
 for the policy. It reports
 
   * the milliseconds one sample takes in one process, split by modality (what to optimise);
-  * samples/s through a DataLoader with 0, 1, 2, 4, ... workers (batches of --batch, persistent workers,
-    pinned memory on CUDA), and samples/s per worker.
+  * samples/s through the trainer's own loader (`adamml.train.loop.make_loader`: batches of --batch, pinned
+    memory on CUDA) with 0, 1, 2, 4, ... workers, and samples/s per worker, counted after each epoch's first
+    batches (the workers' start);
+each in both transports: `float` (the workers send normalised float32 tensors) and `uint8` (the workers send the
+uint8 crops, the training process finishes them on its device: `data.normalize_on_device`, the paper presets').
 
     python benchmarks/loader_speed.py                           # paper-rgb-flow-audio, workers 0 1 2 4 8
-    python benchmarks/loader_speed.py --workers 0 1 --videos 4 --seconds 4   # a quick check
+    python benchmarks/loader_speed.py --workers 0 1 --videos 12 --seconds 4   # a quick check
 
 A GPU that trains V videos/s needs V / (samples/s per worker) loader cores. Needs torch, numpy, opencv, pyyaml.
 """
@@ -19,6 +22,7 @@ A GPU that trains V videos/s needs V / (samples/s per worker) loader cores. Need
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -35,6 +39,7 @@ import torch  # noqa: E402
 
 from adamml.config import load_config  # noqa: E402
 from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
+from adamml.inputs import finish_batch  # noqa: E402
 from adamml.prepare.layout import (  # noqa: E402
     AUDIO_NAME,
     CLASSES_NAME,
@@ -45,6 +50,8 @@ from adamml.prepare.layout import (  # noqa: E402
     MANIFEST_NAME,
     write_jsonl,
 )
+from adamml.train.distributed import DistInfo  # noqa: E402
+from adamml.train.loop import make_loader  # noqa: E402
 
 WIDTH, HEIGHT, FPS, RATE = 340, 256, 30.0, 24_000
 
@@ -102,67 +109,88 @@ def make_store(store: Path, videos: int, seconds: float) -> Path:
     return store
 
 
-def per_modality_ms(store: Store, cfg, samples: int) -> dict[str, float]:
-    """Milliseconds per training sample in this process, for each modality alone and for all of them."""
-    sampling = sampling_config(cfg)
+def _sampling(cfg, uint8: bool):
+    return dataclasses.replace(sampling_config(cfg), raw=uint8)
+
+
+def per_modality_ms(store: Store, cfg, samples: int, uint8: bool, device: torch.device) -> dict[str, float]:
+    """Milliseconds per training sample in this process, for each modality alone and for all of them (uint8:
+    with the finishing on `device`)."""
     out = {}
     for name, modalities in [(m, (m,)) for m in cfg.model.modalities] + [("all", cfg.model.modalities)]:
-        data = SegmentDataset(store, "train", modalities, train=True, sampling=sampling)
+        data = SegmentDataset(store, "train", modalities, train=True, sampling=_sampling(cfg, uint8))
         data[0]  # first-call costs
         start = time.perf_counter()
         for i in range(samples):
-            data[i % len(data)]
+            item = data[i % len(data)]
+            if uint8:
+                finish_batch({k: v[None].to(device) for k, v in item.items()}, cfg.model)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         out[name] = 1000 * (time.perf_counter() - start) / samples
     return out
 
 
-def loader_rate(store: Store, cfg, workers: int, batch: int, batches: int, pin: bool) -> float:
-    """Samples/s through a DataLoader of `workers` processes, after its first batches (worker start-up)."""
-    data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling_config(cfg))
-    if len(data) < batch:
-        raise SystemExit(f"--batch {batch} is more than the store's {len(data)} videos: give more --videos")
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                                         persistent_workers=workers > 0, pin_memory=pin,
-                                         prefetch_factor=2 if workers > 0 else None)
-    warm = max(1, workers)
-    seen, start = 0, None
-    while seen < warm + batches:
-        for _ in loader:
-            seen += 1
-            if seen == warm:
+def loader_rate(store: Store, cfg, workers: int, batch: int, epochs: int, uint8: bool, device: torch.device
+                ) -> float:
+    """Samples/s through the trainer's loader (batches on `device`, finished there for uint8), not counting each
+    epoch's first `workers` batches (its workers' start, then one batch each in parallel)."""
+    data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=_sampling(cfg, uint8))
+    if len(data) < batch * (workers + 2):
+        raise SystemExit(f"{len(data)} videos give too few batches of {batch} for {workers} workers: more --videos")
+    info = DistInfo(device=device)
+    timed, seconds = 0, 0.0
+    for epoch in range(epochs):
+        data.set_epoch(epoch)
+        loader = make_loader(data, batch, info, epoch, train=True, workers=workers)
+        start = None
+        for step, item in enumerate(loader, 1):
+            if not uint8:
+                item = {k: v.to(device, non_blocking=True) for k, v in item.items()}
+            if step == max(1, workers):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 start = time.perf_counter()
-            if seen == warm + batches:
-                break
-    return batches * batch / (time.perf_counter() - start)
+            elif start is not None:
+                timed += batch
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+    return timed / seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="paper-rgb-flow-audio")
     parser.add_argument("--store", type=Path, default=Path("runs/loader-bench/store"))
-    parser.add_argument("--videos", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--videos", type=int, default=96)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4, 8])
     parser.add_argument("--batch", type=int, default=6)
-    parser.add_argument("--batches", type=int, default=8, help="timed batches per worker count (default 8)")
+    parser.add_argument("--epochs", type=int, default=1, help="loader passes per measurement (default 1)")
     parser.add_argument("--samples", type=int, default=6, help="samples per modality for the split (default 6)")
+    parser.add_argument("--transports", nargs="+", default=["float", "uint8"], choices=["float", "uint8"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)  # one core per worker, as the trainer's workers run
     torch.set_num_threads(1)
     cfg = load_config(args.config)
     store = Store.open(make_store(args.store, args.videos, args.seconds))
-    result: dict = {"config": args.config, "batch": args.batch, "cpu_count": os.cpu_count()}
-    result["ms_per_sample"] = per_modality_ms(store, cfg, args.samples)
-    print("one process, ms per training sample: "
-          + ", ".join(f"{k} {v:.0f}" for k, v in result["ms_per_sample"].items()), flush=True)
-    pin = torch.cuda.is_available()
-    result["loader"] = {}
-    for workers in args.workers:
-        rate = loader_rate(store, cfg, workers, args.batch, args.batches * max(1, workers), pin)
-        per_worker = rate / max(1, workers)
-        result["loader"][str(workers)] = {"samples_per_second": rate, "per_worker": per_worker}
-        print(f"  {workers} workers: {rate:.1f} samples/s ({per_worker:.1f} per worker)", flush=True)
+    device = torch.device(args.device)
+    result: dict = {"config": args.config, "batch": args.batch, "cpu_count": os.cpu_count(), "device": str(device)}
+    for transport in args.transports:
+        uint8 = transport == "uint8"
+        ms = per_modality_ms(store, cfg, args.samples, uint8, device)
+        print(f"{transport}: one process, ms per training sample: " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items()),
+              flush=True)
+        rates = {}
+        for workers in args.workers:
+            rate = loader_rate(store, cfg, workers, args.batch, args.epochs, uint8, device)
+            rates[str(workers)] = {"samples_per_second": rate, "per_worker": rate / max(1, workers)}
+            print(f"  {transport}, {workers} workers: {rate:.1f} samples/s ({rate / max(1, workers):.2f} per worker)",
+                  flush=True)
+        result[transport] = {"ms_per_sample": ms, "loader": rates}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")

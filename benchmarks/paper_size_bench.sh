@@ -12,7 +12,7 @@
 #
 #   bash benchmarks/paper_size_bench.sh                         # GPU; JSON and a log under runs/paper-size-bench
 #   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 6 \
-#     --seconds 4 --batches 2" bash benchmarks/paper_size_bench.sh                         # a quick check on a CPU
+#     --seconds 4" bash benchmarks/paper_size_bench.sh                         # a quick check on a CPU
 #
 # Needs only torch, numpy, opencv, rich and pyyaml (runs from src/ without installing; no PyAV). The paper
 # (supplementary Sec. F, one V100, PyTorch 1.2): 1.96x over weighted fusion on Kinetics-Sounds (11.6 vs 5.9
@@ -30,7 +30,7 @@ REPEATS=${REPEATS:-2}
 RATES=${RATES:-0.5}
 TRAIN_BATCH=${TRAIN_BATCH:-6}
 TRAIN_STEPS=${TRAIN_STEPS:-10}
-LOADER_ARGS=${LOADER_ARGS:-"--workers 0 1 4 8 12 --batches 4"}
+LOADER_ARGS=${LOADER_ARGS:-"--workers 0 1 4 8 12"}
 OUT=${OUT:-runs/paper-size-bench}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=src PYTHONUNBUFFERED=1

@@ -39,19 +39,25 @@ def bench_table(results: list[dict]) -> list[str]:
 
 
 def loader_table(loader: dict, training: list[dict]) -> list[str]:
-    lines = ["| loader workers | samples/s | per worker |", "| ---: | ---: | ---: |"]
-    for workers, row in loader["loader"].items():
-        lines.append(f"| {workers} | {row['samples_per_second']:.1f} | {row['per_worker']:.2f} |")
-    per_worker = max(row["per_worker"] for w, row in loader["loader"].items() if int(w) > 0) \
-        if any(int(w) > 0 for w in loader["loader"]) else None
-    lines += ["", "one process, ms per training sample: "
-              + ", ".join(f"{k} {v:.0f}" for k, v in loader["ms_per_sample"].items())]
+    transports = [t for t in ("float", "uint8") if t in loader]
+    lines = ["| loader workers | " + " | ".join(f"{t}: samples/s | per worker" for t in transports) + " |",
+             "| ---: |" + " ---: | ---: |" * len(transports)]
+    for workers in loader[transports[0]]["loader"]:
+        cells = [f"{loader[t]['loader'][workers]['samples_per_second']:.1f} | "
+                 f"{loader[t]['loader'][workers]['per_worker']:.2f}" for t in transports if workers in loader[t]["loader"]]
+        lines.append(f"| {workers} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for t in transports:
+        lines.append(f"- {t}, one process, ms per training sample: "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in loader[t]["ms_per_sample"].items()))
+    best = loader[transports[-1]]["loader"]
+    per_worker = max((row["per_worker"] for w, row in best.items() if int(w) > 0), default=None)
     if per_worker and training:
         for run in training:
             # the loader feeds the recognition step and the paper's policy step (cached passes need no loader)
             need = max(run["rows"][k]["videos_per_second"] for k in ("recognition", "policy") if k in run["rows"])
-            lines.append(f"- {run['precision']}: the GPU trains {need:.1f} videos/s at most; at "
-                         f"{per_worker:.2f} samples/s per worker that takes {need / per_worker:.0f} loader cores")
+            lines.append(f"- {run['precision']}: the GPU trains {need:.1f} videos/s at most; at {per_worker:.2f} "
+                         f"samples/s per worker ({transports[-1]}) that takes {need / per_worker:.0f} loader cores")
     return lines
 
 

@@ -203,6 +203,38 @@ def test_items_shaped_for_the_networks_equal_the_model_side_derivation(store):
                                model.recognizer_input("audio", raw["audio"]), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("modalities", [("rgb", "flow", "audio"), ("rgbdiff", "audio")])
+def test_uint8_items_finished_on_the_device_equal_the_float_items(store, modalities):
+    """data.normalize_on_device: the workers send uint8 crops (4x less data), the device finishes them into
+    the very batch the float path gives (flipped flow x to 1 ulp: 1 - q/255 against (255 - q)/255)."""
+    from adamml.config import load_config
+    from adamml.inputs import finish_batch
+    from adamml.train.distributed import DistInfo
+    from adamml.train.loop import DeviceLoader, make_loader
+
+    cfg = load_config("tiny", ["model.input_size=48", "model.num_segments=3", "model.frames_per_segment=8",
+                               f"model.modalities=[{','.join(modalities)}]"]).model
+    shaped = replace(SMALL, test_segments=3, network=cfg)
+    for train in (True, False):  # random crops and flips, centre crops
+        floats = SegmentDataset(store, "train", cfg.modalities, train=train, sampling=shaped, seed=5)
+        uint8 = SegmentDataset(store, "train", cfg.modalities, train=train, sampling=replace(shaped, raw=True),
+                               seed=5)
+        for i in range(len(floats)):
+            item, raw = floats[i], uint8[i]
+            for m in ("rgb", "flow"):  # a quarter of the bytes (paper size, all inputs: 45 MB a video, not 144)
+                if m in raw:
+                    assert raw[m].dtype == torch.uint8 and raw[m].numel() == item[m].numel()
+            done = finish_batch({k: v.unsqueeze(0) for k, v in raw.items()}, cfg)
+            assert set(done) == set(item)
+            for key, value in item.items():
+                torch.testing.assert_close(done[key][0], value, rtol=0, atol=1e-6)
+    loader = make_loader(uint8, 2, DistInfo(), 0, train=False, workers=0)
+    assert isinstance(loader, DeviceLoader) and len(loader) == 1
+    batch = next(iter(loader))
+    assert batch["rgbdiff" if "rgbdiff" in cfg.modalities else "rgb"].dtype == torch.float32
+    assert isinstance(make_loader(floats, 2, DistInfo(), 0, train=False, workers=0), torch.utils.data.DataLoader)
+
+
 def test_video_without_audio_gives_silence(store):
     ds = SegmentDataset(store, "train", ("rgb", "audio"), train=False, sampling=SMALL)
     silent = ds[1]["audio"]

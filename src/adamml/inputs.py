@@ -15,11 +15,12 @@ Two places do it, with the same functions and so the same numbers:
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from adamml.config import ModelConfig, PolicyConfig
-from adamml.modalities import get_modality, policy_modalities
+from adamml.modalities import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD, get_modality, policy_modalities
 
 POLICY_PREFIX = "policy_"
 
@@ -74,3 +75,29 @@ def network_ready(batch: dict[str, Tensor], cfg: ModelConfig, policy: bool = Tru
         if name in out:
             out[name] = recognizer_view(name, out[name], cfg.audio.size).contiguous()
     return out
+
+
+def _normalized_rgb(bgr: Tensor) -> Tensor:
+    """(..., H, W, 3) uint8 BGR -> (..., 3, H, W) float32 RGB with ImageNet's mean and std: the arithmetic of
+    `adamml.data.transforms.normalize_rgb`, on any device."""
+    x = bgr.flip(-1).movedim(-1, -3).float() / 255.0  # (..., 3, H, W) RGB in [0, 1]
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def finish_batch(batch: dict[str, Tensor], cfg: ModelConfig, policy: bool = True) -> dict[str, Tensor]:
+    """A batch whose pixels the loader left uint8 (``data.normalize_on_device``: ``rgb`` (B, S, T, H, W, 3) BGR,
+    ``rgbdiff`` (B, S, T', 6, H, W, 3) BGR, ``flow`` (B, S, T, 10, H, W) quantised) -> the network-ready batch
+    the dataset gives otherwise (normalised, RGB differences of normalised frames, ``network_ready``), computed
+    where the batch is (the GPU, in training); float tensors pass unchanged."""
+    out = dict(batch)
+    if "rgb" in out and out["rgb"].dtype == torch.uint8:
+        out["rgb"] = _normalized_rgb(out["rgb"])
+    if "rgbdiff" in out and out["rgbdiff"].dtype == torch.uint8:
+        x = _normalized_rgb(out["rgbdiff"])  # (B, S, T', 6, 3, H, W)
+        d = x[:, :, :, 1:] - x[:, :, :, :-1]  # (B, S, T', 5, 3, H, W)
+        out["rgbdiff"] = d.flatten(3, 4)  # (B, S, T', 15, H, W)
+    if "flow" in out and out["flow"].dtype == torch.uint8:
+        out["flow"] = (out["flow"].float() / 255.0 - FLOW_MEAN) / FLOW_STD
+    return network_ready(out, cfg, policy)

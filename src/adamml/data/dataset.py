@@ -11,6 +11,11 @@ Each item is a dict:
                               only the policy needed dropped (`adamml.inputs.network_ready`)
   `label`   ()  int64 first class id (-1 when unlabelled);  `target` (K,) float multi-hot;  `index` () int64
 with S segments (5 random in training, 10 uniform at test) of T = 8 frames at stride 4.
+
+With `SamplingConfig.raw` (`data.normalize_on_device`) the pixels stay uint8 as cropped: `rgb` (S, T, H, W, 3)
+BGR, `rgbdiff` (S, T', 6, H, W, 3) BGR (the frames of the differences), `flow` (S, T, 10, H, W) quantised;
+`adamml.inputs.finish_batch` turns a batch of them into the items above on the training process's device
+(`make_loader` does it for every batch).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from adamml.data.transforms import (
     apply_crop,
     centre_crop,
     flow_component,
+    flow_component_u8,
     normalize_flow,
     normalize_rgb,
     rgb_differences,
@@ -81,6 +87,7 @@ class SamplingConfig:
     # shape each item for these networks (`adamml.inputs.network_ready`): the policy's inputs at its frames and
     # size under `policy_<name>`, the spectrogram at the audio recognizer's size; None keeps the stored layout
     network: ModelConfig | None = None
+    raw: bool = False  # uint8 pixels, finished on the device (see the module docstring)
 
 
 def sampling_config(cfg: Config) -> SamplingConfig:
@@ -95,6 +102,7 @@ def sampling_config(cfg: Config) -> SamplingConfig:
         test_short_side=cfg.data.test_short_side,
         policy_frames=cfg.model.policy.frames,
         network=cfg.model,
+        raw=cfg.data.normalize_on_device,
     )
 
 
@@ -191,26 +199,27 @@ class SegmentDataset(Dataset):
         width, height = int(row["width"]), int(row["height"])
         crops = [self._crop(width, height, rng) for _ in range(len(indices))]
         out: dict[str, torch.Tensor] = {}
+        raw = self.cfg.raw
         if "rgb" in self.keys:
             out["rgb"] = torch.from_numpy(np.stack([
-                rgb_segment(reader, seg, crop) for seg, crop in zip(indices, crops)
-            ]))  # (S, T, 3, H, W)
+                rgb_segment(reader, seg, crop, raw) for seg, crop in zip(indices, crops)
+            ]))  # (S, T, 3, H, W); raw: (S, T, H, W, 3) uint8
         if "rgbdiff" in self.keys:
             positions = indices
             recognizers = self.cfg.network.modalities if self.cfg.network is not None else self.modalities
             if "rgbdiff" not in recognizers:  # only the policy looks at it: frame positions 0, 2, 4, 6
                 positions = policy_positions(indices, self.cfg)
             out["rgbdiff"] = torch.from_numpy(np.stack([
-                rgbdiff_segment(reader, seg, crop, int(row["num_frames"])) for seg, crop in zip(positions, crops)
-            ]))  # (S, T', 15, H, W)
+                rgbdiff_segment(reader, seg, crop, int(row["num_frames"]), raw) for seg, crop in zip(positions, crops)
+            ]))  # (S, T', 15, H, W); raw: (S, T', 6, H, W, 3) uint8
         if "flow" in self.keys:
             out["flow"] = torch.from_numpy(np.stack([
-                flow_segment(reader, seg, crop, int(row.get("num_flow", 0)), self.cfg.input_size)
+                flow_segment(reader, seg, crop, int(row.get("num_flow", 0)), self.cfg.input_size, raw)
                 for seg, crop in zip(indices, crops)
-            ]))  # (S, T, 10, H, W)
+            ]))  # (S, T, 10, H, W), raw: uint8
         if "audio" in self.keys:
             out["audio"] = torch.from_numpy(self._audio(row, indices))  # (S, 1, 256, 256)
-        if self.cfg.network is not None:
+        if self.cfg.network is not None and not raw:
             shaped = network_ready({k: v.unsqueeze(0) for k, v in out.items()}, self.cfg.network)
             out = {k: v.squeeze(0) for k, v in shaped.items()}
         label_ids = row.get("label_ids", [])
@@ -249,33 +258,41 @@ def policy_positions(indices: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
     return indices[:, ::step][:, : cfg.policy_frames]
 
 
-def rgb_segment(reader: FrameSource, positions: np.ndarray, crop: Crop) -> np.ndarray:
-    """(T, 3, H, W) normalised RGB of one segment."""
-    return normalize_rgb(np.stack([apply_crop(reader.image(int(i)), crop) for i in positions]))
+def rgb_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, raw: bool = False) -> np.ndarray:
+    """(T, 3, H, W) normalised RGB of one segment; `raw`: the cropped frames, (T, H, W, 3) uint8 BGR."""
+    frames = np.stack([apply_crop(reader.image(int(i)), crop) for i in positions])
+    return frames if raw else normalize_rgb(frames)
 
 
-def rgbdiff_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int) -> np.ndarray:
-    """(T', 15, H, W): at each position, the 5 consecutive differences of normalised frames."""
+def rgbdiff_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int, raw: bool = False
+                    ) -> np.ndarray:
+    """(T', 15, H, W): at each position, the 5 consecutive differences of normalised frames; `raw`: the 6
+    cropped frames of each position, (T', 6, H, W, 3) uint8 BGR."""
     frames = diff_frame_indices(positions, DIFFS, num_frames)  # (T', 6)
     unique, inverse = np.unique(frames, return_inverse=True)
     cropped = np.stack([apply_crop(reader.image(int(i)), crop) for i in unique])  # (U, H, W, 3) uint8
-    return rgb_differences(cropped[inverse.reshape(frames.shape)])  # (T', 6, H, W, 3) -> (T', 15, H, W)
+    stacked = cropped[inverse.reshape(frames.shape)]  # (T', 6, H, W, 3)
+    return stacked if raw else rgb_differences(stacked)  # -> (T', 15, H, W)
 
 
-def flow_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int, size: int) -> np.ndarray:
-    """(T, 10, H, W): x0, y0, ..., x4, y4 of the 5 flow fields from each position, normalised."""
+def flow_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int, size: int,
+                 raw: bool = False) -> np.ndarray:
+    """(T, 10, H, W): x0, y0, ..., x4, y4 of the 5 flow fields from each position, normalised; `raw`: the
+    quantised values, uint8 (no motion, in a one-frame video: 128)."""
     if num_flow < 1:  # a one-frame video: no motion
+        if raw:
+            return np.full((len(positions), 2 * FLOW_STACK, size, size), 128, np.uint8)
         return np.zeros((len(positions), 2 * FLOW_STACK, size, size), np.float32) + normalize_flow(0.5)
     stacks = flow_stack_indices(positions, FLOW_STACK, num_flow)  # (T, 5)
+    component = flow_component_u8 if raw else (lambda image, c, is_x: normalize_flow(flow_component(image, c, is_x)))
     cropped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    out = np.empty((len(positions), 2 * FLOW_STACK, size, size), np.float32)
+    out = np.empty((len(positions), 2 * FLOW_STACK, size, size), np.uint8 if raw else np.float32)
     for t, stack in enumerate(stacks):
         for k, i in enumerate(stack):
             i = int(i)
             if i not in cropped:
                 x, y = reader.flow(i)
-                cropped[i] = (normalize_flow(flow_component(x, crop, is_x=True)),
-                              normalize_flow(flow_component(y, crop, is_x=False)))
+                cropped[i] = (component(x, crop, True), component(y, crop, False))
             out[t, 2 * k], out[t, 2 * k + 1] = cropped[i]
     return out
 

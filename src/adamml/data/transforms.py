@@ -89,5 +89,11 @@ def flow_component(image: np.ndarray, crop: Crop, is_x: bool) -> np.ndarray:
     return u
 
 
+def flow_component_u8(image: np.ndarray, crop: Crop, is_x: bool) -> np.ndarray:
+    """`flow_component` before its conversion to float: (size, size) uint8, x negated (255 - q) under a flip."""
+    q = apply_crop(image, crop)
+    return 255 - q if crop.flip and is_x else q
+
+
 def normalize_flow(u: np.ndarray) -> np.ndarray:
     return (u - FLOW_MEAN) / FLOW_STD

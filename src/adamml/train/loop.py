@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from adamml.inputs import policy_key
+from adamml.inputs import finish_batch, policy_key
 from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
@@ -60,12 +60,36 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return len(self._batches())
 
 
-def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int) -> DataLoader:
+def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int
+                ) -> DataLoader | DeviceLoader:
+    """Batches of `dataset` for this process; a store read with uint8 pixels (``data.normalize_on_device``)
+    gives batches already on the device and finished there (`DeviceLoader`)."""
     batch = min(global_batch, len(dataset) - len(dataset) % info.world) if train else global_batch
     batch = max(info.world, batch - batch % info.world)
     sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                      pin_memory=info.device.type == "cuda")
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
+                        pin_memory=info.device.type == "cuda")
+    sampling = getattr(dataset.dataset if isinstance(dataset, Subset) else dataset, "cfg", None)
+    if getattr(sampling, "raw", False) and sampling.network is not None:
+        return DeviceLoader(loader, info.device, lambda b: finish_batch(b, sampling.network))
+    return loader
+
+
+class DeviceLoader:
+    """A DataLoader whose batches are moved to `device` (asynchronously from pinned memory) and finished there
+    by `finish` (`adamml.inputs.finish_batch`): the loader's workers send uint8 pixels, the device converts them."""
+
+    def __init__(self, loader: DataLoader, device: torch.device,
+                 finish: Callable[[dict[str, Tensor]], dict[str, Tensor]]) -> None:
+        self.loader, self.device, self.finish = loader, device, finish
+        self.batch_sampler = loader.batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield self.finish(to_device(batch, self.device))
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
