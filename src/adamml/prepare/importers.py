@@ -101,7 +101,7 @@ def _text_problem(text: str, label: bool) -> str | None:
         if kind == "Cs":
             return "is not valid UTF-8 (a name in another encoding)"
         if label and kind in ("Cc", "Zl", "Zp"):
-            return f"holds the control character {char!r} (a line break splits classes.txt and shifts class ids)"
+            return f"holds the control character {char!r} (class names are the lines of classes.txt)"
     return None
 
 
@@ -165,7 +165,7 @@ def _lines(path: Path) -> Iterable[tuple[int, str]]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read ({exc})") from exc
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): \x1c, \x85, ... are no line ends
         line = line.strip()
         if line and not line.startswith("#"):
             yield number, line

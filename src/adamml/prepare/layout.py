@@ -156,4 +156,5 @@ _ROW_KEYS: dict[str, tuple[type, ...]] = {
 
 
 def read_classes(path: Path) -> list[str]:
-    return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # line i is class i: split on "\n" only (splitlines() would also split on \x1c, \x85, \u2028, ...)
+    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
