@@ -184,7 +184,9 @@ def test_redone_videos_are_counted_as_prepared_not_skipped(clips, tmp_path, caps
     capsys.readouterr()
     assert main(["prepare", "--list", str(listing), "--root", str(clips), "--out", str(store),
                  "--flow", "dis", "--short-side", "32"]) == 0
-    assert "1 / 0 / 1" in capsys.readouterr().err  # ok / failed / skipped
+    err = capsys.readouterr().err
+    assert "1 / 0 / 1" in err  # ok / failed / skipped
+    assert "prepared again, the store was incomplete" in err and "1 of 6 img_* files missing" in err
 
 
 # --- labels ------------------------------------------------------------------------------------------
@@ -246,6 +248,31 @@ def test_a_link_leading_out_of_the_video_root_is_not_read(tmp_path):
     assert rows["cat/link"]["status"] == "failed" and "outside the video root" in rows["cat/link"]["error"]
     assert rows["cat/inside"]["status"] == "ok" and rows["cat/fine"]["status"] == "ok"
     assert not (store / "rawframes" / "cat" / "link").exists()
+
+
+def test_a_frame_folder_with_an_image_linked_out_of_the_root_is_not_read(tmp_path):
+    secret = tmp_path / "private" / "secret.jpg"
+    secret.parent.mkdir()
+    secret.write_bytes(b"not really a jpeg")
+    frames = tmp_path / "raw" / "clip"
+    frames.mkdir(parents=True)
+    (frames / "img_00001.jpg").symlink_to(secret)
+    listing = _csv(tmp_path / "list.txt", "clip 1 0\n")
+    store = tmp_path / "store"
+    assert main(["prepare", "--list", str(listing), "--format", "mmaction-rawframes", "--root",
+                 str(tmp_path / "raw"), "--out", str(store), *FAST]) == 0
+    (row,) = read_jsonl(store / "manifest.jsonl")
+    assert row["status"] == "failed" and "img_00001.jpg resolves to" in row["error"]
+
+
+def test_merge_keeps_the_videos_of_lists_prepared_before(clips, tmp_path):
+    store = tmp_path / "store"
+    assert _prepare(_csv(tmp_path / "a.csv", "cat/a.mp4,cat\ndog/c.mp4,dog\n"), clips, store) == 0
+    later = _csv(tmp_path / "b.csv", "cat/b.mp4,cat\ndog/d.mp4,dog\n")
+    for shard in ("0/2", "1/2"):
+        assert _prepare(later, clips, store, "--shard", shard) == 0
+    assert main(["prepare", "--merge", str(store)]) == 0
+    assert sorted(_rows(store)) == ["cat/a", "cat/b", "dog/c", "dog/d"]
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from concurrent.futures import wait as wait_any
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adamml.prepare.importers import VideoEntry
 from adamml.atomic_file import atomic_write_text
+from adamml.prepare.importers import VideoEntry
 from adamml.prepare.layout import (
     AUDIO_NAME,
     CLASSES_NAME,
@@ -152,20 +152,22 @@ class ManifestWriter:
             self._last = now
 
 
-def _recover(store: Path, entry: VideoEntry, manifest_rows: dict[str, dict]) -> dict | None:
-    """The finished row of `entry` when its folder is complete in the store, else None."""
+def _recover(store: Path, entry: VideoEntry, manifest_rows: dict[str, dict]) -> tuple[dict | None, str | None]:
+    """(the finished row of `entry`, None) when its folder is complete in the store, else (None, what is
+    missing when a finished row was found)."""
     if entry.error:
-        return None
+        return None, None
     meta = video_dir(store, entry.id) / META_NAME
     row = manifest_rows.get(entry.id)
     if row is None or row.get("status") != "ok":
         try:
             row = json.loads(meta.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-            return None
-    if not isinstance(row, dict) or row.get("status") != "ok" or not meta.exists():
-        return None
-    return row if incomplete(store, row) is None else None
+            return None, None
+    if not isinstance(row, dict) or row.get("status") != "ok":
+        return None, None
+    missing = f"{meta}: missing" if not meta.exists() else incomplete(store, row)
+    return (None, missing) if missing else (row, None)
 
 
 def incomplete(store: Path, row: dict) -> str | None:
@@ -264,7 +266,9 @@ def _prepare_locked(entries, classes, root, store, settings, workers, shard, ove
 
     todo: list[VideoEntry] = []
     for entry in entries:
-        done = None if overwrite else _recover(store, entry, previous)
+        done, missing = (None, None) if overwrite else _recover(store, entry, previous)
+        if missing:
+            summary.warnings.append((entry.id, f"prepared again, the store was incomplete: {missing}"))
         if done is not None:
             done, change = _refreshed(done, entry, label_ids(entry))
             if change:

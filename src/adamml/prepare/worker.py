@@ -275,10 +275,16 @@ def prepare_video(
 
 
 def _outside(source: Path, root: Path) -> str | None:
-    """Why `source` may not be read (a link leading out of the video root), or None."""
-    real, base = source.resolve(), root.resolve()
-    if real != base and base not in real.parents:
-        return f"{source} resolves to {real}, outside the video root {base} (a symbolic link); not read"
+    """Why `source` (a video, or a frame folder and its images) may not be read: a symbolic link leading out of
+    the video root. None when it may."""
+    base = root.resolve()
+    paths = [source]
+    if source.is_dir():
+        paths += sorted(source.iterdir())
+    for path in paths:
+        real = path.resolve()
+        if real != base and base not in real.parents:
+            return f"{path} resolves to {real}, outside the video root {base} (a symbolic link); not read"
     return None
 
 
