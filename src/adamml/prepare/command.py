@@ -33,6 +33,7 @@ from adamml.prepare.layout import CLASSES_NAME, StoreError
 from adamml.prepare.pipeline import (
     PrepareSummary,
     check_known_labels,
+    check_store_folder,
     merge_manifests,
     parse_shard,
     run_prepare,
@@ -124,8 +125,7 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
             raise AnnotationError(f"{source}: annotation file not found")
         fmt = guess_format(source) if args.format == "auto" else args.format
         root = args.root if args.root is not None else source.parent
-    if args.out.exists() and not args.out.is_dir():
-        raise StoreError(f"{args.out}: exists and is not a folder (--out names the store folder to write)")
+    check_store_folder(args.out)
     imported = import_annotations(fmt, source, root, subset=args.subset, default_split=args.split,
                                   label_file=args.label_file)
     fixed = imported.classes

@@ -109,6 +109,12 @@ def write_classes(store: Path, classes: list[str]) -> None:
     atomic_write_text(path, "".join(c + "\n" for c in classes))
 
 
+def check_store_folder(store: Path) -> None:
+    """Refuse a store path that names something other than a folder (before any work is done)."""
+    if store.exists() and not store.is_dir():
+        raise StoreError(f"{store}: exists and is not a folder (--out names the store folder to write)")
+
+
 def store_classes(store: Path) -> list[str] | None:
     """The classes of a store prepared before (its classes.txt), or None."""
     path = store / CLASSES_NAME
@@ -226,8 +232,7 @@ def run_prepare(
     `wait` waits for the lock instead of refusing. `on_start(total, skipped)` and `on_row(row)` report progress.
     """
     start = time.perf_counter()
-    if store.exists() and not store.is_dir():
-        raise StoreError(f"{store}: exists and is not a folder (--out names the store folder to write)")
+    check_store_folder(store)
     duplicates = sorted(i for i, n in Counter(e.id for e in entries).items() if n > 1)
     if duplicates:
         raise StoreError(f"{len(duplicates)} videos share an id (same path without extension): {duplicates[:5]}")
