@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 import av
@@ -61,6 +62,16 @@ def write_raw_codec(path: Path, frames: np.ndarray, codec: str) -> Path:
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,44 @@ def test_unrecognised_list_asks_for_format(tmp_path):
     ann.write_text("a b c\n")
     with pytest.raises(AnnotationError, match="give --format"):
         guess_format(ann)
+
+
+@pytest.mark.parametrize("fmt,name,text,message", [
+    ("csv", "a.csv", "v/a.mp4," + "x" * 200_000 + "\n", r"a.csv:1: not a readable CSV row"),
+    ("kinetics", "k.csv", "label,youtube_id,time_start,time_end,split\nbowling,abc\n", r"k.csv:2: bad time_start"),
+    ("activitynet", "a.json", json.dumps({"database": {"v1": {"annotations": "run"}}}),
+     r"a.json:database.v1: expected an object with a list of annotation objects"),
+    ("activitynet", "b.json", json.dumps({"database": {"v1": {"subset": 3, "annotations": []}}}),
+     r"b.json:database.v1.subset: expected a string"),
+])
+def test_malformed_annotation_files_name_the_file_and_line(tmp_path, fmt, name, text, message):
+    ann = tmp_path / name
+    ann.write_text(text)
+    with pytest.raises(AnnotationError, match=message):
+        import_annotations(fmt, ann, tmp_path)
+
+
+def test_control_characters_and_foreign_names_make_failed_entries(tmp_path):
+    ann = tmp_path / "a.csv"
+    ann.write_text('v/a.mp4,"run\rwalk"\nv/b.mp4,swim\x1cdive\nv/c.mp4,ok\n')
+    entries = by_id(import_annotations("csv", ann, tmp_path))
+    assert "a.csv:1: label 'run\\rwalk' holds the control character" in entries["v/a"].error
+    assert "a.csv:2" in entries["v/b"].error and entries["v/c"].error is None
+    classes, _ = assign_classes(list(entries.values()), None, None)
+    assert classes == ["ok"]
+    root = tmp_path / "videos"
+    (root / "cat").mkdir(parents=True)
+    with open(os.path.join(os.fsencode(root / "cat"), b"caf\xe9.mp4"), "wb") as handle:  # a Latin-1 name
+        handle.write(b"x")
+    (entry,) = import_annotations("folder", root, root).entries
+    assert entry.id == "cat/caf\\xe9.mp4" and "not valid UTF-8" in entry.error
+    entry.id.encode("utf-8")  # safe to write into the manifest
+
+
+def test_only_newlines_end_lines_of_a_list(tmp_path):
+    touch(tmp_path, "v/a.mp4", "v/b.mp4")
+    ann = tmp_path / "list.txt"
+    ann.write_text("v/a.mp4 swim\x85dive\x07\nv/b.mp4 run\n")  # \x85 ends a line for str.splitlines()
+    entries = by_id(import_annotations("mmaction-video", ann, tmp_path))
+    assert sorted(entries) == ["v/a", "v/b"]
+    assert "list.txt:1: label 'dive\\x07' holds the control character" in entries["v/a"].error

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import wave
 
 import cv2
@@ -19,7 +18,7 @@ from adamml.prepare.importers import assign_classes, import_folder
 from adamml.prepare.layout import StoreError, read_jsonl
 from adamml.prepare.pipeline import merge_manifests, parse_shard, run_prepare
 from adamml.prepare.worker import PrepareSettings
-from tests.conftest import make_clip, set_display_rotation
+from tests.conftest import make_clip, set_display_rotation, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -168,15 +167,6 @@ def test_cli_missing_list_is_a_clear_error(tmp_path, capsys):
     assert "nope.csv: annotation file not found" in capsys.readouterr().err
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_exposing_work(tmp_path):
     videos = tmp_path / "videos"
@@ -184,13 +174,13 @@ def test_killed_run_resumes_without_losing_or_exposing_work(tmp_path):
         make_clip(videos / "cls" / f"v{i}.mp4", frames=10, size=(96, 64), seed=i)
     store = tmp_path / "store"
     command = [sys.executable, "-m", "adamml.cli", "prepare", "--videos", str(videos), "--out", str(store),
-               "--flow", "tvl1", "--quiet"]
+               "--flow", "tvl1", "--short-side", "128", "--quiet"]  # TV-L1 at 128: ~0.1 s a frame pair
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     frames = store / "rawframes" / "cls"
     try:
-        assert _wait_for(lambda: frames.exists() and any(frames.iterdir()), timeout=120), proc.stderr
+        assert wait_for(lambda: frames.exists() and any(frames.iterdir()), timeout=120), proc.stderr
         # kill while a later video is half written
-        assert _wait_for(lambda: any((store / ".tmp").rglob("img_*.jpg")), timeout=60)
+        assert wait_for(lambda: any((store / ".tmp").rglob("img_*.jpg")), timeout=60)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)

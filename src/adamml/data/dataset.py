@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -63,8 +63,9 @@ from adamml.prepare.layout import (
     MANIFEST_NAME,
     SETTINGS_NAME,
     StoreError,
+    check_video_row,
+    iter_jsonl,
     read_classes,
-    read_jsonl,
 )
 
 FLOW_STACK = 5
@@ -114,6 +115,7 @@ class Store:
     rows: list[dict]
     classes: list[str]
     settings: dict
+    lines: dict[str, int] = field(default_factory=dict)  # video id -> its line in the manifest
 
     @classmethod
     def open(cls, root: Path) -> Store:
@@ -127,9 +129,22 @@ class Store:
         if not classes_path.exists():
             raise StoreError(f"{classes_path}: missing")
         settings_path = root / SETTINGS_NAME
-        settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-        rows = [r for r in read_jsonl(manifest) if r.get("status", "ok") == "ok"]
-        return cls(root, rows, read_classes(classes_path), settings)
+        try:
+            settings = json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{settings_path}: not valid JSON ({exc})") from exc
+        classes = read_classes(classes_path)
+        rows, lines = [], {}
+        for number, row in iter_jsonl(manifest):
+            if row.get("status", "ok") == "ok":
+                check_video_row(row, f"{manifest}:{number}", len(classes))
+                rows.append(row)
+                lines[row["id"]] = number
+        return cls(root, rows, classes, settings, lines)
+
+    def where(self, row: dict) -> str:
+        """"manifest:line" of a row, for messages."""
+        return f"{self.root / MANIFEST_NAME}:{self.lines.get(row['id'], '?')}"
 
     def split(self, name: str) -> list[dict]:
         return [r for r in self.rows if r.get("split") == name]
@@ -163,11 +178,29 @@ class SegmentDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.num_classes = len(store.classes)
+        unlabelled = [r for r in self.rows if not r.get("label_ids")]
+        if unlabelled:
+            raise StoreError(f"{store.where(unlabelled[0])}: video {unlabelled[0]['id']!r} has no label "
+                             f"({len(unlabelled)} of the {len(self.rows)} videos of split {split!r} have none); "
+                             "training and evaluation need a label for every video")
+        self._check_files()
         if "flow" in self.keys:
             missing = [r["id"] for r in self.rows if r.get("num_flow", 0) < 1 and r.get("num_frames", 0) > 1]
             if missing:
                 raise StoreError(f"{store.root}: no optical flow for {len(missing)} videos (e.g. {missing[0]}); "
                                  "prepare the store with --flow")
+
+    def _check_files(self) -> None:
+        """Every video's frame folder, and its audio when audio is read, exist (a clear error now, not a
+        traceback in a loader worker later)."""
+        for row in self.rows:
+            paths = [row["frames_dir"]]
+            if "audio" in self.keys and row.get("has_audio") and row.get("audio"):
+                paths.append(row["audio"])
+            for rel in paths:
+                if not (self.store.root / rel).exists():
+                    raise StoreError(f"{self.store.root / rel}: missing (video {row['id']!r}, "
+                                     f"{self.store.where(row)}); run the same `adamml prepare` again to redo it")
 
     def set_epoch(self, epoch: int) -> None:
         """Training samples depend on (seed, epoch, index) only, so every process and worker agree."""
@@ -241,7 +274,12 @@ class SegmentDataset(Dataset):
         if not row.get("has_audio") or not row.get("audio"):
             return np.stack([silence()[None] for _ in centres])
         path = self.store.root / row["audio"]
-        return np.stack([log_spectrogram(read_wav_window(path, c, self.cfg.audio_window))[None] for c in centres])
+        try:
+            windows = [read_wav_window(path, c, self.cfg.audio_window) for c in centres]
+        except (OSError, EOFError, wave.Error) as exc:
+            raise StoreError(f"{path}: missing or unreadable audio of video {row['id']!r} ({exc}); "
+                             "run the same `adamml prepare` again to redo it") from exc
+        return np.stack([log_spectrogram(window)[None] for window in windows])
 
 
 class FrameSource(Protocol):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,12 +29,15 @@ from adamml.prepare.importers import (
     guess_format,
     import_annotations,
 )
-from adamml.prepare.layout import StoreError
+from adamml.prepare.layout import CLASSES_NAME, StoreError
 from adamml.prepare.pipeline import (
     PrepareSummary,
+    check_known_labels,
+    check_store_folder,
     merge_manifests,
     parse_shard,
     run_prepare,
+    store_classes,
 )
 from adamml.prepare.worker import STAGES, PrepareSettings
 
@@ -57,31 +63,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=Path, metavar="FILE", help="class names, one a line (fixes the class ids)")
     p.add_argument("--label-file", type=Path, help="FCVID label matrix (default: FCVID_Label.txt beside --list)")
     p.add_argument("--flow", choices=FLOW_METHODS, default="tvl1", help="optical flow method (default tvl1)")
-    p.add_argument("--flow-bound", type=float, default=DEFAULT_BOUND, help="flow is clipped to [-B, B] pixels")
-    p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="resize frames to this short side (0 keeps)")
-    p.add_argument("--audio-rate", type=int, default=DEFAULT_AUDIO_RATE, help="audio sample rate (Hz)")
-    p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--frames-fps", type=float, default=30.0, help="frame rate assumed for folders of frames")
-    p.add_argument("--workers", type=int, default=1, help="videos prepared in parallel")
+    p.add_argument("--flow-bound", type=number(float, 0, above=True), default=DEFAULT_BOUND,
+                   help="flow is clipped to [-B, B] pixels")
+    p.add_argument("--short-side", type=number(int, 0), default=DEFAULT_SHORT_SIDE,
+                   help="resize frames to this short side (0 keeps)")
+    p.add_argument("--audio-rate", type=number(int, 0, above=True), default=DEFAULT_AUDIO_RATE,
+                   help="audio sample rate (Hz)")
+    p.add_argument("--jpeg-quality", type=number(int, 1, 100), default=95)
+    p.add_argument("--frames-fps", type=number(float, 0, above=True), default=30.0,
+                   help="frame rate assumed for folders of frames")
+    p.add_argument("--workers", type=number(int, 1), default=1, help="videos prepared in parallel")
     p.add_argument("--shard", metavar="I/N", help="prepare only shard I of N (zero-based); merge with --merge")
     p.add_argument("--overwrite", action="store_true", help="prepare everything again instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--wait", action="store_true",
+                   help="when another run is writing the store, wait for it instead of stopping")
     p.set_defaults(func=run)
+
+
+def number(kind: type, low: float, high: float | None = None, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` (int or float) >= `low` (> `low` with `above`) and <= `high`."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high):
+            bounds = f"{'above' if above else 'at least'} {low:g}" + (f" and at most {high:g}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     try:
         if args.merge is not None:
-            path, rows, parts = merge_manifests(args.merge)
-            console.print(f"merged {parts} shard parts: {rows} videos -> {path}")
+            path, rows, parts = merge_manifests(args.merge, wait=args.wait)
+            console.print(escape(f"merged {parts} shard parts: {rows} videos -> {path}"))
             return 0
         if args.out is None:
             console.print("[red]error:[/red] --out STORE is required")
             return 2
         summary = prepare_from_args(args, console)
-    except (AnnotationError, StoreError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (AnnotationError, StoreError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     print_summary(summary, console)
     return 0
@@ -96,26 +125,36 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
             raise AnnotationError(f"{source}: annotation file not found")
         fmt = guess_format(source) if args.format == "auto" else args.format
         root = args.root if args.root is not None else source.parent
+    check_store_folder(args.out)
     imported = import_annotations(fmt, source, root, subset=args.subset, default_split=args.split,
                                   label_file=args.label_file)
-    classes, entries = assign_classes(imported.entries, imported.classes, args.classes)
+    fixed = imported.classes
+    have = store_classes(args.out) if not args.overwrite else None
+    if have is not None and fixed is None and args.classes is None:
+        check_known_labels(imported.entries, have, args.out / CLASSES_NAME)
+        fixed = have  # a store prepared before: its class ids stay
+    classes, entries = assign_classes(imported.entries, fixed, args.classes)
     settings = PrepareSettings(
         short_side=args.short_side, flow=args.flow, flow_bound=args.flow_bound, audio_rate=args.audio_rate,
         jpeg_quality=args.jpeg_quality, frames_fps=args.frames_fps,
     )
     shard = parse_shard(args.shard) if args.shard else None
-    console.print(
+    console.print(escape(
         f"prepare: {len(entries)} videos ({fmt}), {len(classes)} classes, flow={settings.flow}, "
         f"short side {settings.short_side}, {args.workers} worker(s)"
         + (f", shard {shard[0]}/{shard[1]}" if shard else "")
         + f" -> {args.out}"
-    )
+    ))
+    unlabelled = [e for e in entries if not e.labels and not e.error]
+    if unlabelled:
+        console.print(escape(f"warning: {len(unlabelled)} videos have no label (e.g. {unlabelled[0].origin}); "
+                             "they are prepared, but training and evaluation refuse unlabelled videos"))
     return prepare_with_progress(entries, classes, root, args.out, settings, args.workers, shard,
-                                 args.overwrite, console, quiet=args.quiet)
+                                 args.overwrite, console, quiet=args.quiet, wait=args.wait)
 
 
 def prepare_with_progress(entries, classes, root, out, settings, workers=1, shard=None, overwrite=False,
-                          console: Console | None = None, quiet: bool = False) -> PrepareSummary:
+                          console: Console | None = None, quiet: bool = False, wait: bool = False) -> PrepareSummary:
     """run_prepare with a rich progress bar (videos done, ok / failed so far)."""
     console = console or Console(stderr=True, soft_wrap=True)
     progress = Progress(
@@ -132,12 +171,13 @@ def prepare_with_progress(entries, classes, root, out, settings, workers=1, shar
         counts[row["status"]] += 1
         status = f"ok {counts['ok']} failed {counts['failed']}"
         if row["status"] == "failed":
-            progress.console.print(f"[yellow]failed[/yellow] {row['id']}: {row['error']}")
+            progress.console.print(f"[yellow]failed[/yellow] {escape(row['id'])}: {escape(str(row['error']))}")
         progress.update(task, advance=1, status=status)
 
     with progress:
         return run_prepare(entries, classes, root, out, settings, workers=workers, shard=shard,
-                           overwrite=overwrite, on_start=on_start, on_row=on_row)
+                           overwrite=overwrite, on_start=on_start, on_row=on_row, wait=wait,
+                           on_wait=lambda message: progress.console.print(escape(message)))
 
 
 def print_summary(summary: PrepareSummary, console: Console) -> None:
@@ -148,14 +188,14 @@ def print_summary(summary: PrepareSummary, console: Console) -> None:
     table.add_row("frames / s (wall)", f"{summary.frames_per_second:.1f}")
     for stage in STAGES:
         table.add_row(f"time in {stage} (all workers)", f"{summary.stage_seconds[stage]:.1f} s")
-    table.add_row("manifest", str(summary.manifest))
+    table.add_row("manifest", escape(str(summary.manifest)))
     console.print(table)
     for vid, warning in summary.warnings[:10]:
-        console.print(f"[yellow]warning[/yellow] {vid}: {warning}")
+        console.print(f"[yellow]warning[/yellow] {escape(vid)}: {escape(warning)}")
     if len(summary.warnings) > 10:
         console.print(f"... and {len(summary.warnings) - 10} more warnings (see the manifest)")
     if summary.failures:
         console.print(f"[red]{summary.failed} failed[/red] (reasons in the manifest):")
         for vid, error in summary.failures[:10]:
-            console.print(f"  {vid}: {error}")
+            console.print(escape(f"  {vid}: {error}"))
 

@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,14 +86,50 @@ def _strip_ext(rel: str) -> str:
     return stem if ext.lower() in VIDEO_EXTENSIONS else rel
 
 
+def printable(text: str) -> str:
+    """`text` writable as UTF-8: bytes of a file name in another encoding shown as `\\xNN`."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_problem(text: str, label: bool) -> str | None:
+    """Why `text` cannot be a video path (or a class name, `label`) in the store's text files, or None."""
+    for char in text:
+        kind = unicodedata.category(char)
+        if kind == "Cs":
+            return "is not valid UTF-8 (a name in another encoding)"
+        if label and kind in ("Cc", "Zl", "Zp"):
+            return f"holds the control character {char!r} (class names are the lines of classes.txt)"
+    return None
+
+
+def _checked_labels(entry: VideoEntry) -> VideoEntry:
+    """`entry`, failed when one of its labels cannot be a line of classes.txt."""
+    for label in entry.labels:
+        problem = _text_problem(label, label=True)
+        if problem:
+            return replace(entry, labels=tuple(printable(x) for x in entry.labels),
+                           error=entry.error or f"{entry.origin}: label {printable(label)!r} {problem}")
+    return entry
+
+
 def _entry(rel: str, labels: Iterable[str], split: str | None, origin: str, kind: str = "video") -> VideoEntry:
     labels = tuple(str(label).strip() for label in labels if str(label).strip())
+    origin = printable(origin)
+    problem = _text_problem(rel, label=False)
+    if problem:
+        safe = printable(rel)
+        return _checked_labels(VideoEntry(id=safe, source=safe, labels=labels, split=split, kind=kind,
+                                          error=f"{origin}: path {safe!r} {problem}", origin=origin))
     try:
         clean = check_relative(rel).as_posix()
     except ValueError as exc:
-        return VideoEntry(id=rel, source=rel, labels=labels, split=split, kind=kind,
-                          error=f"{origin}: {exc}", origin=origin)
-    return VideoEntry(id=_strip_ext(clean), source=clean, labels=labels, split=split, kind=kind, origin=origin)
+        return _checked_labels(VideoEntry(id=rel, source=rel, labels=labels, split=split, kind=kind,
+                                          error=f"{origin}: {exc}", origin=origin))
+    entry = VideoEntry(id=_strip_ext(clean), source=clean, labels=labels, split=split, kind=kind, origin=origin)
+    return _checked_labels(entry)
 
 
 class VideoIndex:
@@ -117,8 +154,10 @@ class VideoIndex:
 
 
 def _missing(name: str, labels: Iterable[str], split: str | None, origin: str, root: Path) -> VideoEntry:
-    return VideoEntry(id=name, source="", labels=tuple(labels), split=split,
-                      error=f"{origin}: no video file for {name!r} under {root}", origin=origin)
+    name, origin = printable(name), printable(origin)
+    return _checked_labels(VideoEntry(id=name, source="", labels=tuple(labels), split=split,
+                                      error=printable(f"{origin}: no video file for {name!r} under {root}"),
+                                      origin=origin))
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
@@ -126,7 +165,7 @@ def _lines(path: Path) -> Iterable[tuple[int, str]]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read ({exc})") from exc
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): \x1c, \x85, ... are no line ends
         line = line.strip()
         if line and not line.startswith("#"):
             yield number, line
@@ -162,11 +201,7 @@ def import_csv(path: Path, default_split: str | None = None) -> ImportResult:
     With a header, every column whose name starts with `label` holds labels, and a `labels` cell may hold
     several separated by `|` or `;`.
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"{path}: cannot read ({exc})") from exc
+    rows = _csv_rows(path, csv.reader)
     rows = [(n, row) for n, row in enumerate(rows, 1) if row and any(c.strip() for c in row)]
     if not rows:
         return ImportResult([])
@@ -189,15 +224,29 @@ def import_csv(path: Path, default_split: str | None = None) -> ImportResult:
     return ImportResult(entries)
 
 
-def import_kinetics(path: Path, root: Path, subset: str | None = None) -> ImportResult:
-    """Kinetics CSV (`label,youtube_id,time_start,time_end,split`); files named `ID_SSSSSS_EEEEEE.ext`."""
+def _csv_rows(path: Path, make_reader) -> list:
+    """All rows of a CSV file read with `make_reader(handle)`; unreadable input names the file and line."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-            fields = reader.fieldnames or []
+            reader = make_reader(handle)
+            try:
+                return list(reader)
+            except csv.Error as exc:
+                raise AnnotationError(f"{path}:{getattr(reader, 'line_num', '?')}: not a readable CSV row ({exc})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read ({exc})") from exc
+
+
+def import_kinetics(path: Path, root: Path, subset: str | None = None) -> ImportResult:
+    """Kinetics CSV (`label,youtube_id,time_start,time_end,split`); files named `ID_SSSSSS_EEEEEE.ext`."""
+    fields: list[str] = []
+
+    def dict_reader(handle):
+        reader = csv.DictReader(handle, restval="")
+        fields.extend(reader.fieldnames or [])
+        return reader
+
+    rows = _csv_rows(path, dict_reader)
     missing = {"youtube_id", "time_start", "time_end"} - set(fields)
     if missing:
         raise AnnotationError(f"{path}: not a Kinetics CSV, missing columns {sorted(missing)}")
@@ -213,13 +262,16 @@ def import_kinetics(path: Path, root: Path, subset: str | None = None) -> Import
         label = (row.get("label") or "").strip()
         if keep is not None and label not in keep:
             continue
+        youtube_id = (row.get("youtube_id") or "").strip()
         try:
             start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-        except ValueError as exc:
-            raise AnnotationError(f"{origin}: bad time_start/time_end ({exc})") from exc
-        name = f"{row['youtube_id'].strip()}_{start:06d}_{end:06d}"
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise AnnotationError(f"{origin}: bad time_start/time_end ({exc}); is the row short of fields?") from exc
+        if not youtube_id:
+            raise AnnotationError(f"{origin}: empty youtube_id")
+        name = f"{youtube_id}_{start:06d}_{end:06d}"
         split = normalize_split(row.get("split"), origin)
-        rel = index.find(name, row["youtube_id"].strip())
+        rel = index.find(name, youtube_id)
         labels = [label] if label else []
         entries.append(_entry(rel, labels, split, origin) if rel else _missing(name, labels, split, origin, root))
     classes = sorted(SUBSETS[subset]) if subset is not None else None
@@ -240,8 +292,14 @@ def import_activitynet(path: Path, root: Path) -> ImportResult:
     for vid in sorted(database):
         item = database[vid]
         origin = f"{path}:database.{vid}"
-        labels = sorted({a["label"] for a in item.get("annotations", []) if "label" in a})
-        split = normalize_split(item.get("subset"), origin)
+        annotations = item.get("annotations", []) if isinstance(item, dict) else None
+        if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+            raise AnnotationError(f"{origin}: expected an object with a list of annotation objects")
+        labels = sorted({str(a["label"]) for a in annotations if "label" in a})
+        subset = item.get("subset")
+        if subset is not None and not isinstance(subset, str):
+            raise AnnotationError(f"{origin}.subset: expected a string, got {subset!r}")
+        split = normalize_split(subset, origin)
         rel = index.find(f"v_{vid}", vid)
         entries.append(_entry(rel, labels, split, origin) if rel else _missing(vid, labels, split, origin, root))
     return ImportResult(entries)
@@ -273,7 +331,10 @@ def import_fcvid(path: Path, label_file: Path | None = None) -> ImportResult:
         origin = f"{path}:{number}"
         parts = line.split()
         split = normalize_split(parts[1], origin) if len(parts) > 1 else None
-        labels = [str(i) for i, v in enumerate(row) if float(v) > 0.5]
+        try:
+            labels = [str(i) for i, v in enumerate(row) if float(v) > 0.5]
+        except ValueError as exc:
+            raise AnnotationError(f"{label_file}: row for {path}:{number}: {exc}") from exc
         entries.append(_entry(parts[0], labels, split, origin))
     num_classes = len(matrix[0]) if matrix else 0
     return ImportResult(entries, classes=[str(i) for i in range(num_classes)])
@@ -329,7 +390,7 @@ def _resolve(rel: str, labels: list[str], split: str | None, origin: str, root: 
     found = index.find(Path(entry.source).name)
     if found:
         return replace(entry, source=found)
-    return replace(entry, error=f"{origin}: no video file or frame folder {entry.source!r} under {root}")
+    return replace(entry, error=printable(f"{origin}: no video file or frame folder {entry.source!r} under {root}"))
 
 
 def import_mmaction(path: Path, root: Path, rawframes: bool, default_split: str | None = None) -> ImportResult:

@@ -7,15 +7,19 @@ STORE/
   manifest.jsonl             one JSON object per video (or manifest.shard-I-of-N.jsonl parts)
   rawframes/<video id>/      img_00001.jpg ..., flow_x_00001.jpg ..., flow_y_00001.jpg ...,
                              audio.wav (mono 16-bit), meta.json (this video's manifest row)
+  .lock                      held by the `prepare` run writing the store (`adamml.prepare.lock`)
+  .tmp/<run>/                videos being written, renamed into rawframes/ when complete
 ```
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+
+from adamml.atomic_file import atomic_write_text
 
 STORE_FORMAT = "adamml-store"
 STORE_VERSION = 1
@@ -29,6 +33,7 @@ META_NAME = "meta.json"
 MANIFEST_NAME = "manifest.jsonl"
 CLASSES_NAME = "classes.txt"
 SETTINGS_NAME = "store.json"
+LOCK_NAME = ".lock"
 
 
 class StoreError(Exception):
@@ -62,37 +67,94 @@ def video_dir(store: Path, video_id: str) -> Path:
     return store / FRAMES_DIR / check_relative(video_id)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    # a message quoting a file name in another encoding must not stop the run: such bytes are written as \xNN
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    atomic_write_text(path, text, errors="backslashreplace")
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise StoreError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    return [row for _number, row in iter_jsonl(path)]
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line; anything but a JSON object is a StoreError naming the line."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with handle:
+        number = 0
+        try:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise StoreError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise StoreError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                yield number, row
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{path}:{number + 1}: not UTF-8 text ({exc.reason})") from exc
+
+
+def read_manifest(path: Path) -> dict[str, dict]:
+    """The rows of a manifest (part) by video id, in file order; a row without an id names its line."""
+    rows: dict[str, dict] = {}
+    for number, row in iter_jsonl(path):
+        vid = row.get("id")
+        if not isinstance(vid, str):
+            raise StoreError(f"{path}:{number}: no video 'id' (a string) in this row")
+        rows[vid] = row
     return rows
 
 
+def check_video_row(row: dict, where: str, num_classes: int) -> None:
+    """Refuse a manifest row of a prepared ("ok") video that readers cannot use: missing or mistyped keys, a
+    path that leaves the store, a class id out of range. `where` is "manifest:line" for the message."""
+
+    def bad(message: str) -> StoreError:
+        return StoreError(f"{where}: {message}")
+
+    for key, kinds in _ROW_KEYS.items():
+        if key not in row:
+            raise bad(f"no {key!r} key (a prepared video needs {', '.join(_ROW_KEYS)})")
+        value = row[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise bad(f"{key!r} is {value!r}, expected {' or '.join(k.__name__ for k in kinds)}")
+    if row["num_frames"] < 1 or row["width"] < 1 or row["height"] < 1:
+        raise bad("num_frames, width and height must be at least 1")
+    if not (math.isfinite(row["fps"]) and row["fps"] > 0):
+        raise bad(f"fps {row['fps']!r} is not a positive number")
+    num_flow = row.get("num_flow", 0)
+    if not isinstance(num_flow, int) or isinstance(num_flow, bool) or num_flow < 0:
+        raise bad(f"num_flow {num_flow!r} is not a count")
+    for key in ("frames_dir", "audio"):
+        value = row.get(key)
+        if value is None and key == "audio":
+            continue
+        if not isinstance(value, str):
+            raise bad(f"{key!r} is {value!r}, expected a path inside the store")
+        try:
+            check_relative(value)
+        except ValueError as exc:
+            raise bad(f"{key!r}: {exc}; a store only reads inside its folder") from None
+    label_ids = row.get("label_ids", [])
+    if not isinstance(label_ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < num_classes for i in label_ids
+    ):
+        raise bad(f"label_ids {label_ids!r} are not class ids of the {num_classes} classes")
+
+
+# keys a prepared video's manifest row must have, and their types
+_ROW_KEYS: dict[str, tuple[type, ...]] = {
+    "id": (str,), "frames_dir": (str,), "num_frames": (int,), "width": (int,), "height": (int,),
+    "fps": (int, float),
+}
+
+
 def read_classes(path: Path) -> list[str]:
-    return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # line i is class i: split on "\n" only (splitlines() would also split on \x1c, \x85, \u2028, ...)
+    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]

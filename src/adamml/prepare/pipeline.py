@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import time
+import wave
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+from concurrent.futures import wait as wait_any
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adamml.atomic_file import atomic_write_text
 from adamml.prepare.importers import VideoEntry
 from adamml.prepare.layout import (
+    AUDIO_NAME,
     CLASSES_NAME,
+    FLOW_X_TEMPLATE,
+    FLOW_Y_TEMPLATE,
+    IMG_TEMPLATE,
     MANIFEST_NAME,
     META_NAME,
     SETTINGS_NAME,
@@ -22,13 +30,13 @@ from adamml.prepare.layout import (
     STORE_VERSION,
     TMP_DIR,
     StoreError,
-    atomic_write_text,
     read_classes,
-    read_jsonl,
+    read_manifest,
     shard_manifest_name,
     video_dir,
     write_jsonl,
 )
+from adamml.prepare.lock import store_lock
 from adamml.prepare.worker import STAGES, PrepareSettings, init_worker, prepare_video
 
 MANIFEST_FLUSH_SECONDS = 2.0
@@ -101,6 +109,35 @@ def write_classes(store: Path, classes: list[str]) -> None:
     atomic_write_text(path, "".join(c + "\n" for c in classes))
 
 
+def check_store_folder(store: Path) -> None:
+    """Refuse a store path that names something other than a folder (before any work is done)."""
+    if store.exists() and not store.is_dir():
+        raise StoreError(f"{store}: exists and is not a folder (--out names the store folder to write)")
+
+
+def store_classes(store: Path) -> list[str] | None:
+    """The classes of a store prepared before (its classes.txt), or None."""
+    path = store / CLASSES_NAME
+    if not path.is_file():
+        return None
+    try:
+        return read_classes(path)
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+
+
+def check_known_labels(entries: list[VideoEntry], classes: list[str], where: Path) -> None:
+    """Refuse a list adding classes to a store prepared before: class ids already used would change."""
+    known = set(classes)
+    new = sorted({label for e in entries if not e.error for label in e.labels} - known)
+    if new:
+        first = next(e for e in entries if not e.error and set(e.labels) - known)
+        raise StoreError(
+            f"{first.origin}: label(s) {new[:5]}{' ...' if len(new) > 5 else ''} are not among the {len(classes)} "
+            f"classes of {where}; give --classes with every class and prepare into another --out, or --overwrite"
+        )
+
+
 class ManifestWriter:
     """Rows of one manifest (part), rewritten atomically at most every few seconds and at the end."""
 
@@ -121,20 +158,54 @@ class ManifestWriter:
             self._last = now
 
 
-def _recover(store: Path, entry: VideoEntry, manifest_rows: dict[str, dict]) -> dict | None:
-    """The finished row of `entry` when its folder is complete in the store, else None."""
+def _recover(store: Path, entry: VideoEntry, manifest_rows: dict[str, dict]) -> tuple[dict | None, str | None]:
+    """(the finished row of `entry`, None) when its folder is complete in the store, else (None, what is
+    missing when a finished row was found)."""
     if entry.error:
-        return None
+        return None, None
     meta = video_dir(store, entry.id) / META_NAME
     row = manifest_rows.get(entry.id)
-    if row is not None and row.get("status") == "ok" and meta.exists():
-        return row
-    if meta.exists():
+    if row is None or row.get("status") != "ok":
         try:
-            return json.loads(meta.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError):
-            return None
+            row = json.loads(meta.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+            return None, None
+    if not isinstance(row, dict) or row.get("status") != "ok":
+        return None, None
+    missing = f"{meta}: missing" if not meta.exists() else incomplete(store, row)
+    return (None, missing) if missing else (row, None)
+
+
+def incomplete(store: Path, row: dict) -> str | None:
+    """What is missing on disk for the "ok" manifest `row` (frames, flow, audio), or None when it is all there."""
+    folder = video_dir(store, row["id"])
+    try:
+        names = set(os.listdir(folder))
+        num_frames, num_flow = int(row.get("num_frames", 0)), int(row.get("num_flow", 0))
+    except (OSError, TypeError, ValueError) as exc:
+        return f"{folder}: {exc}"
+    if num_frames < 1:
+        return f"{folder}: no frames recorded"
+    for template, count in ((IMG_TEMPLATE, num_frames), (FLOW_X_TEMPLATE, num_flow), (FLOW_Y_TEMPLATE, num_flow)):
+        missing = sum(template.format(i) not in names for i in range(1, count + 1))
+        if missing:
+            return f"{folder}: {missing} of {count} {template.split('{')[0]}* files missing"
+    if row.get("has_audio"):
+        try:
+            with wave.open(str(folder / AUDIO_NAME), "rb") as handle:
+                samples = handle.getnframes()
+        except (OSError, EOFError, wave.Error) as exc:
+            return f"{folder / AUDIO_NAME}: {exc}"
+        if samples != row.get("audio_samples"):
+            return f"{folder / AUDIO_NAME}: {samples} samples, the manifest says {row.get('audio_samples')}"
     return None
+
+
+def _refreshed(row: dict, entry: VideoEntry, label_ids: list[int]) -> tuple[dict, str | None]:
+    """A finished row with this list's labels, split and source (the latest list says what a video is)."""
+    new = {**row, "labels": list(entry.labels), "label_ids": label_ids, "split": entry.split, "source": entry.source}
+    changed = [f"{key} {row.get(key)!r} -> {new[key]!r}" for key in ("split", "labels") if row.get(key) != new[key]]
+    return new, ("; ".join(changed) + " (from this list)") if changed else None
 
 
 Progress = Callable[[dict], None]
@@ -151,50 +222,70 @@ def run_prepare(
     overwrite: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     on_row: Progress | None = None,
+    wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
 ) -> PrepareSummary:
     """Prepare `entries` (or one shard of them) into `store`; resumes what an earlier run left.
 
-    `on_start(total, skipped)` and `on_row(row)` report progress.
+    The store may already hold videos of other lists: they stay in the manifest, and a video prepared before
+    is checked on disk and skipped. One run at a time writes a store (or a shard): see `adamml.prepare.lock`;
+    `wait` waits for the lock instead of refusing. `on_start(total, skipped)` and `on_row(row)` report progress.
     """
     start = time.perf_counter()
-    if overwrite and store.exists():
-        for name in (SETTINGS_NAME, CLASSES_NAME, MANIFEST_NAME):
-            (store / name).unlink(missing_ok=True)
-    store.mkdir(parents=True, exist_ok=True)
-    check_store_settings(store, settings)
-    write_classes(store, classes)
+    check_store_folder(store)
     duplicates = sorted(i for i, n in Counter(e.id for e in entries).items() if n > 1)
     if duplicates:
         raise StoreError(f"{len(duplicates)} videos share an id (same path without extension): {duplicates[:5]}")
+    store.mkdir(parents=True, exist_ok=True)
+    with store_lock(store, shard, wait, on_wait):
+        summary = _prepare_locked(entries, classes, root, store, settings, workers, shard, overwrite, on_start,
+                                  on_row)
+    summary.wall_seconds = time.perf_counter() - start
+    return summary
+
+
+def _prepare_locked(entries, classes, root, store, settings, workers, shard, overwrite, on_start, on_row):
+    if overwrite:
+        for name in (SETTINGS_NAME, CLASSES_NAME, MANIFEST_NAME):
+            (store / name).unlink(missing_ok=True)
+    check_store_settings(store, settings)
+    write_classes(store, classes)
     if shard is not None:
         entries = select_shard(entries, *shard)
         manifest_path = store / shard_manifest_name(*shard)
-        tmp_name = f"shard-{shard[0]}-of-{shard[1]}"
+        tmp_prefix = f"shard-{shard[0]}-of-{shard[1]}-"
     else:
         manifest_path = store / MANIFEST_NAME
-        tmp_name = "all"
-    shutil.rmtree(store / TMP_DIR / tmp_name, ignore_errors=True)  # half-written videos of a killed run
+        tmp_prefix = ""  # this run holds the store alone: every leftover in .tmp is a killed run's
+    _remove_leftovers(store / TMP_DIR, tmp_prefix)
+    tmp_name = f"{tmp_prefix or 'run-'}{os.getpid()}"
 
     position = {name: i for i, name in enumerate(classes)}
-    previous = {}
-    if manifest_path.exists() and not overwrite:
-        previous = {r["id"]: r for r in read_jsonl(manifest_path)}
-    writer = ManifestWriter(manifest_path, [e.id for e in entries])
+    previous = {} if overwrite or not manifest_path.exists() else read_manifest(manifest_path)
+    writer = ManifestWriter(manifest_path, list(previous) + [e.id for e in entries if e.id not in previous])
+    writer.rows.update(previous)  # videos of other lists stay listed
     summary = PrepareSummary(manifest=manifest_path)
+
+    def label_ids(entry: VideoEntry) -> list[int]:
+        return [position[label] for label in entry.labels if label in position]
+
     todo: list[VideoEntry] = []
     for entry in entries:
-        done = None if overwrite else _recover(store, entry, previous)
+        done, missing = (None, None) if overwrite else _recover(store, entry, previous)
+        if missing:
+            summary.warnings.append((entry.id, f"prepared again, the store was incomplete: {missing}"))
         if done is not None:
+            done, change = _refreshed(done, entry, label_ids(entry))
+            if change:
+                summary.warnings.append((entry.id, change))
             writer.add(done)
             summary.skipped += 1
         else:
+            writer.rows.pop(entry.id, None)  # listed again when done
             todo.append(entry)
     writer.flush(force=True)
     if on_start:
         on_start(len(entries), summary.skipped)
-
-    def label_ids(entry: VideoEntry) -> list[int]:
-        return [position[label] for label in entry.labels if label in position]
 
     def finish(row: dict) -> None:
         if row["status"] == "ok":
@@ -220,15 +311,24 @@ def run_prepare(
             _run_pool(todo, root, store, settings, tmp_name, workers, finish, label_ids)
     finally:
         writer.flush(force=True)
-    shutil.rmtree(store / TMP_DIR / tmp_name, ignore_errors=True)
-    _remove_if_empty(store / TMP_DIR)
-    summary.wall_seconds = time.perf_counter() - start
+        shutil.rmtree(store / TMP_DIR / tmp_name, ignore_errors=True)
+        _remove_if_empty(store / TMP_DIR)
     return summary
+
+
+def _remove_leftovers(tmp: Path, prefix: str) -> None:
+    """Remove the temporary folders of killed runs that this run's lock covers (names starting with `prefix`)."""
+    if not tmp.is_dir():
+        return
+    for folder in tmp.iterdir():
+        if folder.name.startswith(prefix):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_pool(todo, root, store, settings, tmp_name, workers, finish, label_ids) -> None:
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(1,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                             initargs=(1, os.getpid())) as pool:
         pending = set()
         queue = iter(todo)
         # keep a bounded number of videos in flight, so a huge list is not submitted at once
@@ -237,7 +337,7 @@ def _run_pool(todo, root, store, settings, tmp_name, workers, finish, label_ids)
             if len(pending) >= 2 * workers:
                 break
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait_any(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 finish(future.result())
                 nxt = next(queue, None)
@@ -252,11 +352,19 @@ def _remove_if_empty(path: Path) -> None:
         pass
 
 
-def merge_manifests(store: Path) -> tuple[Path, int, int]:
+def merge_manifests(store: Path, wait: bool = False) -> tuple[Path, int, int]:
     """Join `manifest.shard-I-of-N.jsonl` parts into manifest.jsonl; returns (path, rows, parts).
 
-    All N parts must be present and no video may appear twice.
+    All N parts must be present and no video may appear twice among them; videos already in manifest.jsonl
+    (other lists prepared into the store) stay, a part's row replacing an older one of the same video.
     """
+    if not store.is_dir():
+        raise StoreError(f"{store}: not a store folder")
+    with store_lock(store, None, wait):
+        return _merge_locked(store)
+
+
+def _merge_locked(store: Path) -> tuple[Path, int, int]:
     parts = sorted(store.glob("manifest.shard-*-of-*.jsonl"))
     if not parts:
         raise StoreError(f"{store}: no manifest.shard-I-of-N.jsonl parts to merge")
@@ -271,15 +379,16 @@ def merge_manifests(store: Path) -> tuple[Path, int, int]:
     missing = sorted(set(range(count)) - indices)
     if missing:
         raise StoreError(f"{store}: shard parts {missing} of {count} are missing; run those shards first")
-    rows: list[dict] = []
+    path = store / MANIFEST_NAME
+    merged = read_manifest(path) if path.exists() else {}
     seen: set[str] = set()
     for part in sorted(parts, key=lambda p: int(p.name.split("-")[1])):
-        for row in read_jsonl(part):
-            if row["id"] in seen:
-                raise StoreError(f"{part}: video {row['id']!r} appears in more than one shard part")
-            seen.add(row["id"])
-            rows.append(row)
-    rows.sort(key=lambda r: r["id"])
-    path = store / MANIFEST_NAME
+        rows = read_manifest(part)
+        twice = sorted(seen & set(rows))
+        if twice:
+            raise StoreError(f"{part}: video {twice[0]!r} appears in more than one shard part")
+        seen.update(rows)
+        merged.update(rows)
+    rows = sorted(merged.values(), key=lambda r: r["id"])
     write_jsonl(path, rows)
     return path, len(rows), count

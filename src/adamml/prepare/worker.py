@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 import wave
@@ -40,6 +41,7 @@ STAGES = ("decode", "write", "flow", "audio")
 # A video with fewer frames than one segment window (8 frames at stride 4) is kept, with a warning:
 # readers clamp indices, so it still yields segments.
 SEGMENT_WINDOW = 32
+PARENT_POLL_SECONDS = 0.5  # how often a pool worker checks that the run that started it is alive
 
 
 @dataclass(frozen=True)
@@ -238,8 +240,13 @@ def prepare_video(
         return row
     tmp = store / TMP_DIR / tmp_name / uuid.uuid4().hex
     try:
-        tmp.mkdir(parents=True)
         source = root / entry.source
+        outside = _outside(source, root)
+        if outside:
+            row["error"] = f"{entry.origin or source}: {outside}"
+            _finish_timing(row, start)
+            return row
+        tmp.mkdir(parents=True)
         if entry.kind == "frames":
             reader = FrameFolderReader(source, settings.short_side, settings.frames_fps)
         else:
@@ -252,7 +259,8 @@ def prepare_video(
             reader.close()
         row["status"] = "ok"
         _finish_timing(row, start)
-        (tmp / META_NAME).write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8")
+        (tmp / META_NAME).write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8",
+                                     errors="backslashreplace")
         final = video_dir(store, entry.id)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -266,11 +274,33 @@ def prepare_video(
     return row
 
 
+def _outside(source: Path, root: Path) -> str | None:
+    """Why `source` (a video, or a frame folder and its images) may not be read: a symbolic link leading out of
+    the video root. None when it may."""
+    base = root.resolve()
+    paths = [source]
+    if source.is_dir():
+        paths += sorted(source.iterdir())
+    for path in paths:
+        real = path.resolve()
+        if real != base and base not in real.parents:
+            return f"{path} resolves to {real}, outside the video root {base} (a symbolic link); not read"
+    return None
+
+
 def _finish_timing(row: dict, start: float) -> None:
     row["seconds"] = round(time.perf_counter() - start, 4)
     row["stage_seconds"] = {k: round(v, 4) for k, v in row["stage_seconds"].items()}
 
 
-def init_worker(threads: int) -> None:
-    """Per-process set-up for a pool worker: keep OpenCV from oversubscribing the cores."""
+def init_worker(threads: int, parent: int) -> None:
+    """Per-process set-up for a pool worker: keep OpenCV from oversubscribing the cores, and exit when the
+    parent process `parent` is gone (killed with -9, it cannot stop its pool; orphans would wait forever)."""
     cv2.setNumThreads(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
