@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from adamml.config import BASELINE_KINDS, ModelConfig
+from adamml.errors import UserError
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.baselines import FusionBaseline, build_baseline
@@ -28,8 +29,26 @@ from adamml.models.tsn_resnet import TSNResNet
 Model = AdaMML | FusionBaseline  # what build_model returns; both give an AdaMMLOutput
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint that does not fit the network it is loaded into."""
+
+
+class WeightsNotFoundError(UserError, FileNotFoundError):
+    """A pretrained weights file that does not exist."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (torch's unpickling errors run to a page of advice)."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def non_finite_tensor(state: dict[str, Tensor]) -> str | None:
+    """Name of the first floating-point tensor of `state` holding a NaN or an infinity, or None."""
+    for name, value in state.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name
+    return None
 
 
 def _first_conv_and_head(net: nn.Module) -> tuple[str, str]:
@@ -55,15 +74,19 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path}")
+        raise WeightsNotFoundError(f"pretrained weights not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors of every kind: report them with the path
-        raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: {error}") from error
+        raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: "
+                                      f"{first_line(error)}") from error
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointMismatchError(
             f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "
             f"are; got {type(state).__name__}" + (f" with keys {sorted(state)[:8]}" if isinstance(state, dict) else ""))
+    bad = non_finite_tensor(state)
+    if bad is not None:
+        raise CheckpointMismatchError(f"{path}: tensor {bad!r} holds NaN or infinite values")
     first_conv, head = _first_conv_and_head(net)
     target = net.state_dict()
     state = {key: value for key, value in state.items() if not key.startswith(head)}

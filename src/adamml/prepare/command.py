@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -27,13 +28,11 @@ from adamml.prepare.importers import (
     import_annotations,
 )
 from adamml.prepare.layout import StoreError
-from adamml.prepare.pipeline import (
-    PrepareSummary,
-    merge_manifests,
-    parse_shard,
-    run_prepare,
-)
-from adamml.prepare.worker import STAGES, PrepareSettings
+
+if TYPE_CHECKING:
+    from adamml.prepare.pipeline import PrepareSummary
+# the pipeline and its workers (OpenCV) are imported by the functions that run them: `adamml prepare --help`
+# and the other commands' parsers load none of it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adamml.prepare.pipeline import merge_manifests
+
     console = Console(stderr=True, soft_wrap=True)
     try:
         if args.merge is not None:
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSummary:
+    from adamml.prepare.pipeline import parse_shard
+    from adamml.prepare.worker import PrepareSettings
+
     if args.videos is not None:
         fmt, source, root = "folder", args.videos, args.videos
     else:
@@ -117,6 +121,8 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
 def prepare_with_progress(entries, classes, root, out, settings, workers=1, shard=None, overwrite=False,
                           console: Console | None = None, quiet: bool = False) -> PrepareSummary:
     """run_prepare with a rich progress bar (videos done, ok / failed so far)."""
+    from adamml.prepare.pipeline import run_prepare
+
     console = console or Console(stderr=True, soft_wrap=True)
     progress = Progress(
         TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
@@ -141,6 +147,8 @@ def prepare_with_progress(entries, classes, root, out, settings, workers=1, shar
 
 
 def print_summary(summary: PrepareSummary, console: Console) -> None:
+    from adamml.prepare.worker import STAGES
+
     table = Table(title="prepare summary", show_header=False)
     table.add_row("videos ok / failed / skipped", f"{summary.ok} / {summary.failed} / {summary.skipped}")
     table.add_row("frames written", str(summary.frames))
