@@ -11,6 +11,7 @@ trained for the dataset's classes).
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -37,10 +38,15 @@ class WeightsNotFoundError(UserError, FileNotFoundError):
     """A pretrained weights file that does not exist."""
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (torch's unpickling errors run to a page of advice)."""
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+def load_failure(error: BaseException) -> str:
+    """Why `torch.load(..., weights_only=True)` refused a file, in one line. Torch's own message runs to a page
+    and advises loading with weights_only=False, which would run whatever code the file carries: never do."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if line.startswith(("Unsupported", "Trying to load unsupported"))), None)
+    if isinstance(error, pickle.UnpicklingError) or detail is not None:
+        return ("it holds Python objects other than tensors, which adamml never loads (they could run code)"
+                + (f": {detail}" if detail else ""))
+    return lines[0] if lines else type(error).__name__
 
 
 def non_finite_tensor(state: dict[str, Tensor]) -> str | None:
@@ -79,7 +85,7 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors of every kind: report them with the path
         raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: "
-                                      f"{first_line(error)}") from error
+                                      f"{load_failure(error)}") from error
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointMismatchError(
             f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "

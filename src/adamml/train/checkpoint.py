@@ -16,7 +16,7 @@ from torch import nn
 
 from adamml.config import Config, config_from_dict, config_to_dict
 from adamml.errors import UserError, shorten
-from adamml.models.build import first_line, non_finite_tensor
+from adamml.models.build import load_failure, non_finite_tensor
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -43,7 +43,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path}: not a readable adamml checkpoint ({first_line(error)})") from error
+        raise CheckpointError(f"{path}: not a readable adamml checkpoint ({load_failure(error)})") from error
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path}: not an adamml checkpoint (no 'model' and 'config' entries)")
     model, config = payload["model"], payload["config"]
