@@ -12,7 +12,7 @@ from adamml.cli import main
 from adamml.config import load_config
 from adamml.evaluate import evaluate
 from adamml.models.build import build_model
-from adamml.predict import load_predictor
+from adamml.predict import InMemoryFrames, load_predictor
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import read_jsonl
 from adamml.prepare.pipeline import run_prepare
@@ -90,11 +90,30 @@ def test_video_without_audio_and_very_short_video(setup, tmp_path):
     assert result.num_frames == 2 and np.isfinite(result.logits).all()
 
 
+def test_frames_held_do_not_grow_with_the_video_length(setup, tmp_path, monkeypatch):
+    _root, _store, checkpoint, _classes = setup
+    predictor = load_predictor(checkpoint, "dis", threshold=0.0)  # every cell computed: flow's frames held too
+    held: list[int] = []
+    keep = InMemoryFrames.__init__
+
+    def spy(self, frames, *args, **kwargs):
+        held.append(len(frames))
+        keep(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(InMemoryFrames, "__init__", spy)
+    for frames in (100, 1000):
+        result, figure = predictor(make_clip(tmp_path / f"{frames}.mp4", frames=frames, size=(48, 32)))
+        assert result.num_frames == frames and np.isfinite(result.logits).all()
+        assert set(figure["frames"]) == predictor.frames_used(frames)
+    # 3 segments of 8 frames at stride 2, their RGB differences and flow stacks: the same count at 10x the length
+    assert held[0] == held[1] == len(predictor.frames_used(1000)) < 100
+
+
 def test_cli_writes_json_and_figure_and_reports_bad_files(setup, tmp_path, capsys):
     root, _store, checkpoint, _classes = setup
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"nope")
-    out = tmp_path / "pred.json"
+    out = tmp_path / "not-yet" / "pred.json"  # its folder is made before the work, not found missing after it
     code = main(["predict", str(root / "test" / "right" / "0.mp4"), str(bad), "--checkpoint", str(checkpoint),
                  "--json", str(out), "--viz", str(tmp_path / "fig.png")])
     assert code == 1  # one video failed, the other was predicted

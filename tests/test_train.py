@@ -189,6 +189,17 @@ def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
     assert fused_report["gflops_per_video"] == pytest.approx(fused_report["gflops_always_on"])
 
 
+def test_a_non_finite_loss_stops_training_and_saves_nothing(tiny_store, tmp_path, capsys, monkeypatch):
+    import adamml.train.loop as loop
+
+    real = loop.classification_loss
+    monkeypatch.setattr(loop, "classification_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    assert main(_train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")) == 2
+    err = capsys.readouterr().err
+    assert "adamml: error: the training loss became nan at step 1" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_existing_run_needs_resume_and_bad_checkpoint_is_clear(tiny_store, tmp_path, capsys):
     args = _train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")
     assert main(args) == 0

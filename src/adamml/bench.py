@@ -1,25 +1,10 @@
-"""`adamml bench`: how much of AdaMML's GFLOPs saving turns into time (supplementary Sec. F, runtime analysis).
-
-In one run on one machine, for AdaMML and the baselines (weighted fusion, unimodal models):
-  (a) network only: videos/s of the evaluation pass over prepared inputs (the sparse inference path: each
-      recognizer only on the segments that selected it);
-  (b) end to end: videos/s of `adamml predict` on the raw video files (decoding, the policy, optical flow for
-      the selected segments only, the recognizers).
-It prints each speed-up over weighted fusion and the speed-up divided by the GFLOPs ratio (1.0 = the whole
-theoretical saving shows up as time). The paper: 1.96x (Kinetics-Sounds) and 1.42x (ActivityNet) over weighted
-fusion on one V100.
-
---synthetic CONFIG measures (a) at any model size without data or training (e.g. the paper's ResNet-50 presets):
-random weights and random inputs at the configured sizes; AdaMML runs its policy on every segment and then each
-recognizer on exactly --rates of the cells (chosen at random, the same for every pass), weighted fusion every
-recognizer on every cell, each unimodal model its recognizer on every cell. Speed does not depend on the weights.
-"""
+"""Speed measurements of AdaMML against the baselines: the library behind `adamml bench` (`adamml.bench_cli`
+says what is measured and how)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +21,7 @@ from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.inputs import policy_key
 from adamml.models.build import build_model
 from adamml.models.inference import optimize_for_inference
-from adamml.precision import FP32, Amp, add_precision_argument, amp_for
+from adamml.precision import FP32, Amp, amp_for
 
 
 def parse_named(items: list[str]) -> dict[str, Path]:
@@ -254,64 +239,12 @@ def bench_table(result: dict[str, Any]) -> Table:
     return table
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("bench", help="videos/s of AdaMML against the baselines, network only and end to end",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", dest="checkpoints", action="append", metavar="NAME=PATH",
-                   help="a trained model (repeatable), e.g. adamml=runs/demo/adamml/best.pt")
-    p.add_argument("--data", type=Path, help="prepared store (network-only pass)")
-    p.add_argument("--videos", type=Path, help="folder the store's sources are relative to (end-to-end pass)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="end to end: at most this many videos")
-    p.add_argument("--flow", default="dis", help="end to end: the optical flow method of the store")
-    p.add_argument("--baseline", default="fusion", help="the NAME speed-ups are relative to")
-    p.add_argument("--repeats", type=int, default=1, help="network pass: keep the fastest of N")
-    p.add_argument("--batch-size", type=int, help="network pass: videos per batch (default: each checkpoint's "
-                   "train.eval_batch_size); larger batches spread the fixed cost of each layer call")
-    p.add_argument("--threads", type=int, help="torch's CPU threads for every pass (default: torch's choice)")
-    p.add_argument("--json", type=Path, help="write the measurements here")
-    add_precision_argument(p)
-    g = p.add_argument_group("synthetic (no checkpoints, no data)")
-    g.add_argument("--synthetic", metavar="CONFIG", help="a preset or YAML file: random weights and inputs at its "
-                   "sizes, e.g. paper-rgb-flow-audio")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    g.add_argument("--num-videos", type=int, default=8, help="videos per pass (default 8)")
-    g.add_argument("--rates", help="AdaMML's selection rate of each modality, e.g. rgb=0.4,flow=0.3,audio=0.9 "
-                   "(default 0.5 each)")
-    g.add_argument("--no-unimodal", action="store_true", help="skip the unimodal rows")
-    g.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True, soft_wrap=True)
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
-    try:
-        if args.synthetic:
-            if args.checkpoints or args.data:
-                raise ValueError("--synthetic measures random models: give it no --checkpoint or --data")
-            result = bench_synthetic(args.synthetic, args.set, args.num_videos, args.batch_size or 2, args.rates,
-                                     args.device, max(1, args.repeats), unimodal=not args.no_unimodal,
-                                     console=console, precision=args.precision)
-        else:
-            if not args.checkpoints or args.data is None:
-                raise ValueError("give --checkpoint NAME=PATH (repeatable) and --data STORE, or --synthetic CONFIG")
-            result = bench(parse_named(args.checkpoints), args.data, args.videos, args.split, args.limit,
-                           args.flow, args.baseline, console, args.repeats, args.batch_size, args.precision)
-    except ValueError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
-    Console(width=200).print(bench_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m adamml.bench ...``: the bench command without the CLI's other imports (PyAV, matplotlib),
     for machines that only have torch, e.g. a GPU box for ``--synthetic``."""
     import sys
+
+    from adamml.bench_cli import register
 
     parser = argparse.ArgumentParser(prog="adamml")
     register(parser.add_subparsers())

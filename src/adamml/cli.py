@@ -1,30 +1,36 @@
-"""The `adamml` command line: one sub-command per job (see docs/cli.md)."""
+"""The `adamml` command line: one sub-command per job (see docs/cli.md).
+
+Building the parser imports only the command modules, which import nothing heavy (torch, OpenCV, matplotlib)
+at module level: `adamml --help`, `--version` and `COMMAND --help` answer at once, and a command imports what it
+needs when it runs. Errors a user can fix (`adamml.errors.UserError` and the other input errors below) end as
+``adamml: error: MESSAGE`` with exit code 2; ``adamml --debug COMMAND ...`` shows their traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-# Each entry adds one sub-command: a function (subparsers) -> None that registers its parser and
-# sets `func` (args -> exit code) through `set_defaults`.
-Registrar = Callable[[argparse._SubParsersAction], None]
+from adamml import __version__
+from adamml.errors import UserError
 
-
-def _registrars() -> list[Registrar]:
-    from adamml.bench import register as bench
-    from adamml.compare import register as compare
-    from adamml.demo import register as demo
-    from adamml.evaluate import register as evaluate
-    from adamml.export import register as export
-    from adamml.flops_cli import register as flops
-    from adamml.predict import register as predict
-    from adamml.prepare.command import register as prepare
-    from adamml.synth_cli import register as synth
-    from adamml.train.command import register as train
-
-    registrars: list[Registrar] = [prepare, synth, train, evaluate, predict, bench, export, flops, compare, demo]
-    return registrars
+# Each module has `register(subparsers)`, which adds its sub-command and sets `func` (args -> exit code); in
+# the order `adamml --help` lists them
+COMMAND_MODULES: tuple[str, ...] = (
+    "adamml.prepare.command",
+    "adamml.synth_cli",
+    "adamml.train.command",
+    "adamml.evaluate_cli",
+    "adamml.predict_cli",
+    "adamml.bench_cli",
+    "adamml.export_cli",
+    "adamml.flops_cli",
+    "adamml.compare_cli",
+    "adamml.demo_cli",
+)
+EXIT_USER_ERROR = 2  # as argparse exits on a bad argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adamml",
         description="Adaptive multi-modal video recognition (AdaMML, ICCV 2021).",
     )
-    from adamml import __version__
-
     parser.add_argument("--version", action="version", version=f"adamml {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in _registrars():
-        register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that mean bad input (a message for the user), not a bug."""
+    errors: list[type[BaseException]] = [UserError]
+    # defined where the input is read; only modules already imported can have raised
+    for module, name in (("adamml.prepare.layout", "StoreError"), ("adamml.prepare.importers", "AnnotationError"),
+                         ("adamml.prepare.decode", "VideoError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.debug or not isinstance(error, input_errors()):
+            raise
+        print(f"adamml: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

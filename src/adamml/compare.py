@@ -1,29 +1,9 @@
-"""`adamml compare`: train and evaluate a list of methods from one configuration, and write one table and one plot.
-
-The supplementary material compares AdaMML with other fusion methods and RGBDiff with optical flow (Table 2).
-This command runs such a comparison on any prepared store, every method trained and measured the same way:
-
-    adamml compare --config tiny --data STORE --out runs/compare \\
-        --methods rgb flow rgbdiff fusion:rgb+flow fusion:rgb+rgbdiff adamml:rgb+flow
-
-A method is ``STAGE[:MODALITY+MODALITY...]`` (the stages of `adamml train`; without modalities, the config's),
-or a bare modality name for its unimodal model. Every multi-modal method starts from the unimodal models of its
-modalities, which are trained first (and listed in the table). `random` uses the selection rates that AdaMML
-with the same modalities reached on the validation split when AdaMML is in the list (the paper's random-policy
-baseline at the same rate), else ``train.random_rates``. `--preset baselines` (every fusion baseline, the
-random policy and AdaMML on the config's modalities) and `--preset rgbdiff` (Table 2's RGB / Flow / RGBDiff
-layout) name common lists.
-
-Writes ``OUT/<method>/`` (each run with its checkpoints and ``eval-<split>/`` report), ``compare.md``,
-``compare.json`` and ``compare.png`` (accuracy against GFLOPs per video with AdaMML's threshold sweep). Runs that
-finished earlier are reused; an interrupted training resumes.
-"""
+"""Training and evaluating a list of methods from one configuration: the library behind `adamml compare`
+(`adamml.compare_cli` says what it runs and writes)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +12,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from adamml.config import Config, load_config
+from adamml.config import STAGES, Config, load_config
 from adamml.data.dataset import Store
+from adamml.jsonfile import write_json
 from adamml.modalities import MODALITIES, check_modalities
-from adamml.train.stages import STAGES
 from adamml.viz import pareto_figure
 from adamml.workflow import SWEEP, Steps, eval_once, train_once
 
@@ -46,11 +26,6 @@ LABELS = {
     "adamml": "AdaMML",
 }
 MODALITY_LABELS = {"rgb": "RGB", "flow": "Flow", "rgbdiff": "RGBDiff", "audio": "Audio"}
-PRESETS = {
-    "baselines": ["average", "fusion", "gating", "lateral-uni", "lateral-bi", "context-gating", "gradient-blending",
-                  "adamml", "random"],
-    "rgbdiff": ["rgb", "flow", "rgbdiff", "fusion:rgb+flow", "fusion:rgb+rgbdiff", "adamml:rgb+flow"],
-}
 
 
 @dataclass(frozen=True)
@@ -212,7 +187,7 @@ def write_comparison(out: Path, reports: dict[str, dict], seconds: dict[str, dic
     lines += ["", f"Total wall time {total:.1f} s. Figure: `compare.png`."]
     (out / "compare.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     payload = {"split": split, "methods": reports, "seconds": seconds, "adamml_vs": rows, "total_seconds": total}
-    (out / "compare.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    write_json(out / "compare.json", payload, indent=1, default=str)
     points = [{"name": f"{r['label']} ({'+'.join(r['modalities'])})", "gflops": r["gflops_per_video"],
                "top1": r["top1"], "marker": "*" if r["stage"] == "adamml" else "s" if r["stage"] == "unimodal" else "D"}
               for r in reports.values()]
@@ -220,32 +195,3 @@ def write_comparison(out: Path, reports: dict[str, dict], seconds: dict[str, dic
              for s in sweeps[0][1]["sweep"]] if sweeps else []
     pareto_figure(points, sweep, out / "compare.png", title=f"Accuracy vs GFLOPs ({split} split)")
     return payload
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="train and evaluate a list of methods; one table and one plot",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="preset name or YAML path shared by every method")
-    p.add_argument("--data", type=Path, required=True, help="prepared store")
-    p.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
-    p.add_argument("--methods", nargs="+", default=[], metavar="METHOD",
-                   help="STAGE[:MOD+MOD...] or a modality name (unimodal)")
-    p.add_argument("--preset", choices=sorted(PRESETS), action="append", default=[],
-                   help="add a named list of methods (repeatable)")
-    p.add_argument("--split", default="test", help="split to evaluate on (default test)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value for every method (repeatable)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    texts = [t for name in args.preset for t in PRESETS[name]] + list(args.methods)
-    if not texts:
-        raise SystemExit("adamml compare: give --methods and/or --preset")
-    try:
-        methods = [parse_method(t, cfg.model.modalities) for t in texts]
-    except ValueError as error:
-        raise SystemExit(f"adamml compare: {error}") from None
-    run_compare(args.config, args.data, args.out, methods, args.split, args.overrides)
-    return 0

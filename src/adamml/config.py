@@ -15,6 +15,7 @@ and the file. ``overrides`` are ``section.key=value`` strings whose value is par
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
+from adamml.errors import UserError, shorten
 from adamml.modalities import check_modalities
 
 FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
@@ -36,6 +38,10 @@ Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
 BASELINE_KINDS: tuple[str, ...] = ("gating", "lateral-uni", "lateral-bi", "context-gating", "gradient-blending")
+# the stages of `adamml train` (`adamml.train.stages`); each always-on fusion baseline trains the model of the fusion
+# kind of its name
+BASELINE_STAGES: tuple[str, ...] = ("average",) + BASELINE_KINDS
+STAGES: tuple[str, ...] = ("unimodal", "fusion", "random", "adamml") + BASELINE_STAGES
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,12 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.epochs < 0 or self.weight_decay < 0:
-            raise ValueError("lr must be positive, epochs and weight_decay non-negative")
+            raise ValueError(f"lr must be positive, epochs and weight_decay non-negative, got lr {self.lr}, "
+                             f"epochs {self.epochs}, weight_decay {self.weight_decay}")
+        if self.lr_decay <= 0 or not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"lr_decay must be positive and momentum in [0, 1), got {self.lr_decay}, {self.momentum}")
+        if any(m < 0 for m in self.milestones):
+            raise ValueError(f"milestones must be epochs >= 0, got {list(self.milestones)}")
 
 
 @dataclass(frozen=True)
@@ -266,6 +277,21 @@ class TrainConfig:
             raise ValueError("train.batch_size and train.eval_batch_size must be positive")
         if self.policy_passes < 1:
             raise ValueError(f"train.policy_passes must be at least 1, got {self.policy_passes}")
+        if self.policy_lr <= 0 or self.policy_weight_decay < 0:
+            raise ValueError(f"train.policy_lr must be positive and train.policy_weight_decay non-negative, got "
+                             f"{self.policy_lr}, {self.policy_weight_decay}")
+        if not 0.0 < self.temperature_decay <= 1.0:
+            raise ValueError(f"train.temperature_decay must be in (0, 1], got {self.temperature_decay}")
+        if self.gamma < 0:
+            raise ValueError(f"train.gamma must be non-negative, got {self.gamma}")
+        for name, weight in self.efficiency_weights.items():
+            if weight < 0:
+                raise ValueError(f"train.efficiency_weights.{name} must be non-negative, got {weight}")
+        if self.clip_grad_norm < 0 or self.precise_bn_batches < 0:
+            raise ValueError(f"train.clip_grad_norm and train.precise_bn_batches must be non-negative, got "
+                             f"{self.clip_grad_norm}, {self.precise_bn_batches}")
+        if self.select_max_gflops <= 0:
+            raise ValueError(f"train.select_max_gflops must be positive, got {self.select_max_gflops}")
         for name, rate in self.random_rates.items():
             _check_probability(f"train.random_rates.{name}", rate)
 
@@ -287,7 +313,7 @@ def _check_probability(name: str, value: float) -> None:
 # ----------------------------------------------------------------------------------------------- YAML in
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or override that does not fit the dataclasses."""
 
 
@@ -295,6 +321,29 @@ def preset_names() -> list[str]:
     """Names of the presets shipped with the package."""
     folder = resources.files("adamml") / "configs"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``): a config has no use for them, and nested aliases expand
+    into values of any size (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem=f"YAML aliases (*{event.anchor}) are not allowed in a config",
+                                       problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The value of YAML `text` (safe tags only, no aliases); a syntax error names `source`, line and column."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{source}{where}: {problem}") from None
 
 
 def _read_source(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
@@ -310,8 +359,14 @@ def _read_source(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
         path = Path(text)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        source, content = str(path), path.read_text(encoding="utf-8")
-    raw = yaml.safe_load(content)
+        try:
+            source, content = str(path), path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                              f"{error.start}); save the file as UTF-8") from None
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    raw = parse_yaml(content, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -354,7 +409,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         elif not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is not a mapping in the loaded file")
         node = child
-    node[parts[-1]] = yaml.safe_load(value_text)
+    node[parts[-1]] = parse_yaml(value_text, f"override {override!r}")
 
 
 def _default(cls: type, name: str) -> Any:
@@ -370,7 +425,7 @@ def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {shorten(value)}")
         return _from_dict(hint, value, key, source)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
@@ -388,34 +443,36 @@ def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise ConfigError(f"{source}: {key!r} must be one of {list(allowed)}, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be one of {list(allowed)}, got {shorten(value)}")
         return value
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {shorten(value)}")
         key_type, value_type = typing.get_args(hint)
         return {_convert(k, key_type, f"{key} key", source): _convert(v, value_type, f"{key}.{k}", source)
                 for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key!r} must be a list, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be a list, got {shorten(value)}")
         (item,) = typing.get_args(hint)[:1]
         return tuple(_convert(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key!r} must be true or false, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be true or false, got {shorten(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {key!r} must be an integer, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be an integer, got {shorten(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key!r} must be a number, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be a number, got {shorten(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key!r} must be a finite number, got {value}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key!r} must be a string, got {value!r}")
+            raise ConfigError(f"{source}: {key!r} must be a string, got {shorten(value)}")
         return value
     raise ConfigError(f"{source}: unsupported type {hint!r} for {key!r}")  # a bug in the dataclasses
 
@@ -428,14 +485,15 @@ def _from_dict(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
     for key, value in raw.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise ConfigError(f"{source}: unknown key {full!r} (allowed here: {', '.join(names)})")
+            raise ConfigError(f"{source}: unknown key {shorten(full)} (allowed here: {', '.join(names)})")
         kwargs[key] = _convert(value, hints[key], full, source)
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: {error}") from None
+        where = f" (in {prefix})" if prefix and prefix not in str(error) else ""
+        raise ConfigError(f"{source}: {error}{where}") from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:

@@ -1,12 +1,4 @@
-"""`adamml demo`: the whole job on the built-in audio-visual benchmark, on a CPU.
-
-synth -> prepare (DIS flow, short side 64) -> train the unimodal models (RGB, flow, audio), the weighted-fusion
-baseline and AdaMML (`tiny` preset, all three modalities, recognizers initialised from the unimodal models)
--> the random-policy baseline at AdaMML's selection rates (measured on the validation split) -> evaluate
-everything on the test split -> `runs/demo/`: report.md / report.json, selections.png, pareto.png and each
-model's checkpoint. Every step reuses what an earlier run finished (an interrupted training resumes);
-`--fresh` starts over.
-"""
+"""The whole job on the built-in benchmark: the library behind `adamml demo` (`adamml.demo_cli` lists the steps)."""
 
 from __future__ import annotations
 
@@ -26,6 +18,7 @@ from rich.table import Table
 from adamml.config import load_config
 from adamml.data.dataset import read_wav_window
 from adamml.data.spectrogram import log_spectrogram, silence
+from adamml.jsonfile import write_json
 from adamml.prepare.command import prepare_with_progress, print_summary
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
@@ -37,28 +30,6 @@ from adamml.workflow import SWEEP, Reused, Steps, eval_once, train_once
 
 MODALITIES = ("rgb", "flow", "audio")
 VISUAL = ("rgb", "flow")  # the expensive recognizers, whose cells the policy must choose well
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="the whole job on the built-in benchmark: synth, prepare, train, "
-                              "evaluate, report and figures", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default runs/demo)")
-    p.add_argument("--config", default="tiny", help="model/training preset (default tiny)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable)")
-    p.add_argument("--flow", default="dis", choices=("tvl1", "dis", "farneback"),
-                   help="flow method (default dis: fast; tvl1 is the paper's)")
-    p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
-    p.add_argument("--informative-rate", type=float, default=0.5, help="synth: informative rate of each modality")
-    p.add_argument("--classes", type=int, default=8, help="synth: number of classes")
-    p.add_argument("--train-per-class", type=int, default=24)
-    p.add_argument("--val-per-class", type=int, default=6)
-    p.add_argument("--test-per-class", type=int, default=10)
-    p.add_argument("--size", type=int, default=64, help="synth: frame size")
-    p.add_argument("--short-side", type=int, default=64, help="prepare: short side of the stored frames")
-    p.add_argument("--fresh", action="store_true", help="start over instead of reusing earlier results")
-    p.set_defaults(func=run)
 
 
 def _unless_nothing_new(count: str, fn, *args, **kwargs):
@@ -135,7 +106,8 @@ def _selection_videos(decisions: list[dict], truth: dict[str, dict], store: Path
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
+    """Every step of `adamml demo` (see `adamml.demo_cli`), reusing what an earlier run finished."""
     console = Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
     out: Path = args.out
@@ -284,7 +256,7 @@ def write_demo_report(out: Path, reports: dict[str, dict], vs_truth: dict[str, d
     payload = {"reports": reports, "policy_vs_truth": vs_truth, "saving_vs_fusion": saving,
                "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets],
                "seconds": times, "total_seconds": total, "prepare_frames_per_second": prepared.frames_per_second}
-    (out / "report.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    write_json(out / "report.json", payload, indent=1, default=str)
     summary = (f"AdaMML {ada['top1']:.1f} % at {ada['gflops_per_video']:.4f} GFLOPs vs weighted fusion "
                f"{fusion['top1']:.1f} % at {fusion['gflops_per_video']:.4f} ({100 * saving:.1f} % saved); "
                f"{100 * vs_truth['adamml']['visual_precision']:.0f} % of computed RGB and flow cells informative; "

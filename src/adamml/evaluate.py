@@ -1,18 +1,9 @@
-"""`adamml eval`: accuracy, mAP and the GFLOPs each video actually cost, from the decisions actually taken.
-
-GFLOPs (multiply-accumulates, as the field counts them; conv layers as the paper counts, all layers beside
-it) per video = the policy on every segment (AdaMML only) + each recognizer on each segment that selected it
-+ a fusion baseline's own modules (`adamml.flops.video_gmacs`), measured on the model's real networks. The
-model is rebuilt from the checkpoint's stored configuration (AdaMML, or the fusion baseline of its
-`fusion.kind`). Writes `report.json`, `report.md` and `decisions.json`; `--threshold 0.3,0.5,0.7` sweeps the
-policy's decision threshold (accuracy vs GFLOPs).
-"""
+"""Evaluation of a trained checkpoint on a prepared store: the library behind `adamml eval` (`adamml.evaluate_cli`
+says what is measured)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -29,20 +20,21 @@ from rich.progress import (
 
 from adamml.config import Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.errors import UserError
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model, build_model
+from adamml.jsonfile import write_json
 from adamml.models.inference import optimize_for_inference
-from adamml.precision import add_precision_argument, amp_for
+from adamml.precision import amp_for
 from adamml.prepare.layout import StoreError
 from adamml.train.checkpoint import (
-    CheckpointError,
     checkpoint_config,
     load_checkpoint,
     load_model_state,
 )
-from adamml.train.distributed import DistInfo, setup, teardown
+from adamml.train.distributed import DistInfo
 from adamml.train.loop import make_loader, predict
 from adamml.train.stages import eval_decisions, summarize
 
@@ -107,6 +99,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
             pred = predict(model, loader, info, eval_decisions(model, stage, cfg),
                            on_batch=lambda n: progress.update(task, advance=n), amp=amp_for(precision, info.device))
         wall = time.perf_counter() - started
+        check_finite_logits(pred.logits, [dataset.rows[int(i)]["id"] for i in pred.indices], checkpoint)
         metrics = summarize(pred, model.modalities, store.multi_label)
         gflops = video_gmacs(pred.decisions, costs, "conv", include_policy=uses_policy)
         gflops_all = video_gmacs(pred.decisions, costs, "all", include_policy=uses_policy)
@@ -147,10 +140,19 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
     return report
 
 
+def check_finite_logits(logits: np.ndarray, videos: list[str], checkpoint: Path) -> None:
+    """A model that produced NaN or infinite logits is broken: an error naming the first such video, never an
+    accuracy (argmax of NaN is class 0, counted right wherever the label is 0)."""
+    bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if len(bad):
+        raise UserError(f"{checkpoint}: the model produced non-finite (NaN or infinite) logits for video "
+                        f"{videos[bad[0]]!r} ({len(bad)} of {len(videos)} videos); its weights or inputs are broken")
+
+
 def write_report(report: dict[str, Any], pred, dataset: SegmentDataset, store: Store, gflops: np.ndarray,
                  out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_json(out / "report.json", report, indent=1)
     scores = softmax(pred.logits)
     modalities = report["modalities"]
     videos = []
@@ -168,7 +170,7 @@ def write_report(report: dict[str, Any], pred, dataset: SegmentDataset, store: S
                          for s in range(pred.decisions.shape[1])],
             "p_use": np.round(pred.probs[row], 4).tolist(),
         })
-    (out / "decisions.json").write_text(json.dumps(videos, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_json(out / "decisions.json", videos, indent=1, ensure_ascii=False)
     (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
 
 
@@ -198,38 +200,3 @@ def report_markdown(report: dict[str, Any]) -> str:
             s = ", ".join(f"{m} {100 * r:.0f} %" for m, r in row["selection_rate"].items())
             lines.append(f"| {row['threshold']:g} | {row['top1']:.2f} | {row['mAP']:.2f} | {row['gflops_per_video']:.4g} | {s} |")
     return "\n".join(lines) + "\n"
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="accuracy, mAP and GFLOPs per video of a trained checkpoint",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path, help="prepared store")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", type=Path, help="report folder (default: next to the checkpoint, eval-SPLIT/)")
-    p.add_argument("--threshold", help="decision threshold, or a comma-separated sweep (e.g. 0.3,0.5,0.7)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--random-at-test", action="store_true",
-                   help="sample decisions like the official code instead of thresholding (for comparison)")
-    p.add_argument("--device", default="auto")
-    add_precision_argument(p)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True, soft_wrap=True)
-    thresholds = [float(t) for t in args.threshold.split(",")] if args.threshold else None
-    out = args.out or args.checkpoint.parent / f"eval-{args.split}"
-    info = setup(args.device)
-    try:
-        report = evaluate(args.checkpoint, args.data, args.split, out, thresholds, info, args.batch_size,
-                          args.random_at_test, console, args.precision)
-    except (CheckpointError, StoreError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
-    finally:
-        teardown(info)
-    if info.is_main:
-        console.print(report_markdown(report))
-        console.print(f"report: {out / 'report.json'}")
-    return 0

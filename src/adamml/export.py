@@ -1,26 +1,16 @@
-"""`adamml export`: the policy and the recognizers as `torch.export` programs, for serving without adamml's code.
-
-The per-segment routing stays in Python (it is data-dependent): a serving loop runs `policy.pt2` on the cheap
-inputs, thresholds P(use), and calls `recognizer-<modality>.pt2` on the selected segments only, as
-`adamml.predict` does. Load with `torch.export.load(path).module()`. Recognizers take any number of packed
-cells and the policy any number of videos; the policy steps its LSTM over exactly `model.num_segments`
-segments. `torch.export` was chosen over ONNX (which needs extra packages here) and TorchScript (deprecated in
-this torch); it round-trips these networks exactly (tested).
-"""
+"""The policy and the recognizers as `torch.export` programs: the library behind `adamml export`
+(`adamml.export_cli` says how a serving loop uses them)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from torch import Tensor, nn
 
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML, policy_inputs, recognizer_input
-from adamml.models.inference import fold_batch_norms
 
 
 class PolicyLogits(nn.Module):
@@ -84,34 +74,3 @@ class _Recognizer(nn.Module):
 
     def forward(self, cells: Tensor) -> Tensor:
         return self.net(recognizer_input(self.name, cells, self.audio_size))
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="write the policy and the recognizers as torch.export programs",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from adamml.evaluate import load_trained
-    from adamml.train.checkpoint import CheckpointError
-
-    console = Console(stderr=True, soft_wrap=True)
-    try:
-        # batch norms folded, weights left in the default layout: a channels-last program warns on saving and
-        # the serving runtime chooses its own layout
-        model, _cfg, _payload = load_trained(args.checkpoint, fold=False)
-        fold_batch_norms(model)
-    except CheckpointError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
-    if not isinstance(model, AdaMML):
-        console.print(f"[red]error:[/red] {args.checkpoint} is a {_payload.get('stage')!r} baseline: adamml export "
-                      "writes AdaMML's policy and recognizers (the routing stays in Python); a baseline's fusion "
-                      "has no policy to route with")
-        return 2
-    files = export(model, args.out)
-    console.print(f"exported {', '.join(files.values())} and export.json to {args.out}")
-    return 0

@@ -67,8 +67,3 @@ def channels_last(model: torch.nn.Module, device: torch.device | str) -> torch.n
         model.to(memory_format=torch.channels_last)
     return model
 
-
-def add_precision_argument(parser) -> None:
-    """``--precision`` of the inference commands (eval, predict, bench)."""
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="arithmetic of the networks: fp32, or bf16 / fp16 under autocast (fastest on GPUs)")

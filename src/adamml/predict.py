@@ -1,16 +1,9 @@
-"""`adamml predict`: single videos, end to end, paying only for what the policy selects (paper Sec. 3-4).
+"""Single videos, end to end: the library behind `adamml predict` (`adamml.predict_cli` says what it does).
 
-Each video is decoded in memory (no store), the policy looks at its cheap inputs (RGB and RGB differences at the
-policy's size, the audio spectrogram), and only then is optical flow computed — for the frames of the segments
-whose policy chose flow, and no others — and each recognizer run on its selected segments. The preprocessing
-is the evaluation's (short side `data.test_short_side`, centre crop, the same segments), so the predictions
-match `adamml eval` on a store prepared at that short side with the same flow method.
-"""
+Only the frames the segments read are kept while the video decodes, so memory does not grow with its length."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from adamml.config import Config
 from adamml.data.dataset import (
+    DIFFS,
     FLOW_STACK,
     SamplingConfig,
     flow_segment,
@@ -32,6 +24,7 @@ from adamml.data.dataset import (
     sampling_config,
 )
 from adamml.data.sampling import (
+    diff_frame_indices,
     eval_segment_starts,
     flow_stack_indices,
     segment_centre_seconds,
@@ -40,12 +33,13 @@ from adamml.data.sampling import (
 )
 from adamml.data.spectrogram import audio_window, log_spectrogram, silence
 from adamml.data.transforms import centre_crop
+from adamml.errors import UserError
 from adamml.flops import measure_costs, video_gmacs
 from adamml.inputs import network_ready
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
-from adamml.precision import add_precision_argument, amp_for
-from adamml.prepare.decode import VideoError, VideoReader
+from adamml.precision import amp_for
+from adamml.prepare.decode import DecodedAudio, VideoError, VideoReader, count_video_packets
 from adamml.prepare.flow import (
     DEFAULT_BOUND,
     FLOW_METHODS,
@@ -53,16 +47,16 @@ from adamml.prepare.flow import (
     quantize,
     to_gray,
 )
-from adamml.train.checkpoint import CheckpointError
 from adamml.train.stages import eval_decisions
 
 STAGES = ("decode", "policy inputs", "policy", "flow", "recognizers")
 
 
 class InMemoryFrames:
-    """Decoded frames; optical flow computed on demand (and counted), quantised as the store quantises it."""
+    """Decoded frames by index (those the segments use); optical flow computed on demand (and counted), quantised
+    as the store quantises it."""
 
-    def __init__(self, frames: list[np.ndarray], method: str, bound: float = DEFAULT_BOUND) -> None:
+    def __init__(self, frames: dict[int, np.ndarray], method: str, bound: float = DEFAULT_BOUND) -> None:
         self.frames = frames
         self.method = method
         self.bound = bound
@@ -124,6 +118,52 @@ class Predictor:
         self.costs = measure_costs(cfg.model)
         self.decisions_fn = eval_decisions(model, self.stage, cfg)
 
+    @property
+    def policy_inputs(self) -> set[str]:
+        """The policy's input modalities (none for the baselines, which have no policy)."""
+        return set(self.model.policy.inputs) if self.decisions_fn is None else set()
+
+    @property
+    def wanted(self) -> set[str]:
+        """Every input this model reads before optical flow: its recognizers' and its policy's."""
+        return set(self.model.modalities) | self.policy_inputs
+
+    def segment_indices(self, num_frames: int) -> np.ndarray:
+        """Frame indices of the test segments of a video of `num_frames` frames; (S, T)."""
+        cfg = self.sampling
+        starts = eval_segment_starts(num_frames, cfg.test_segments, window_span(cfg.frames, cfg.stride))
+        return segment_frame_indices(starts, cfg.frames, cfg.stride, num_frames)
+
+    def frames_used(self, num_frames: int) -> set[int]:
+        """Every frame a video of `num_frames` frames is read at: the segments' frames, the frames of their RGB
+        differences and of their optical flow (should the policy choose it), the figure's thumbnails."""
+        indices = self.segment_indices(num_frames)
+        used = set(indices.ravel().tolist())
+        if "rgbdiff" in self.wanted:
+            positions = indices if "rgbdiff" in self.model.modalities else policy_positions(indices, self.sampling)
+            used.update(diff_frame_indices(positions, DIFFS, num_frames).ravel().tolist())
+        if "flow" in self.model.modalities and num_frames > 1:
+            flows = flow_stack_indices(indices, FLOW_STACK, num_frames - 1).ravel()
+            used.update(flows.tolist())
+            used.update((flows + 1).tolist())  # flow i lies between frames i and i + 1
+        return used
+
+    def decode(self, path: Path) -> tuple[dict[int, np.ndarray], int, float, DecodedAudio | None]:
+        """The frames the video's segments use, by index, its frame count, frame rate and audio. Only those frames
+        are kept while decoding, so memory does not grow with the video's length: which ones follows from the
+        frame count, guessed from the container's packets and checked once decoded (a wrong guess costs a second
+        decoding pass, never a wrong frame)."""
+        guess = max(1, count_video_packets(path))
+        for _attempt in range(2):
+            keep = self.frames_used(guess)
+            with VideoReader(path, short_side=self.sampling.test_short_side) as reader:
+                frames = dict(reader.frames_at(keep))
+            n = reader.num_frames
+            if self.frames_used(n) <= frames.keys():
+                return frames, n, reader.measured_fps(), reader.audio
+            guess = n
+        raise VideoError(f"{path}: decoded {n} frames, then a different number when decoded again")
+
     def __call__(self, path: Path, top_k: int = 5) -> tuple[VideoPrediction, dict[str, Any]]:
         """Predict one video; also returns what the figure needs (frames, spectrograms)."""
         seconds = {s: 0.0 for s in STAGES}
@@ -136,18 +176,13 @@ class Predictor:
             clock = now
 
         cfg, model = self.sampling, self.model
-        with VideoReader(path, short_side=cfg.test_short_side) as reader:
-            frames = list(reader)
-        fps, audio = reader.measured_fps(), reader.audio
+        frames, n, fps, audio = self.decode(path)
         lap("decode")
-        n = len(frames)
-        height, width = frames[0].shape[:2]
-        indices = segment_frame_indices(eval_segment_starts(n, cfg.test_segments, window_span(cfg.frames, cfg.stride)),
-                                        cfg.frames, cfg.stride, n)  # (S, T)
+        height, width = next(iter(frames.values())).shape[:2]
+        indices = self.segment_indices(n)  # (S, T)
         crop = centre_crop(width, height, cfg.input_size, cfg.test_short_side)
         source = InMemoryFrames(frames, self.flow_method)
-        policy_inputs = set(model.policy.inputs) if self.decisions_fn is None else set()  # baselines: no policy
-        wanted = set(model.modalities) | policy_inputs
+        policy_inputs, wanted = self.policy_inputs, self.wanted
         batch: dict[str, torch.Tensor] = {}
         if "rgb" in wanted:
             batch["rgb"] = _tensor([rgb_segment(source, seg, crop) for seg in indices])
@@ -158,9 +193,9 @@ class Predictor:
             centres = segment_centre_seconds(indices, fps)
             if audio is None:
                 specs = [silence()[None] for _ in centres]
-            else:
-                samples = audio.samples.astype(np.float32) / 32768.0
-                specs = [log_spectrogram(audio_window(samples, c, audio.rate, cfg.audio_window))[None] for c in centres]
+            else:  # int16 samples, one window at a time
+                specs = [log_spectrogram(audio_window(audio.samples, c, audio.rate, cfg.audio_window) / 32768.0)[None]
+                         for c in centres]
             batch["audio"] = _tensor(specs)
         spectrograms = batch.get("audio")  # (1, S, 1, 256, 256), for the figure
         batch = network_ready(batch, self.cfg.model, policy=bool(policy_inputs))  # as the dataset shapes items
@@ -188,6 +223,9 @@ class Predictor:
             out = model.infer(batch, decisions)
         lap("recognizers")
         logits = out.logits[0].float().cpu().numpy()
+        if not np.isfinite(logits).all():
+            raise UserError(f"{path}: the model produced non-finite (NaN or infinite) logits for this video; the "
+                            "checkpoint's weights or this video's inputs are broken")
         scores = softmax(logits[None])[0]
         order = np.argsort(-scores)[:top_k]
         used = decisions[0].cpu().numpy() > 0.5  # (S, M)
@@ -225,82 +263,8 @@ def load_predictor(checkpoint: Path, flow_method: str, threshold: float | None, 
     model, cfg, payload = load_trained(checkpoint, device)
     if threshold is not None:
         if payload.get("stage", "adamml") != "adamml":
-            raise ValueError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
+            raise UserError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
                              f"{payload.get('stage')!r} model, which runs every modality on every segment")
         model.policy.threshold = threshold
     classes = payload.get("classes")
     return Predictor(model, cfg, payload, classes, flow_method, device, precision)
-
-
-def print_prediction(result: VideoPrediction, console: Console) -> None:
-    table = Table(title=f"{result.path}", show_header=True)
-    table.add_column("class")
-    table.add_column("probability", justify="right")
-    for name, p in result.top:
-        table.add_row(name, f"{p:.3f}")
-    console.print(table)
-    segs = "  ".join(f"{i + 1}:{'+'.join(m) or '-'}" for i, m in enumerate(result.segments))
-    console.print(f"segments  {segs}")
-    console.print(f"GFLOPs {result.gflops:.4g} (always-on {result.gflops_always_on:.4g}); optical flow computed for "
-                  f"{result.flow_pairs} of {result.flow_pairs_always_on} frame pairs")
-    console.print("seconds   " + "  ".join(f"{k} {v:.3f}" for k, v in result.seconds.items()))
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("predict", help="predict videos end to end, computing flow only where the policy asks",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("videos", nargs="+", type=Path)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--threshold", type=float, help="decision threshold (default: the checkpoint's)")
-    p.add_argument("--flow", default="dis", choices=[m for m in FLOW_METHODS if m != "none"],
-                   help="optical flow method; use the one the training store was prepared with (default dis)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--json", type=Path, help="write every prediction, decision and timing to this file")
-    p.add_argument("--viz", type=Path, help="per-segment selection figure (PNG; one video: this path)")
-    p.add_argument("--device", default="cpu")
-    add_precision_argument(p)
-    p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's choice); with small models "
-                   "one video at a time, 1 can be faster: idle torch threads spin and slow the decoder's")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=False, soft_wrap=True)
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
-    try:
-        predictor = load_predictor(args.checkpoint, args.flow, args.threshold, args.device, args.precision)
-    except (CheckpointError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
-    results, failures = [], 0
-    for index, path in enumerate(args.videos):
-        try:
-            result, figure = predictor(path, args.top_k)
-        except VideoError as error:
-            console.print(f"[red]failed[/red] {error}")
-            failures += 1
-            continue
-        print_prediction(result, console)
-        results.append(result.to_dict())
-        if args.viz is not None:
-            out = args.viz if len(args.videos) == 1 else args.viz.with_name(f"{args.viz.stem}-{index}{args.viz.suffix}")
-            _figure(result, figure, predictor, out)
-            console.print(f"figure: {out}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
-    return 0 if failures == 0 else 1
-
-
-def _figure(result: VideoPrediction, figure: dict[str, Any], predictor: Predictor, out: Path) -> None:
-    from adamml.viz import normalize_spectrogram, selection_figure
-
-    frames, indices = figure["frames"], figure["indices"]
-    specs = figure["audio"][0, :, 0].cpu().numpy() if figure["audio"] is not None else None
-    segments = []
-    for s, seg in enumerate(indices):
-        thumb = frames[int(seg[len(seg) // 2])][..., ::-1]
-        spec = normalize_spectrogram(specs[s][:128]) if specs is not None else np.zeros((128, 256))
-        segments.append({"thumb": thumb, "spec": spec, "used": set(result.segments[s]), "informative": None})
-    title = f"{Path(result.path).name}: {result.top[0][0]} ({result.top[0][1]:.2f}), {result.gflops:.3g} GFLOPs"
-    selection_figure([{"title": title, "segments": segments}], predictor.model.modalities, out)

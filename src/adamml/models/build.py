@@ -11,12 +11,14 @@ trained for the dataset's classes).
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from adamml.config import BASELINE_KINDS, ModelConfig
+from adamml.errors import UserError
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.baselines import FusionBaseline, build_baseline
@@ -28,8 +30,31 @@ from adamml.models.tsn_resnet import TSNResNet
 Model = AdaMML | FusionBaseline  # what build_model returns; both give an AdaMMLOutput
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint that does not fit the network it is loaded into."""
+
+
+class WeightsNotFoundError(UserError, FileNotFoundError):
+    """A pretrained weights file that does not exist."""
+
+
+def load_failure(error: BaseException) -> str:
+    """Why `torch.load(..., weights_only=True)` refused a file, in one line. Torch's own message runs to a page
+    and advises loading with weights_only=False, which would run whatever code the file carries: never do."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if line.startswith(("Unsupported", "Trying to load unsupported"))), None)
+    if isinstance(error, pickle.UnpicklingError) or detail is not None:
+        return ("it holds Python objects other than tensors, which adamml never loads (they could run code)"
+                + (f": {detail}" if detail else ""))
+    return lines[0] if lines else type(error).__name__
+
+
+def non_finite_tensor(state: dict[str, Tensor]) -> str | None:
+    """Name of the first floating-point tensor of `state` holding a NaN or an infinity, or None."""
+    for name, value in state.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name
+    return None
 
 
 def _first_conv_and_head(net: nn.Module) -> tuple[str, str]:
@@ -55,15 +80,19 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path}")
+        raise WeightsNotFoundError(f"pretrained weights not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors of every kind: report them with the path
-        raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: {error}") from error
+        raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: "
+                                      f"{load_failure(error)}") from error
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointMismatchError(
             f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "
             f"are; got {type(state).__name__}" + (f" with keys {sorted(state)[:8]}" if isinstance(state, dict) else ""))
+    bad = non_finite_tensor(state)
+    if bad is not None:
+        raise CheckpointMismatchError(f"{path}: tensor {bad!r} holds NaN or infinite values")
     first_conv, head = _first_conv_and_head(net)
     target = net.state_dict()
     state = {key: value for key, value in state.items() if not key.startswith(head)}

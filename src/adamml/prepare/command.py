@@ -6,6 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -29,17 +30,12 @@ from adamml.prepare.importers import (
     guess_format,
     import_annotations,
 )
-from adamml.prepare.layout import CLASSES_NAME, StoreError
-from adamml.prepare.pipeline import (
-    PrepareSummary,
-    check_known_labels,
-    check_store_folder,
-    merge_manifests,
-    parse_shard,
-    run_prepare,
-    store_classes,
-)
-from adamml.prepare.worker import STAGES, PrepareSettings
+from adamml.prepare.layout import StoreError
+
+if TYPE_CHECKING:
+    from adamml.prepare.pipeline import PrepareSummary
+# the pipeline and its workers (OpenCV) are imported by the functions that run them: `adamml prepare --help`
+# and the other commands' parsers load none of it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,6 +95,8 @@ def number(kind: type, low: float, high: float | None = None, above: bool = Fals
 
 
 def run(args: argparse.Namespace) -> int:
+    from adamml.prepare.pipeline import merge_manifests
+
     console = Console(stderr=True, soft_wrap=True)
     try:
         if args.merge is not None:
@@ -117,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSummary:
+    from adamml.prepare.layout import CLASSES_NAME
+    from adamml.prepare.pipeline import check_known_labels, check_store_folder, parse_shard, store_classes
+    from adamml.prepare.worker import PrepareSettings
+
     if args.videos is not None:
         fmt, source, root = "folder", args.videos, args.videos
     else:
@@ -156,6 +158,8 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
 def prepare_with_progress(entries, classes, root, out, settings, workers=1, shard=None, overwrite=False,
                           console: Console | None = None, quiet: bool = False, wait: bool = False) -> PrepareSummary:
     """run_prepare with a rich progress bar (videos done, ok / failed so far)."""
+    from adamml.prepare.pipeline import run_prepare
+
     console = console or Console(stderr=True, soft_wrap=True)
     progress = Progress(
         TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
@@ -181,6 +185,8 @@ def prepare_with_progress(entries, classes, root, out, settings, workers=1, shar
 
 
 def print_summary(summary: PrepareSummary, console: Console) -> None:
+    from adamml.prepare.worker import STAGES
+
     table = Table(title="prepare summary", show_header=False)
     table.add_row("videos ok / failed / skipped", f"{summary.ok} / {summary.failed} / {summary.skipped}")
     table.add_row("frames written", str(summary.frames))

@@ -13,7 +13,7 @@ display matrix and angles that are not quarter turns are rounded to the nearest 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -123,6 +123,18 @@ def _info(container: av.container.InputContainer, path: Path) -> VideoInfo:
     )
 
 
+def count_video_packets(path: Path) -> int:
+    """Frames of the video stream as its packets say, read without decoding (about one frame a packet); a
+    cheap first guess of the decoded frame count, which callers must check against `VideoReader.num_frames`."""
+    with open_container(path) as container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        try:
+            return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size > 0)
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{path}: reading failed ({_reason(exc)}); the file is corrupt or truncated") from exc
+
+
 class VideoReader:
     """Decodes one video in a single demuxing pass.
 
@@ -172,6 +184,16 @@ class VideoReader:
         self._container.close()
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        for _index, image in self._decode(None):
+            yield image
+
+    def frames_at(self, keep: Container[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of the frames whose index is in `keep`, decoding the whole video (frame times and
+        audio as `__iter__` gives them) but converting and handing out only those: a caller that holds what it
+        gets holds `len(keep)` frames, whatever the video's length."""
+        return self._decode(keep)
+
+    def _decode(self, keep: Container[int] | None) -> Iterator[tuple[int, np.ndarray]]:
         container = self._container
         vstream = container.streams.video[0]
         vstream.thread_type = "AUTO"
@@ -192,6 +214,11 @@ class VideoReader:
             for packet in container.demux(*streams):
                 for frame in packet.decode():
                     if isinstance(frame, av.VideoFrame):
+                        time = frame.time if frame.time is not None else index / (self.info.fps or 30.0)
+                        self.frame_times.append(float(time))
+                        index += 1
+                        if keep is not None and index - 1 not in keep:
+                            continue
                         image = frame.reformat(
                             width=width,
                             height=height,
@@ -202,10 +229,7 @@ class VideoReader:
                         if turns:
                             image = np.ascontiguousarray(np.rot90(image, turns))  # upright, as it is shown
                         self.rotation = 90 * turns
-                        time = frame.time if frame.time is not None else index / (self.info.fps or 30.0)
-                        self.frame_times.append(float(time))
-                        index += 1
-                        yield image
+                        yield index - 1, image
                     elif resampler is not None:
                         if audio_start is None and frame.time is not None:
                             audio_start = float(frame.time)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 FLOW_METHODS = ("tvl1", "dis", "farneback", "none")
@@ -20,6 +19,8 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def make_flow(method: str) -> FlowFn:
     """A function (prev_gray, next_gray) -> (H, W, 2) float32 flow in pixels, for `method`."""
+    import cv2  # here, not at the top: the command line lists FLOW_METHODS without loading OpenCV
+
     if method == "tvl1":
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
         return lambda prev, nxt: tvl1.calc(prev, nxt, None)
@@ -35,6 +36,8 @@ def make_flow(method: str) -> FlowFn:
 
 
 def to_gray(bgr: np.ndarray) -> np.ndarray:
+    import cv2
+
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
 

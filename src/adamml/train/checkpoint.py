@@ -14,9 +14,11 @@ from torch import nn
 
 from adamml.atomic_file import atomic_file
 from adamml.config import Config, config_from_dict, config_to_dict
+from adamml.errors import UserError, shorten
+from adamml.models.build import load_failure, non_finite_tensor
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used as asked; names the file and the problem."""
 
 
@@ -32,9 +34,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path}: not a readable adamml checkpoint ({error})") from error
+        raise CheckpointError(f"{path}: not a readable adamml checkpoint ({load_failure(error)})") from error
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path}: not an adamml checkpoint (no 'model' and 'config' entries)")
+    model, config = payload["model"], payload["config"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict (parameter name -> tensor), "
+                              f"but {shorten(model)}")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its 'config' entry is not a mapping, but {shorten(config)}")
     return payload
 
 
@@ -59,6 +68,10 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:10]) + (" ..." if len(items) > 10 else ""))
         raise CheckpointError("\n".join(lines))
+    bad = non_finite_tensor(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: tensor {bad!r} holds NaN or infinite values; a model trained into NaN "
+                              "cannot be used (train again, e.g. with a lower learning rate)")
     model.load_state_dict(state, strict=True)
 
 

@@ -13,13 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
-from adamml.config import ConfigError, load_config
-from adamml.prepare.layout import StoreError
-from adamml.train.checkpoint import CheckpointError
-from adamml.train.distributed import setup, teardown
-from adamml.train.stages import STAGES, train
+from adamml.config import STAGES, load_config
+from adamml.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,23 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from adamml.train.distributed import setup, teardown
+    from adamml.train.stages import train
+
     console = Console(stderr=True, soft_wrap=True)
     overrides = list(args.overrides)
     if args.modalities:
         names = [m.strip() for m in args.modalities.split(",") if m.strip()]
         overrides.append(f"model.modalities=[{','.join(names)}]")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    cfg = load_config(args.config, overrides)
     info = setup(args.device)
     try:
         summary = train(cfg, args.stage, args.data, args.out, info, init=args.init, resume=args.resume,
                         console=console)
-    except (CheckpointError, StoreError, ConfigError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    except ValueError as error:
+        if isinstance(error, UserError):
+            raise
+        raise UserError(str(error)) from error
     finally:
         teardown(info)
     if info.is_main:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from adamml.errors import UserError
 from adamml.inputs import finish_batch, policy_key
 from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
 from adamml.modalities import get_modality
@@ -25,6 +26,19 @@ from adamml.precision import FP32, Amp
 from adamml.train.distributed import DistInfo, all_gather_objects, reduce_mean
 
 DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss or the model's outputs became NaN or infinite: training stops before anything of that state is
+    saved (neither best.pt nor last.pt)."""
+
+
+def check_finite_loss(loss: Tensor, step: int) -> None:
+    """Stop at the first non-finite loss: a step on it would turn the weights into NaN."""
+    if not bool(torch.isfinite(loss.detach())):
+        raise TrainingDiverged(f"the training loss became {loss.item()} at step {step} of the epoch; training stopped "
+                               "and this state was not saved. Lower the learning rate (train.<phase>.lr, "
+                               "train.policy_lr) or check the inputs")
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -157,6 +171,7 @@ def train_epoch(
             if efficiency is not None:
                 eff = efficiency_loss(out.decisions.float(), right, efficiency[0], efficiency[1])
                 loss = loss + eff
+        check_finite_loss(loss, step)
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -396,6 +411,7 @@ def pretrain_policy_epoch(model: AdaMML, forward: torch.nn.Module, loader: DataL
             losses = [F.kl_div(v.flatten(0, 1).log_softmax(-1), soft[teachers[name]], reduction="batchmean")
                       for name, v in logits.items()]
         loss = torch.stack(losses).sum()
+        check_finite_loss(loss, step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad_norm > 0:

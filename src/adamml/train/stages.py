@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +42,10 @@ from rich.progress import (
 )
 from torch.utils.data import Dataset, Subset
 
-from adamml.config import BASELINE_KINDS, LATE_FUSION_KINDS, Config, dump_config
+from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config, dump_config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.jsonfile import write_json
 from adamml.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.adamml import AdaMML
 from adamml.models.baselines import BLEND_FUSED
@@ -69,6 +69,7 @@ from adamml.train.loop import (
     EpochStats,
     MemoryDataset,
     PolicyProbe,
+    TrainingDiverged,
     Predictions,
     distillation_teachers,
     make_loader,
@@ -80,9 +81,6 @@ from adamml.train.loop import (
     train_epoch,
 )
 
-# always-on fusion baselines; each trains the model of the fusion kind of its name
-BASELINE_STAGES: tuple[str, ...] = ("average",) + BASELINE_KINDS
-STAGES = ("unimodal", "fusion", "random", "adamml") + BASELINE_STAGES
 ALWAYS_ON_STAGES = ("unimodal", "fusion") + BASELINE_STAGES
 # the policy's inputs of an alternating epoch are kept in memory for its passes up to this size (the tiny preset's
 # take about 130 MB; the paper's, some 38 MB a video, are read again each pass)
@@ -514,7 +512,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
         save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg, classes=run.classes), "stage": stage})
     if info.is_main:  # marks the run as complete
-        (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_json(out / "summary.json", summary, indent=1)
     return summary
 
 
@@ -689,6 +687,9 @@ def validate(run: Run) -> dict[str, Any]:
     loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
                          workers=run.cfg.data.workers)
     pred = predict(run.model, loader, run.info, eval_decisions(run.model, run.stage, run.cfg), amp=run.amp)
+    if not np.isfinite(pred.logits).all():  # argmax of NaN is class 0: never a score, never a best.pt
+        raise TrainingDiverged("validation: the model produces NaN or infinite logits; training stopped and this "
+                               "state was not saved. Lower the learning rate or check the inputs")
     out = summarize(pred, run.model.modalities, run.multi_label)
     costs = measure_costs(run.cfg.model)
     gflops = video_gmacs(pred.decisions, costs, include_policy=run.stage == "adamml")

@@ -1,0 +1,58 @@
+"""Argument types shared by the commands: a bad number is refused while parsing, with argparse's message and
+exit code 2, before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+def probability(text: str) -> float:
+    """A finite number in [0, 1] (a decision threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number in [0, 1]")
+    return value
+
+
+def probabilities(text: str) -> list[float]:
+    """A comma-separated list of `probability` values (a threshold sweep)."""
+    return [probability(part.strip()) for part in text.split(",")]
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """A file to write at the end of a command: its folder is created now (not after the work), and a path
+    that is an existing folder is refused."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot create the folder of {text}: {error.strerror}") from None
+    return path
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` of the inference commands (eval, predict, bench): see `adamml.precision`."""
+    from typing import get_args
+
+    from adamml.config import Precision
+
+    parser.add_argument("--precision", default="fp32", choices=get_args(Precision),
+                        help="arithmetic of the networks: fp32, or bf16 / fp16 under autocast (fastest on GPUs)")

@@ -1,0 +1,194 @@
+"""Bad input ends as one clear line, ``adamml: error: ...`` naming the file, line or key, with exit code 2 and no
+traceback (unless ``adamml --debug``); non-finite numbers are refused wherever they enter; the parser loads no
+heavy library."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adamml.cli import main
+from adamml.config import ConfigError, load_config
+from adamml.errors import shorten
+from adamml.evaluate import check_finite_logits
+from adamml.jsonfile import json_text
+from adamml.models.build import build_model
+from adamml.train.checkpoint import model_payload, save_checkpoint
+
+SMALL = ["model.num_classes=2", "model.num_segments=2", "model.input_size=32", "model.audio.size=32",
+         "model.policy.size=16", "model.policy.audio_size=32"]
+
+
+def _fails(capsys, argv: list[str], *expected: str) -> str:
+    """Run the command line; it must exit 2 with one `adamml: error:` message containing `expected`."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "adamml: error:" in err and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def _refused_by_parser(capsys, argv: list[str], *expected: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A good tiny checkpoint and broken ones: NaN weights, a 'model' that is no state dict, a malicious pickle."""
+    root = tmp_path_factory.mktemp("bad_checkpoints")
+    cfg = load_config("tiny", SMALL)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    save_checkpoint(root / "good.pt", {**model_payload(model, cfg), "stage": "adamml"})
+    with torch.no_grad():
+        name, param = next((n, p) for n, p in model.named_parameters() if n.startswith("recognizers.audio"))
+        param.view(-1)[3] = float("nan")
+    save_checkpoint(root / "nan.pt", {**model_payload(model, cfg), "stage": "adamml"})
+    save_checkpoint(root / "list.pt", {"model": [1, 2, 3], "config": {}})
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {root / 'pwned'}",)
+
+    (root / "evil.pt").write_bytes(pickle.dumps({"model": Payload(), "config": {}}))
+    return {"root": root, "good": root / "good.pt", "nan": root / "nan.pt", "list": root / "list.pt",
+            "evil": root / "evil.pt", "nan_tensor": name}
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def test_broken_yaml_files_name_the_file_and_line(tmp_path, capsys):
+    syntax = tmp_path / "syntax.yaml"
+    syntax.write_text("model:\n  num_classes: [1,\n")
+    _fails(capsys, ["flops", "--config", str(syntax)], "syntax.yaml, line 3")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("model:\n  num_classes: 3  # caf\xe9\n".encode("latin-1"))
+    _fails(capsys, ["flops", "--config", str(latin)], "latin.yaml: not UTF-8")
+    tag = tmp_path / "tag.yaml"
+    tag.write_text(f"model: !!python/object/apply:os.system ['touch {tmp_path / 'pwned'}']\n")
+    _fails(capsys, ["flops", "--config", str(tag)], "tag.yaml, line 1", "python/object/apply")
+    assert not (tmp_path / "pwned").exists()
+    _fails(capsys, ["flops", "--config", "tiny", "--set", "model.num_classes=[1,"], "model.num_classes=[1,")
+
+
+def test_yaml_aliases_are_refused_and_values_in_messages_are_short(tmp_path, capsys):
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("anchors:\n" + "".join(f"  {line}\n" for line in lines) + "model:\n  modalities: *i\n")
+    err = _fails(capsys, ["flops", "--config", str(bomb)], "bomb.yaml, line 3", "aliases")
+    assert len(err) < 400
+    nested: list = ["lol"] * 9
+    for _ in range(8):
+        nested = [nested] * 9  # 9^9 leaves by reference, as an alias bomb loads
+    assert len(shorten(nested)) <= 80
+    with pytest.raises(ConfigError) as error:  # a huge value under a known key is quoted short
+        from adamml.config import config_from_dict
+        config_from_dict({"model": {"modalities": nested}}, "bomb")
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.unimodal.lr=.nan", "train.unimodal.lr"), ("train.alternating.lr=.inf", "train.alternating.lr"),
+    ("train.gamma=-1", "train.gamma"), ("train.efficiency_weights.rgb=-0.5", "train.efficiency_weights.rgb"),
+    ("train.policy_lr=-.inf", "train.policy_lr"), ("model.policy.threshold=.nan", "model.policy.threshold"),
+    ("train.temperature_decay=0", "train.temperature_decay"),
+])
+def test_non_finite_and_out_of_range_config_values_name_the_key(capsys, override, key):
+    _fails(capsys, ["flops", "--config", "tiny", "--set", override], key)
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+
+
+@pytest.mark.parametrize("value", ["abc", "2.0", "nan", "-0.1", "inf"])
+def test_threshold_must_be_a_finite_probability(capsys, value):
+    _refused_by_parser(capsys, ["predict", "v.mp4", "--checkpoint", "c.pt", "--threshold", value], "--threshold")
+    _refused_by_parser(capsys, ["eval", "--checkpoint", "c.pt", "--data", "s", "--threshold", f"0.5,{value}"],
+                       "--threshold")
+
+
+def test_top_k_and_json_are_checked_before_any_work(tmp_path, capsys):
+    _refused_by_parser(capsys, ["predict", "v.mp4", "--checkpoint", "c.pt", "--top-k", "0", "--viz", "f.png"],
+                       "--top-k")
+    _refused_by_parser(capsys, ["predict", "v.mp4", "--checkpoint", "c.pt", "--json", str(tmp_path)], "is a folder")
+    # a missing folder is created at once: the results of the work can be written at its end
+    _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(tmp_path / "no.pt"), "--json",
+                    str(tmp_path / "new" / "deeper" / "p.json")], "no.pt: checkpoint not found")
+    assert (tmp_path / "new" / "deeper").is_dir()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(checkpoints, tmp_path, capsys):
+    _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["good"]), "--device", "cuda"],
+           "--device cuda: no CUDA GPU")
+    _fails(capsys, ["eval", "--checkpoint", str(checkpoints["good"]), "--data", str(tmp_path), "--device", "cuda"],
+           "--device cuda: no CUDA GPU")
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_broken_and_malicious_checkpoints_are_refused_with_a_message(checkpoints, tmp_path, capsys):
+    root = checkpoints["root"]
+    err = _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["nan"])], "nan.pt",
+                 checkpoints["nan_tensor"], "NaN")
+    _fails(capsys, ["eval", "--checkpoint", str(checkpoints["nan"]), "--data", str(tmp_path)], "nan.pt")
+    _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["list"])], "list.pt", "not a state dict")
+    _fails(capsys, ["bench", "--checkpoint", f"fusion={checkpoints['evil']}", "--data", str(tmp_path)], "evil.pt")
+    _fails(capsys, ["bench", "--synthetic", "tiny", "--set", f"model.resnet.pretrained={checkpoints['evil']}"],
+           "evil.pt", "cannot be read")
+    assert not (root / "pwned").exists()
+    assert err.count("\n") <= 2  # one message, not a page of torch's advice
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ConfigError):
+        main(["--debug", "flops", "--config", str(tmp_path / "missing.yaml")])
+
+
+# ------------------------------------------------------------------------------------------------ numbers out
+
+
+def test_non_finite_logits_are_an_error_not_an_accuracy(tmp_path):
+    logits = np.array([[0.1, 0.2], [float("nan"), 0.0]], np.float32)
+    with pytest.raises(Exception, match="non-finite .* for video 'b'"):
+        check_finite_logits(logits, ["a", "b"], tmp_path / "best.pt")
+    check_finite_logits(logits[:1], ["a"], tmp_path / "best.pt")
+
+
+def test_json_we_write_is_valid_json():
+    text = json_text({"a": float("nan"), "b": [1.0, float("inf")], "c": (2, -math.inf)})
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": [2, None]}
+    assert "NaN" not in text and "Infinity" not in text
+
+
+# ------------------------------------------------------------------------------------------------ fast start
+
+
+def test_parsing_the_command_line_imports_no_heavy_library():
+    code = ("import sys; from adamml.cli import build_parser; build_parser()\n"
+            "print(sorted(m for m in ('torch', 'cv2', 'matplotlib', 'torchvision', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    version = subprocess.run([sys.executable, "-m", "adamml.cli", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("adamml ")
