@@ -16,14 +16,19 @@ SMALL = ["model.num_classes=3", "model.num_segments=3", "model.input_size=32", "
          "model.policy.size=16", "model.policy.audio_size=32"]
 
 
-def test_exported_parts_match_the_model(tmp_path):
+def _exported(tmp_path, seed: int, *options: str):
+    """A random tiny AdaMML saved as a checkpoint and exported with `options`: (model, export folder, export.json)."""
     cfg = load_config("tiny", SMALL)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(cfg.model).eval()
     checkpoint = tmp_path / "best.pt"
     save_checkpoint(checkpoint, {**model_payload(model, cfg), "stage": "adamml"})
-    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export")]) == 0
-    meta = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export"), *options]) == 0
+    return model, tmp_path / "export", json.loads((tmp_path / "export" / "export.json").read_text())
+
+
+def test_exported_parts_match_the_model(tmp_path):
+    model, _, meta = _exported(tmp_path, 0)
     assert meta["modalities"] == ["rgb", "flow", "audio"] and meta["num_segments"] == 3
     inputs = example_inputs(model, videos=3)  # another batch size than the traced one
     policy = torch.export.load(str(tmp_path / "export" / meta["files"]["policy"])).module()
@@ -35,3 +40,24 @@ def test_exported_parts_match_the_model(tmp_path):
             recognizer = torch.export.load(str(tmp_path / "export" / meta["files"][name])).module()
             cells = inputs[name].flatten(0, 1)[:5]  # any number of cells
             torch.testing.assert_close(recognizer(cells), model.recognize(name, cells), rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_models_run_in_onnx_runtime_like_the_model(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    model, out, meta = _exported(tmp_path, 1, "--onnx")
+    assert set(meta["onnx_files"]) == {"policy", "rgb", "flow", "audio"}
+    assert all(v < 1e-4 for v in meta["onnx_max_abs_difference"].values())
+    # checked here too, independently: dynamic videos for the policy, dynamic cells for a recognizer
+    for videos in (1, 4):
+        inputs = example_inputs(model, videos=videos)
+        policy = ort.InferenceSession(str(out / meta["onnx_files"]["policy"]), providers=["CPUExecutionProvider"])
+        got = policy.run(None, {n: inputs[n].numpy() for n in meta["policy_inputs"]})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model.decide(inputs).logits.numpy(), rtol=1e-4, atol=1e-5)
+    flow = ort.InferenceSession(str(out / meta["onnx_files"]["flow"]), providers=["CPUExecutionProvider"])
+    cells = example_inputs(model, videos=3)["flow"].flatten(0, 1)[:7]
+    with torch.no_grad():
+        np.testing.assert_allclose(flow.run(None, {"cells": cells.numpy()})[0], model.recognize("flow", cells).numpy(),
+                                   rtol=1e-4, atol=1e-5)

@@ -4,8 +4,10 @@ The per-segment routing stays in Python (it is data-dependent): a serving loop r
 inputs, thresholds P(use), and calls `recognizer-<modality>.pt2` on the selected segments only, as
 `adamml.predict` does. Load with `torch.export.load(path).module()`. Recognizers take any number of packed
 cells and the policy any number of videos; the policy steps its LSTM over exactly `model.num_segments`
-segments. `torch.export` was chosen over ONNX (which needs extra packages here) and TorchScript (deprecated in
-this torch); it round-trips these networks exactly (tested).
+segments. `torch.export` round-trips these networks exactly (tested); `--onnx` also writes `policy.onnx` and
+`recognizer-<modality>.onnx` (dynamic videos / cells, opset of torch's dynamo exporter; needs the packages onnx,
+onnxscript and onnxruntime) and checks each against the model with ONNX Runtime, writing the largest difference
+into export.json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--onnx", action="store_true", help="also write ONNX models, checked with ONNX Runtime")
     p.set_defaults(func=run)
 
 
@@ -41,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.checkpoint} is a {payload.get('stage')!r} baseline: adamml export writes AdaMML's "
                         "policy and recognizers (the routing stays in Python); a baseline's fusion has no policy "
                         "to route with")
-    files = export(model, args.out)
+    files = export(model, args.out, onnx=args.onnx)
     console.print(f"exported {', '.join(files.values())} and export.json to {args.out}")
+    if args.onnx:
+        import json
+
+        checks = json.loads((args.out / "export.json").read_text(encoding="utf-8"))["onnx_max_abs_difference"]
+        console.print("ONNX Runtime against the model, largest difference: "
+                      + ", ".join(f"{k} {v:.2g}" for k, v in checks.items()))
     return 0
