@@ -131,10 +131,11 @@ def per_modality_ms(store: Store, cfg, samples: int, uint8: bool, device: torch.
     return out
 
 
-def loader_rate(store: Store, cfg, workers: int, batch: int, epochs: int, uint8: bool, device: torch.device
-                ) -> float:
+def loader_rate(store: Store, cfg, workers: int, batch: int, epochs: int, uint8: bool, device: torch.device,
+                max_batches: int | None = None) -> float:
     """Samples/s through the trainer's loader (batches on `device`, finished there for uint8), not counting each
-    epoch's first `workers` batches (its workers' start, then one batch each in parallel)."""
+    epoch's first `workers` batches (its workers' start, then one batch each in parallel); at most `max_batches`
+    timed batches an epoch."""
     data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=_sampling(cfg, uint8))
     if len(data) < batch * (workers + 2):
         raise SystemExit(f"{len(data)} videos give too few batches of {batch} for {workers} workers: more --videos")
@@ -153,6 +154,8 @@ def loader_rate(store: Store, cfg, workers: int, batch: int, epochs: int, uint8:
                 start = time.perf_counter()
             elif start is not None:
                 timed += batch
+                if max_batches is not None and step - max(1, workers) >= max_batches:
+                    break
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - start
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4, 8])
     parser.add_argument("--batch", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=1, help="loader passes per measurement (default 1)")
+    parser.add_argument("--max-batches", type=int, help="timed batches per pass at most (default: the whole pass)")
     parser.add_argument("--samples", type=int, default=6, help="samples per modality for the split (default 6)")
     parser.add_argument("--transports", nargs="+", default=["float", "uint8"], choices=["float", "uint8"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         rates = {}
         for workers in args.workers:
-            rate = loader_rate(store, cfg, workers, args.batch, args.epochs, uint8, device)
+            rate = loader_rate(store, cfg, workers, args.batch, args.epochs, uint8, device, args.max_batches)
             rates[str(workers)] = {"samples_per_second": rate, "per_worker": rate / max(1, workers)}
             print(f"  {transport}, {workers} workers: {rate:.1f} samples/s ({rate / max(1, workers):.2f} per worker)",
                   flush=True)

@@ -11,7 +11,7 @@
 #      made-up store of JPEG frames, flow and audio written first).
 #
 #   bash benchmarks/paper_size_bench.sh                         # GPU; JSON and a log under runs/paper-size-bench
-#   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 6 \
+#   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 24 \
 #     --seconds 4" bash benchmarks/paper_size_bench.sh                         # a quick check on a CPU
 #
 # Needs only torch, numpy, opencv, rich and pyyaml (runs from src/ without installing; no PyAV). The paper
@@ -30,7 +30,7 @@ REPEATS=${REPEATS:-2}
 RATES=${RATES:-0.5}
 TRAIN_BATCH=${TRAIN_BATCH:-6}
 TRAIN_STEPS=${TRAIN_STEPS:-10}
-LOADER_ARGS=${LOADER_ARGS:-"--workers 0 1 4 8 12"}
+LOADER_ARGS=${LOADER_ARGS:-"--workers 1 4 8 12 --max-batches 6 --samples 2"}
 OUT=${OUT:-runs/paper-size-bench}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -60,7 +60,7 @@ for precision in $PRECISIONS; do
   done
 done
 # shellcheck disable=SC2086
-part "data loader" 150 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
+part "data loader" 200 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
   --json "$OUT/loader-speed.json"
 "$PYTHON" benchmarks/summarize_paper_bench.py "$OUT" || failed=$((failed + 1))
 echo "wrote $OUT/*.json; parts failed: $failed"
