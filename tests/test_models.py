@@ -407,3 +407,23 @@ def test_inference_optimisation_keeps_the_outputs_and_drops_the_norm_layers(kind
     torch.testing.assert_close(after.logits, before.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(after.decisions, before.decisions)
     torch.testing.assert_close(after.decision_probs, before.decision_probs, rtol=1e-4, atol=1e-5)
+
+
+def test_each_policy_extractor_can_have_its_own_width() -> None:
+    from adamml.config import ConfigError, load_config
+    from adamml.flops import measure_costs
+
+    narrow = load_config("tiny", ["model.policy.widths.rgbdiff=0.25", "model.policy.widths.audio=0.25"]).model
+    wide = load_config("tiny").model  # width_mult 0.5 for every extractor
+    narrow_net, wide_net = build_model(narrow), build_model(wide)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(narrow_net.policy.extractors["rgb"]) == count(wide_net.policy.extractors["rgb"])
+    for name in ("rgbdiff", "audio"):
+        assert count(narrow_net.policy.extractors[name]) < count(wide_net.policy.extractors[name])
+    # the cost accounting measures the network built: the narrow extractors cost less, the recognizers the same
+    a, b = measure_costs(narrow), measure_costs(wide)
+    assert a.extractors["rgb"].conv == b.extractors["rgb"].conv
+    assert a.extractors["rgbdiff"].conv < b.extractors["rgbdiff"].conv
+    assert a.recognizers["rgb"].conv == b.recognizers["rgb"].conv
+    with pytest.raises(ConfigError, match="policy.widths.flow"):
+        load_config("tiny", ["model.policy.widths.flow=0.25"])

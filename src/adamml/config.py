@@ -84,6 +84,9 @@ class PolicyConfig:
     frames: int = 4  # frames of the visual policy inputs (frames 0, 2, 4, 6 of 8)
     audio_size: int = 256  # side of the spectrogram the policy's audio extractor runs at
     width_mult: float = 1.0  # MobileNetV2 width of the feature extractors (each gives 1280 features)
+    # per policy input (rgb, rgbdiff, audio), a width that replaces width_mult for that extractor: spend the
+    # policy's budget where its decision is hard (e.g. only RGB wider)
+    widths: dict[str, float] = field(default_factory=dict, hash=False)  # (the cost cache compares it by equality)
     hidden: tuple[int, ...] = (2048, 2048)  # the MLP after concatenating the extractors' features
     lstm_hidden: int = 256
     temperature: float = 5.0  # initial Gumbel-Softmax temperature (training)
@@ -102,6 +105,10 @@ class PolicyConfig:
             raise ValueError(f"policy sizes must be >= 16, got {self.size}, {self.audio_size}")
         if self.frames < 1 or self.lstm_hidden < 1 or self.width_mult <= 0:
             raise ValueError("policy.frames, lstm_hidden and width_mult must be positive")
+        for name, width in self.widths.items():
+            if name not in ("rgb", "rgbdiff", "audio") or not width > 0:
+                raise ValueError(f"policy.widths.{name}: a positive width for the policy input rgb, rgbdiff or "
+                                 f"audio, got {width!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"policy.hidden must be a non-empty list of positive sizes, got {self.hidden}")
         if self.temperature <= 0:

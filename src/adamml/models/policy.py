@@ -42,7 +42,8 @@ class PolicyNetwork(nn.Module):
         self.modalities = check_modalities(modalities)
         self.inputs = policy_modalities(modalities)  # e.g. ("rgb", "rgbdiff", "audio")
         self.extractors = nn.ModuleDict(
-            {name: MobileNetV2Extractor(get_modality(name).channels, cfg.width_mult) for name in self.inputs}
+            {name: MobileNetV2Extractor(get_modality(name).channels, cfg.widths.get(name, cfg.width_mult))
+             for name in self.inputs}
         )
         width = sum(extractor.num_features for extractor in self.extractors.values())
         layers: list[nn.Module] = []
