@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from adamml.config import load_config  # noqa: E402
+from adamml.jsonfile import write_json  # noqa: E402
 from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
 from adamml.inputs import finish_batch  # noqa: E402
 from adamml.prepare.layout import (  # noqa: E402
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         result[transport] = {"ms_per_sample": ms, "loader": rates}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        write_json(args.json, result, indent=1)
     return 0
 
 

@@ -20,7 +20,6 @@ torch, numpy, pyyaml and rich (runs from src/ without installing).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch  # noqa: E402
 
 from adamml.bench import random_inputs  # noqa: E402
 from adamml.config import load_config  # noqa: E402
+from adamml.jsonfile import write_json  # noqa: E402
 from adamml.models.build import build_model  # noqa: E402
 from adamml.precision import PRECISIONS, Amp, channels_last  # noqa: E402
 from adamml.train.distributed import DistInfo  # noqa: E402
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(measure(args.config, args.set, precision, device, args.batch, args.steps))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        write_json(args.json, results, indent=1)
     return 0
 
 
