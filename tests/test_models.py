@@ -414,7 +414,7 @@ def test_each_policy_extractor_can_have_its_own_width() -> None:
     from adamml.flops import measure_costs
 
     narrow = load_config("tiny", ["model.policy.widths.rgbdiff=0.25", "model.policy.widths.audio=0.25"]).model
-    wide = load_config("tiny").model  # width_mult 0.5 for every extractor
+    wide = load_config("tiny", ["model.policy.widths.rgbdiff=0.5", "model.policy.widths.audio=0.5"]).model
     narrow_net, wide_net = build_model(narrow), build_model(wide)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(narrow_net.policy.extractors["rgb"]) == count(wide_net.policy.extractors["rgb"])
