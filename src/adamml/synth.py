@@ -101,6 +101,9 @@ def write_video(
         vstream.pix_fmt = "yuv420p"
         if codec == "libx264":
             vstream.options = {"crf": str(crf), "preset": "veryfast"}
+        # One encoder thread: x264's frame threads made the same frames encode to different bytes from run
+        # to run on a loaded machine (one demo video in 320), and with them every figure downstream.
+        vstream.codec_context.thread_count = 1
         time_base = Fraction(1, 90_000) if frame_times is not None else None
         if time_base is not None:
             vstream.codec_context.time_base = time_base
