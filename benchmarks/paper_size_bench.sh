@@ -53,7 +53,7 @@ part "training steps" 150 "$PYTHON" benchmarks/train_speed.py --device "$DEVICE"
 for precision in $PRECISIONS; do
   for config in $CONFIGS; do
     for batch in $BATCHES; do
-      part "bench $config batch $batch $precision" 60 "$PYTHON" -m adamml.bench --synthetic "$config" \
+      part "bench $config batch $batch $precision" 60 "$PYTHON" -m adamml.cli.bench --synthetic "$config" \
         --device "$DEVICE" --num-videos "$VIDEOS" --batch-size "$batch" --repeats "$REPEATS" --rates "$RATES" \
         --precision "$precision" --json "$OUT/$config-batch$batch-$precision.json"
     done

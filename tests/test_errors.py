@@ -186,7 +186,7 @@ def test_json_we_write_is_valid_json():
 
 
 def test_parsing_the_command_line_imports_no_heavy_library():
-    code = ("import sys; from adamml.cli import build_parser; build_parser()\n"
+    code = ("import sys; from adamml.cli.main import build_parser; build_parser()\n"
             "print(sorted(m for m in ('torch', 'cv2', 'matplotlib', 'torchvision', 'lightning') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr

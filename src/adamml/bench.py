@@ -1,9 +1,8 @@
-"""Speed measurements of AdaMML against the baselines: the library behind `adamml bench` (`adamml.bench_cli`
+"""Speed measurements of AdaMML against the baselines: the library behind `adamml bench` (`adamml.cli.bench`
 says what is measured and how)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from collections.abc import Callable
@@ -237,20 +236,3 @@ def bench_table(result: dict[str, Any]) -> Table:
                       f"{r['flow_pairs_per_video']:.1f}" if e2e else "-"]
         table.add_row(*cells)
     return table
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m adamml.bench ...``: the bench command without the CLI's other imports (PyAV, matplotlib),
-    for machines that only have torch, e.g. a GPU box for ``--synthetic``."""
-    import sys
-
-    from adamml.bench_cli import register
-
-    parser = argparse.ArgumentParser(prog="adamml")
-    register(parser.add_subparsers())
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
 """Training and evaluating a list of methods from one configuration: the library behind `adamml compare`
-(`adamml.compare_cli` says what it runs and writes)."""
+(`adamml.cli.compare` says what it runs and writes)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The whole job on the built-in benchmark: the library behind `adamml demo` (`adamml.demo_cli` lists the steps)."""
+"""The whole job on the built-in benchmark: the library behind `adamml demo` (`adamml.cli.demo` lists the steps)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -19,17 +18,35 @@ from adamml.config import load_config
 from adamml.data.dataset import read_wav_window
 from adamml.data.spectrogram import log_spectrogram, silence
 from adamml.jsonfile import write_json
-from adamml.prepare.command import prepare_with_progress, print_summary
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
+from adamml.prepare.progress import prepare_with_progress, print_summary
 from adamml.prepare.worker import PrepareSettings
-from adamml.synth import SynthConfig
-from adamml.synth_cli import generate
+from adamml.synth import SynthConfig, generate
 from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
 from adamml.workflow import SWEEP, Reused, Steps, eval_once, train_once
 
 MODALITIES = ("rgb", "flow", "audio")
 VISUAL = ("rgb", "flow")  # the expensive recognizers, whose cells the policy must choose well
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What `adamml demo` can change: the folder, the preset, and the built-in dataset's size."""
+
+    out: Path = Path("runs/demo")
+    config: str = "tiny"  # model / training preset
+    overrides: tuple[str, ...] = ()  # KEY=VALUE config overrides
+    flow: str = "dis"
+    workers: int = 2  # processes for synth and prepare
+    informative_rate: float = 0.5  # of each modality
+    classes: int = 8
+    train_per_class: int = 24
+    val_per_class: int = 6
+    test_per_class: int = 10
+    size: int = 64  # frame size of the generated videos
+    short_side: int = 64  # of the stored frames
+    fresh: bool = False  # start over instead of reusing earlier results
 
 
 def _unless_nothing_new(count: str, fn, *args, **kwargs):
@@ -106,21 +123,21 @@ def _selection_videos(decisions: list[dict], truth: dict[str, dict], store: Path
     return out
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Every step of `adamml demo` (see `adamml.demo_cli`), reusing what an earlier run finished."""
+def run_demo(settings: DemoSettings) -> int:
+    """Every step of `adamml demo` (see `adamml.cli.demo`), reusing what an earlier run finished."""
     console = Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
-    out: Path = args.out
-    if args.fresh and out.exists():
+    out: Path = settings.out
+    if settings.fresh and out.exists():
         shutil.rmtree(out)
     steps = Steps(console, record=out / "steps.json")
     data, store = out / "data", out / "store"
 
-    synth = SynthConfig(classes=args.classes, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                        test_per_class=args.test_per_class, size=args.size,
-                        informative_rate=(args.informative_rate,) * 3)
+    synth = SynthConfig(classes=settings.classes, train_per_class=settings.train_per_class, val_per_class=settings.val_per_class,
+                        test_per_class=settings.test_per_class, size=settings.size,
+                        informative_rate=(settings.informative_rate,) * 3)
     try:
-        made = steps.run("synth", _unless_nothing_new, "written", generate, synth, data, workers=args.workers,
+        made = steps.run("synth", _unless_nothing_new, "written", generate, synth, data, workers=settings.workers,
                          console=console)
     except ValueError as error:  # a dataset of another generator version or other arguments
         console.print(f"[red]error:[/red] {error}\n`adamml demo --fresh` starts over in {out}")
@@ -130,14 +147,14 @@ def run_demo(args: argparse.Namespace) -> int:
     imported = import_annotations("csv", data / "annotations.csv", data)
     classes, entries = assign_classes(imported.entries, None, None)
     summary = steps.run("prepare", _unless_nothing_new, "ok", prepare_with_progress, entries, classes, data, store,
-                        PrepareSettings(flow=args.flow, short_side=args.short_side), workers=args.workers,
+                        PrepareSettings(flow=settings.flow, short_side=settings.short_side), workers=settings.workers,
                         console=console)
     print_summary(summary, console)
     if summary.failed:
         console.print(f"[red]{summary.failed} videos failed to prepare[/red]")
         return 1
 
-    cfg = load_config(args.config, [f"model.num_classes={len(classes)}", *args.overrides])
+    cfg = load_config(settings.config, [f"model.num_classes={len(classes)}", *settings.overrides])
     runs: dict[str, Path] = {}
     for m in MODALITIES:
         runs[m] = out / f"unimodal-{m}"
@@ -152,7 +169,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     runs["adamml"] / "eval-val", console)
     rates = [f"train.random_rates.{m}={val['selection_rate'][m]:.4f}" for m in MODALITIES]
     runs["random"] = out / "random"
-    random_cfg = load_config(args.config, [f"model.num_classes={len(classes)}", *args.overrides, *rates])
+    random_cfg = load_config(settings.config, [f"model.num_classes={len(classes)}", *settings.overrides, *rates])
     steps.run("train random policy", train_once, random_cfg, "random", store, runs["random"], console, init)
 
     reports: dict[str, dict] = {}

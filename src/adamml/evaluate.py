@@ -1,4 +1,4 @@
-"""Evaluation of a trained checkpoint on a prepared store: the library behind `adamml eval` (`adamml.evaluate_cli`
+"""Evaluation of a trained checkpoint on a prepared store: the library behind `adamml eval` (`adamml.cli.evaluate`
 says what is measured)."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from adamml.config import Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.errors import UserError
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.jsonfile import write_json
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model, build_model
-from adamml.jsonfile import write_json
 from adamml.models.inference import optimize_for_inference
 from adamml.precision import amp_for
 from adamml.prepare.layout import StoreError

@@ -1,5 +1,5 @@
 """The policy and the recognizers as `torch.export` programs and, with `onnx`, ONNX models checked with ONNX
-Runtime: the library behind `adamml export` (`adamml.export_cli` says how a serving loop uses them)."""
+Runtime: the library behind `adamml export` (`adamml.cli.export` says how a serving loop uses them)."""
 
 from __future__ import annotations
 

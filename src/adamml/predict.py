@@ -1,4 +1,4 @@
-"""Single videos, end to end: the library behind `adamml predict` (`adamml.predict_cli` says what it does).
+"""Single videos, end to end: the library behind `adamml predict` (`adamml.cli.predict` says what it does).
 
 Only the frames the segments read are kept while the video decodes, so memory does not grow with its length."""
 

@@ -69,15 +69,15 @@ from adamml.train.loop import (
     EpochStats,
     MemoryDataset,
     PolicyProbe,
-    TrainingDiverged,
     Predictions,
+    TrainingDiverged,
     distillation_teachers,
     make_loader,
     mean_head_losses,
     predict,
     pretrain_policy_epoch,
-    recompute_batch_norm,
     recognizer_logits,
+    recompute_batch_norm,
     train_epoch,
 )
 

@@ -11,6 +11,7 @@ model's checkpoint. Every step reuses what an earlier run finished (an interrupt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 
@@ -36,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-
-
 def run(args: argparse.Namespace) -> int:
-    from adamml.demo import run_demo
+    from adamml.demo import DemoSettings, run_demo
 
-    return run_demo(args)
+    fields = {f.name for f in dataclasses.fields(DemoSettings)}
+    settings = {k: v for k, v in vars(args).items() if k in fields}
+    return run_demo(DemoSettings(**{**settings, "overrides": tuple(args.overrides)}))

@@ -18,9 +18,10 @@ recognizer on every cell, each unimodal model its recognizer on every cell. Spee
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from adamml.arguments import add_precision_argument, output_file, positive_int
+from adamml.cli.arguments import add_precision_argument, output_file, positive_int
 from adamml.errors import UserError
 
 
@@ -81,3 +82,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(args.json, result, indent=1)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m adamml.cli.bench ...``: the bench command without the other commands' imports (PyAV,
+    matplotlib), for machines that only have torch, e.g. a GPU box for ``--synthetic``."""
+    parser = argparse.ArgumentParser(prog="adamml")
+    register(parser.add_subparsers())
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from adamml.arguments import positive_int
+from adamml.cli.arguments import positive_int
 from adamml.config import load_config
 from adamml.modalities import get_modality
 

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adamml.arguments import add_precision_argument, output_file, positive_int, probability
+from adamml.cli.arguments import add_precision_argument, output_file, positive_int, probability
 from adamml.prepare.flow import FLOW_METHODS
 
 if TYPE_CHECKING:

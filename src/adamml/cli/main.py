@@ -19,16 +19,16 @@ from adamml.errors import UserError
 # Each module has `register(subparsers)`, which adds its sub-command and sets `func` (args -> exit code); in
 # the order `adamml --help` lists them
 COMMAND_MODULES: tuple[str, ...] = (
-    "adamml.prepare.command",
-    "adamml.synth_cli",
-    "adamml.train.command",
-    "adamml.evaluate_cli",
-    "adamml.predict_cli",
-    "adamml.bench_cli",
-    "adamml.export_cli",
-    "adamml.flops_cli",
-    "adamml.compare_cli",
-    "adamml.demo_cli",
+    "adamml.cli.prepare",
+    "adamml.cli.synth",
+    "adamml.cli.train",
+    "adamml.cli.evaluate",
+    "adamml.cli.predict",
+    "adamml.cli.bench",
+    "adamml.cli.export",
+    "adamml.cli.flops",
+    "adamml.cli.compare",
+    "adamml.cli.demo",
 )
 EXIT_USER_ERROR = 2  # as argparse exits on a bad argument
 

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
+from adamml.cli.arguments import number
 from adamml.prepare.decode import DEFAULT_AUDIO_RATE, DEFAULT_SHORT_SIDE
 from adamml.prepare.flow import DEFAULT_BOUND, FLOW_METHODS
 from adamml.prepare.importers import (
@@ -77,25 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def number(kind: type, low: float, high: float | None = None, above: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite `kind` (int or float) >= `low` (> `low` with `above`) and <= `high`."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high):
-            bounds = f"{'above' if above else 'at least'} {low:g}" + (f" and at most {high:g}" if high is not None else "")
-            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number {bounds}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
 def run(args: argparse.Namespace) -> int:
     from adamml.prepare.pipeline import merge_manifests
+    from adamml.prepare.progress import print_summary
 
     console = Console(stderr=True, soft_wrap=True)
     try:
@@ -117,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSummary:
     from adamml.prepare.layout import CLASSES_NAME
     from adamml.prepare.pipeline import check_known_labels, check_store_folder, parse_shard, store_classes
+    from adamml.prepare.progress import prepare_with_progress
     from adamml.prepare.worker import PrepareSettings
 
     if args.videos is not None:
@@ -153,55 +128,3 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
                              "they are prepared, but training and evaluation refuse unlabelled videos"))
     return prepare_with_progress(entries, classes, root, args.out, settings, args.workers, shard,
                                  args.overwrite, console, quiet=args.quiet, wait=args.wait)
-
-
-def prepare_with_progress(entries, classes, root, out, settings, workers=1, shard=None, overwrite=False,
-                          console: Console | None = None, quiet: bool = False, wait: bool = False) -> PrepareSummary:
-    """run_prepare with a rich progress bar (videos done, ok / failed so far)."""
-    from adamml.prepare.pipeline import run_prepare
-
-    console = console or Console(stderr=True, soft_wrap=True)
-    progress = Progress(
-        TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet,
-    )
-    counts = {"ok": 0, "failed": 0}
-    task = progress.add_task("prepare", total=None, status="")
-
-    def on_start(total: int, skipped: int) -> None:
-        progress.update(task, total=total, completed=skipped, status=f"skipped {skipped}")
-
-    def on_row(row: dict) -> None:
-        counts[row["status"]] += 1
-        status = f"ok {counts['ok']} failed {counts['failed']}"
-        if row["status"] == "failed":
-            progress.console.print(f"[yellow]failed[/yellow] {escape(row['id'])}: {escape(str(row['error']))}")
-        progress.update(task, advance=1, status=status)
-
-    with progress:
-        return run_prepare(entries, classes, root, out, settings, workers=workers, shard=shard,
-                           overwrite=overwrite, on_start=on_start, on_row=on_row, wait=wait,
-                           on_wait=lambda message: progress.console.print(escape(message)))
-
-
-def print_summary(summary: PrepareSummary, console: Console) -> None:
-    from adamml.prepare.worker import STAGES
-
-    table = Table(title="prepare summary", show_header=False)
-    table.add_row("videos ok / failed / skipped", f"{summary.ok} / {summary.failed} / {summary.skipped}")
-    table.add_row("frames written", str(summary.frames))
-    table.add_row("wall time", f"{summary.wall_seconds:.1f} s")
-    table.add_row("frames / s (wall)", f"{summary.frames_per_second:.1f}")
-    for stage in STAGES:
-        table.add_row(f"time in {stage} (all workers)", f"{summary.stage_seconds[stage]:.1f} s")
-    table.add_row("manifest", escape(str(summary.manifest)))
-    console.print(table)
-    for vid, warning in summary.warnings[:10]:
-        console.print(f"[yellow]warning[/yellow] {escape(vid)}: {escape(warning)}")
-    if len(summary.warnings) > 10:
-        console.print(f"... and {len(summary.warnings) - 10} more warnings (see the manifest)")
-    if summary.failures:
-        console.print(f"[red]{summary.failed} failed[/red] (reasons in the manifest):")
-        for vid, error in summary.failures[:10]:
-            console.print(escape(f"  {vid}: {error}"))
-

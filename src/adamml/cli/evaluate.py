@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adamml.arguments import add_precision_argument, positive_int, probabilities
+from adamml.cli.arguments import add_precision_argument, positive_int, probabilities
 from adamml.errors import UserError
 
 

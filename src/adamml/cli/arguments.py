@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -56,3 +57,20 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--precision", default="fp32", choices=get_args(Precision),
                         help="arithmetic of the networks: fp32, or bf16 / fp16 under autocast (fastest on GPUs)")
+
+
+def number(kind: type, low: float, high: float | None = None, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` (int or float) >= `low` (> `low` with `above`) and <= `high`."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high):
+            bounds = f"{'above' if above else 'at least'} {low:g}" + (f" and at most {high:g}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
