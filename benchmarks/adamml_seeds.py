@@ -27,7 +27,7 @@ from rich.table import Table
 from adamml.config import load_config
 from adamml.demo import MODALITIES, policy_vs_truth
 from adamml.prepare.layout import read_jsonl
-from adamml.workflow import SWEEP, Reused, eval_once, train_once
+from adamml.steps import SWEEP, Reused, eval_once, train_once
 
 
 def _value(result):
@@ -45,19 +45,19 @@ def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path],
     val = _value(eval_once(folder / "adamml" / "best.pt", store, "val", folder / "adamml" / "eval-val", console))
     test = _value(eval_once(folder / "adamml" / "best.pt", store, "test", folder / "adamml" / "eval-test", console,
                             list(SWEEP)))
-    rates = [f"train.random_rates.{m}={val['selection_rate'][m]:.4f}" for m in MODALITIES]
+    rates = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in MODALITIES]
     random_cfg = load_config(args.config, overrides + rates)
     train_once(random_cfg, "random", store, folder / "random", console, init)
     rnd = _value(eval_once(folder / "random" / "best.pt", store, "test", folder / "random" / "eval-test", console))
     truth = {row["id"]: row for row in read_jsonl(args.demo / "data" / "ground_truth.jsonl")}
     decisions = json.loads((folder / "adamml" / "eval-test" / "decisions.json").read_text())
     vs_truth = policy_vs_truth(decisions, truth)
-    return {"seed": seed, "top1": test["top1"], "gflops": test["gflops_per_video"],
-            "selection": test["selection_rate"], "random_top1": rnd["top1"], "random_gflops": rnd["gflops_per_video"],
+    return {"seed": seed, "top1": test.top1, "gflops": test.gflops_per_video,
+            "selection": test.selection_rate, "random_top1": rnd.top1, "random_gflops": rnd.gflops_per_video,
             "visual_precision": vs_truth["visual_precision"],
             "coverage": {m: v["covered"] for m, v in vs_truth["per_modality"].items()},
-            "val_top1": val["top1"], "train_seconds": train_seconds,
-            "sweep": [{k: r[k] for k in ("threshold", "top1", "gflops_per_video")} for r in test["sweep"]]}
+            "val_top1": val.top1, "train_seconds": train_seconds,
+            "sweep": [{k: getattr(r, k) for k in ("threshold", "top1", "gflops_per_video")} for r in test.sweep]}
 
 
 def main() -> None:

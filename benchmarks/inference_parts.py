@@ -1,10 +1,10 @@
 """Where a trained AdaMML model's inference time goes on this machine, per batch of prepared videos.
 
 Times (median of N runs, milliseconds per batch): shaping the stored layout for the networks (the policy's
-inputs, the smaller spectrogram; done in the data pipeline by `adamml.inputs.network_ready`, so not part of the
+inputs, the smaller spectrogram; done in the data pipeline by `adamml.data.batch.network_ready`, so not part of the
 network time), the policy, the whole sparse inference path, and the always-on path (every recognizer on every
 segment, i.e. weighted fusion's cost): as trained, with batch norms folded into the convolutions, and folded with
-channels-last weights (`adamml.models.inference`, what eval, predict and bench use). At the CPU preset's scale the
+channels-last weights (`adamml.models.folding`, what eval, predict and bench use). At the CPU preset's scale the
 policy is ~5 % of the GMACs but a much larger share of the time; this shows how much.
 
     python benchmarks/inference_parts.py --checkpoint runs/demo/adamml/best.pt --data runs/demo/store --videos 8
@@ -20,10 +20,10 @@ import time
 
 import torch
 
+from adamml.checkpoint import load_trained
+from adamml.data.batch import network_ready
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
-from adamml.evaluate import load_trained
-from adamml.inputs import network_ready
-from adamml.models.inference import fold_batch_norms, optimize_for_inference
+from adamml.models.folding import fold_batch_norms, optimize_for_inference
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -37,9 +37,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from adamml.config import load_config  # noqa: E402
-from adamml.jsonfile import write_json  # noqa: E402
+from adamml.data.batch import finish_batch  # noqa: E402
 from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
-from adamml.inputs import finish_batch  # noqa: E402
+from adamml.data.loader import make_loader  # noqa: E402
+from adamml.distributed import DistInfo  # noqa: E402
+from adamml.jsonfile import write_json  # noqa: E402
 from adamml.prepare.layout import (  # noqa: E402
     AUDIO_NAME,
     CLASSES_NAME,
@@ -50,8 +52,6 @@ from adamml.prepare.layout import (  # noqa: E402
     MANIFEST_NAME,
     write_jsonl,
 )
-from adamml.train.distributed import DistInfo  # noqa: E402
-from adamml.train.loop import make_loader  # noqa: E402
 
 WIDTH, HEIGHT, FPS, RATE = 340, 256, 30.0, 24_000
 

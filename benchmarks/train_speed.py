@@ -30,10 +30,10 @@ import torch  # noqa: E402
 
 from adamml.bench import random_inputs  # noqa: E402
 from adamml.config import load_config  # noqa: E402
+from adamml.distributed import DistInfo  # noqa: E402
 from adamml.jsonfile import write_json  # noqa: E402
 from adamml.models.build import build_model  # noqa: E402
 from adamml.precision import PRECISIONS, Amp, channels_last  # noqa: E402
-from adamml.train.distributed import DistInfo  # noqa: E402
 from adamml.train.loop import train_epoch  # noqa: E402
 from adamml.train.stages import _efficiency, _recognition_params, _set_trainable, _trained_policy_params  # noqa: E402
 

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from adamml.checkpoint import load_checkpoint
 from adamml.cli import main
 from adamml.compare import Method, parse_method, plan, savings
-from adamml.train.checkpoint import load_checkpoint
+from adamml.results import EvalReport
 from tests.test_train import TINY, tiny_store  # noqa: F401  (the fixture)
 
 
@@ -64,7 +65,11 @@ def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F81
 
 def test_adamml_is_compared_with_methods_on_the_same_modalities():
     def report(stage, modalities, top1, gflops):
-        return {"stage": stage, "modalities": modalities, "top1": top1, "mAP": top1, "gflops_per_video": gflops}
+        return EvalReport(checkpoint="best.pt", stage=stage, fusion="weighted", modalities=modalities, split="test",
+                          videos=10, segments=4, threshold=0.5 if stage == "adamml" else None, top1=top1, top5=top1,
+                          mAP=top1, gflops_per_video=gflops, gflops={}, gflops_all_layers_per_video=gflops,
+                          gflops_always_on=gflops, saving_vs_always_on=0.0, selection_rate={}, videos_per_second=1.0,
+                          wall_seconds=1.0, device="cpu", precision="fp32", sweep=[])
 
     reports = {"adamml-rgb+flow": report("adamml", ["rgb", "flow"], 80.0, 1.0),
                "fusion-rgb+flow": report("fusion", ["rgb", "flow"], 82.0, 2.0),

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adamml.data.dataset import SamplingConfig, SegmentDataset, Store, read_wav_window
+from adamml.data.dataset import SegmentDataset, Store, default_sampling, read_wav_window
 from adamml.data.sampling import (
     diff_frame_indices,
     eval_segment_starts,
@@ -161,7 +161,7 @@ def store(tmp_path_factory):
     return Store.open(out)
 
 
-SMALL = SamplingConfig(input_size=48, train_scale=(64, 80), test_short_side=64)
+SMALL = replace(default_sampling(), input_size=48, train_scale=(64, 80), test_short_side=64)
 
 
 def test_dataset_items_have_the_documented_shapes(store):
@@ -208,9 +208,9 @@ def test_uint8_items_finished_on_the_device_equal_the_float_items(store, modalit
     """data.normalize_on_device: the workers send uint8 crops (4x less data), the device finishes them into
     the very batch the float path gives (flipped flow x to 1 ulp: 1 - q/255 against (255 - q)/255)."""
     from adamml.config import load_config
-    from adamml.inputs import finish_batch
-    from adamml.train.distributed import DistInfo
-    from adamml.train.loop import DeviceLoader, make_loader
+    from adamml.data.batch import finish_batch
+    from adamml.data.loader import DeviceLoader, make_loader
+    from adamml.distributed import DistInfo
 
     cfg = load_config("tiny", ["model.input_size=48", "model.num_segments=3", "model.frames_per_segment=8",
                                f"model.modalities=[{','.join(modalities)}]"]).model

@@ -6,11 +6,11 @@ import json
 
 import torch
 
+from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import load_config
 from adamml.export import example_inputs
 from adamml.models.build import build_model
-from adamml.train.checkpoint import model_payload, save_checkpoint
 
 SMALL = ["model.num_classes=3", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",
          "model.policy.size=16", "model.policy.audio_size=32"]

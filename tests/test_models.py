@@ -19,7 +19,7 @@ from adamml.config import (
 )
 from adamml.models import (
     AdaMML,
-    CheckpointMismatchError,
+    CheckpointError,
     LateFusion,
     MobileNetV2Extractor,
     MobileNetV2Recognizer,
@@ -358,19 +358,19 @@ def test_build_model_loads_every_pretrained_file(imagenet_files: dict[str, Path]
 
 
 def test_wrong_checkpoint_gives_a_readable_error(imagenet_files: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(CheckpointMismatchError) as error:
+    with pytest.raises(CheckpointError) as error:
         load_imagenet_weights(TSNResNet(50, 3, 5, base_width=4), imagenet_files["resnet18"])
     message = str(error.value)
     assert "missing from the checkpoint" in message and "layer1.0.conv3.weight" in message
     assert "shape mismatch" in message and "depth 50" in message
     shapes = r"conv1.weight: checkpoint \(64, 3, 7, 7\) vs model \(32, 3, 7, 7\)"
-    with pytest.raises(CheckpointMismatchError, match=shapes):
+    with pytest.raises(CheckpointError, match=shapes):
         load_imagenet_weights(TSNResNet(18, 3, 5, base_width=32), imagenet_files["resnet18"])
-    with pytest.raises(CheckpointMismatchError, match="unexpected in the checkpoint"):
+    with pytest.raises(CheckpointError, match="unexpected in the checkpoint"):
         load_imagenet_weights(TSNResNet(18, 3, 5), imagenet_files["mobilenet_v2"])
     wrapped = tmp_path / "trainer.pth"
     torch.save({"epoch": 3, "state_dict": {"conv1.weight": torch.zeros(1)}}, wrapped)
-    with pytest.raises(CheckpointMismatchError, match="flat state dict"):
+    with pytest.raises(CheckpointError, match="flat state dict"):
         load_imagenet_weights(TSNResNet(18, 3, 5), wrapped)
     with pytest.raises(FileNotFoundError):
         load_imagenet_weights(TSNResNet(18, 3, 5), tmp_path / "absent.pth")
@@ -379,7 +379,7 @@ def test_wrong_checkpoint_gives_a_readable_error(imagenet_files: dict[str, Path]
 @pytest.mark.parametrize("kind", ["weighted", "lateral-bi", "gating"])
 def test_inference_optimisation_keeps_the_outputs_and_drops_the_norm_layers(kind):
     from adamml.config import load_config
-    from adamml.models.inference import fold_batch_norms, optimize_for_inference
+    from adamml.models.folding import fold_batch_norms, optimize_for_inference
 
     cfg = load_config("tiny", ["model.num_classes=5", "model.resnet.base_width=8", "model.audio.width_mult=0.25",
                                "model.input_size=32", "model.num_segments=2", f"model.fusion.kind={kind}"])

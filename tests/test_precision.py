@@ -8,11 +8,11 @@ import torch
 
 from adamml.bench import random_inputs
 from adamml.config import ConfigError, load_config
+from adamml.decisions import always_on
+from adamml.distributed import DistInfo
 from adamml.models.build import build_model
 from adamml.precision import Amp
-from adamml.train.distributed import DistInfo
 from adamml.train.loop import train_epoch
-from adamml.train.stages import always_on
 
 SMALL = ["model.num_classes=3", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",
          "model.policy.size=32", "model.policy.audio_size=32", "model.resnet.dropout=0.0", "model.audio.dropout=0.0",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import load_config
 from adamml.evaluate import evaluate
@@ -17,7 +18,6 @@ from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import read_jsonl
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-from adamml.train.checkpoint import model_payload, save_checkpoint
 from tests.conftest import make_clip
 
 SMALL = [
@@ -53,7 +53,7 @@ def test_same_predictions_as_eval_on_a_prepared_copy(setup, tmp_path):
     report = evaluate(checkpoint, store, "test", tmp_path / "eval", thresholds=[0.0])  # every cell computed
     decisions = {d["id"]: d for d in json.loads((tmp_path / "eval" / "decisions.json").read_text())}
     predictor = load_predictor(checkpoint, "dis", threshold=0.0)
-    assert report["videos"] == 3
+    assert report.videos == 3
     for row in read_jsonl(store / "manifest.jsonl"):
         result, _ = predictor(root / row["source"])
         expected = decisions[row["id"]]

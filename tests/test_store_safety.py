@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from adamml.checkpoint import save_checkpoint
 from adamml.cli import main
 from adamml.data.dataset import SegmentDataset, Store
 from adamml.prepare.layout import StoreError, read_jsonl
 from adamml.prepare.lock import StoreBusy, store_lock
-from adamml.train.checkpoint import save_checkpoint
 from tests.conftest import make_clip, wait_for
 
 FAST = ["--flow", "dis", "--short-side", "32", "--quiet"]

@@ -19,15 +19,15 @@ import torch
 from adamml.cli import main
 from adamml.config import load_config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.decisions import always_on
+from adamml.distributed import DistInfo
 from adamml.flops import measure_costs, video_gmacs
 from adamml.losses import classification_loss
 from adamml.models.build import build_model
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-from adamml.train.distributed import DistInfo
 from adamml.train.loop import EpochStats, recompute_batch_norm, train_epoch
-from adamml.train.stages import always_on
 from tests.conftest import make_clip
 
 # small and fast: 2 classes told apart by the direction of motion and by the pitch of the tone

@@ -35,6 +35,21 @@ def atomic_file(path: Path, binary: bool = False, errors: str = "strict") -> Ite
         raise
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` (same suffix) for a writer that takes a file name (e.g. a video muxer); it
+    replaces `path` when the block ends without an exception."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str, errors: str = "strict") -> None:
     """Replace `path` with `text` (UTF-8) atomically."""
     with atomic_file(path, errors=errors) as handle:

@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from adamml.config import ModelConfig, load_config
+from adamml.data.batch import policy_key
 from adamml.data.dataset import Store
 from adamml.evaluate import evaluate
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
-from adamml.inputs import policy_key
+from adamml.modalities import modality_rates
 from adamml.models.build import build_model
-from adamml.models.inference import optimize_for_inference
+from adamml.models.folding import optimize_for_inference
 from adamml.precision import FP32, Amp, amp_for
 
 
@@ -46,10 +47,10 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         best = None
         for _ in range(repeats):  # the fastest of `repeats` passes, as timing tools do
             report = evaluate(path, data, split, None, batch_size=batch_size, console=console, precision=precision)
-            if best is None or report["videos_per_second"] > best["videos_per_second"]:
+            if best is None or report.videos_per_second > best.videos_per_second:
                 best = report
-        rows[name] = {"gflops": best["gflops_per_video"], "top1": best["top1"],
-                      "network_videos_per_second": best["videos_per_second"]}
+        rows[name] = {"gflops": best.gflops_per_video, "top1": best.top1,
+                      "network_videos_per_second": best.videos_per_second}
     if videos_root is not None:
         # decoding (PyAV) is imported only where it is needed
         from adamml.predict import load_predictor
@@ -96,7 +97,7 @@ def exact_decisions(videos: int, segments: int, rates: list[float], seed: int = 
 
 def random_inputs(cfg: ModelConfig, videos: int, policy: bool = True, generator: torch.Generator | None = None,
                   segments: int | None = None, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Random inputs ``(B, S, ...)`` as the data pipeline gives them (``adamml.inputs.network_ready``): every
+    """Random inputs ``(B, S, ...)`` as the data pipeline gives them (``adamml.data.batch.network_ready``): every
     recognizer modality at its network's size and, with ``policy``, every policy input under ``policy_<name>``
     (the per-segment shapes the cost accounting measures the networks on); S = ``segments`` (default: the
     test segments, ``cfg.num_segments``). Drawn on `device` (a generator of that device), where they are used:
@@ -110,25 +111,12 @@ def random_inputs(cfg: ModelConfig, videos: int, policy: bool = True, generator:
 
 
 def parse_rates(text: str | None, modalities: tuple[str, ...]) -> list[float]:
-    """``"rgb=0.4,flow=0.3,audio=0.9"`` (or one number for every modality) -> rates in ``modalities`` order."""
-    if not text:
-        return [0.5] * len(modalities)
+    """``--rates``: ``"rgb=0.4,flow=0.3,audio=0.9"`` or one rate for every modality (default 0.5), in
+    ``modalities`` order."""
     try:
-        if "=" not in text:
-            values = dict.fromkeys(modalities, float(text))
-        else:
-            values = {}
-            for item in text.split(","):
-                name, _, value = item.partition("=")
-                values[name.strip()] = float(value)
-    except ValueError:
-        raise ValueError(f"--rates takes NAME=RATE,... or one rate, e.g. rgb=0.4,flow=0.3; got {text!r}") from None
-    if set(values) != set(modalities):
-        raise ValueError(f"--rates must give one rate for each of {', '.join(modalities)}, got {text!r}")
-    rates = [values[m] for m in modalities]
-    if any(not 0.0 <= r <= 1.0 for r in rates):
-        raise ValueError(f"--rates must be between 0 and 1, got {text!r}")
-    return rates
+        return list(modality_rates(text or "0.5", modalities).values())
+    except ValueError as error:
+        raise ValueError(f"--rates: {error}") from None
 
 
 def _time_passes(fn: Callable[[dict[str, torch.Tensor], int], None], batches: list[dict[str, torch.Tensor]],

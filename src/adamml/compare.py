@@ -16,8 +16,10 @@ from adamml.config import STAGES, Config, load_config
 from adamml.data.dataset import Store
 from adamml.jsonfile import write_json
 from adamml.modalities import MODALITIES, check_modalities
+from adamml.results import EvalReport
+from adamml.stages import get_stage
+from adamml.steps import SWEEP, Steps, eval_once, train_once
 from adamml.viz import pareto_figure
-from adamml.workflow import SWEEP, Steps, eval_once, train_once
 
 LABELS = {
     "unimodal": "Unimodal", "fusion": "Weighted fusion", "average": "Average fusion", "gating": "Gating fusion",
@@ -78,7 +80,7 @@ def plan(methods: list[Method]) -> list[Method]:
     for method in rest:
         if method not in randoms:
             ordered.append(method)
-        if method.stage == "adamml":
+        if get_stage(method.stage).uses_policy:
             ordered += [r for r in randoms if r.modalities == method.modalities]
     return ordered
 
@@ -99,7 +101,8 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
     cfg = load_config(config, overrides)
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(console, record=out / "steps.json")
-    reports: dict[str, dict] = {}
+    reports: dict[str, EvalReport] = {}
+    labels: dict[str, str] = {}
     seconds: dict[str, dict[str, float]] = {}
     for method in plan(methods):
         folder = out / method.key
@@ -109,19 +112,19 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
             if (source / "best.pt").exists():
                 val = steps.run(f"{source.name}: selection rates (validation)", eval_once, source / "best.pt", data,
                                 cfg.data.val_split, source / "eval-val", console)
-                extra = [f"train.random_rates.{m}={val['selection_rate'][m]:.4f}" for m in method.modalities]
+                extra = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in method.modalities]
         run_cfg = method_config(load_config(config, overrides + extra) if extra else cfg, method)
         init = [out / Method("unimodal", (m,)).key / "best.pt" for m in method.modalities] \
             if method.stage != "unimodal" else []
         steps.run(f"train {method.key}", train_once, run_cfg, method.stage, data, folder, console, init)
-        thresholds = list(SWEEP) if method.stage == "adamml" else None
+        thresholds = list(SWEEP) if get_stage(method.stage).uses_policy else None
         reports[method.key] = steps.run(f"evaluate {method.key}", eval_once, folder / "best.pt", data, split,
                                         folder / f"eval-{split}", console, thresholds)
-        reports[method.key]["label"] = method.label
+        labels[method.key] = method.label
         seconds[method.key] = {"train": steps.times[f"train {method.key}"],
                                "evaluate": steps.times[f"evaluate {method.key}"]}
-    result = write_comparison(out, reports, seconds, split, time.perf_counter() - started)
-    console.print(comparison_table(reports, seconds))
+    result = write_comparison(out, reports, labels, seconds, split, time.perf_counter() - started)
+    console.print(comparison_table(reports, labels, seconds))
     console.print(f"{len(reports)} methods in {time.perf_counter() - started:.0f} s -> {out / 'compare.md'}")
     return result
 
@@ -131,38 +134,38 @@ def _as_flow(modalities: list[str]) -> frozenset[str]:
     return frozenset("flow" if m == "rgbdiff" else m for m in modalities)
 
 
-def savings(reports: dict[str, dict]) -> list[dict[str, Any]]:
+def savings(reports: dict[str, EvalReport]) -> list[dict[str, Any]]:
     """For every AdaMML run: accuracy difference and GFLOPs saving against each other multi-modal method on the
     same modalities (RGBDiff standing in for flow)."""
     rows = []
     for key, ada in reports.items():
-        if ada["stage"] != "adamml":
+        if not get_stage(ada.stage).uses_policy:
             continue
         for other_key, other in reports.items():
-            if (other_key == key or other["stage"] == "unimodal" or other["gflops_per_video"] <= 0
-                    or _as_flow(other["modalities"]) != _as_flow(ada["modalities"])):
+            if (other_key == key or other.stage == "unimodal" or other.gflops_per_video <= 0
+                    or _as_flow(other.modalities) != _as_flow(ada.modalities)):
                 continue
-            rows.append({"adamml": key, "versus": other_key, "top1_difference": ada["top1"] - other["top1"],
-                         "mAP_difference": ada["mAP"] - other["mAP"],
-                         "gflops_saving": 1.0 - ada["gflops_per_video"] / other["gflops_per_video"]})
+            rows.append({"adamml": key, "versus": other_key, "top1_difference": ada.top1 - other.top1,
+                         "mAP_difference": ada.mAP - other.mAP,
+                         "gflops_saving": 1.0 - ada.gflops_per_video / other.gflops_per_video})
     return rows
 
 
-def _selection(report: dict) -> str:
-    return " / ".join(f"{m} {100 * r:.0f} %" for m, r in report["selection_rate"].items())
+def _selection(report: EvalReport) -> str:
+    return " / ".join(f"{m} {100 * r:.0f} %" for m, r in report.selection_rate.items())
 
 
-def comparison_table(reports: dict[str, dict], seconds: dict[str, dict[str, float]]) -> Table:
+def comparison_table(reports: dict[str, EvalReport], labels: dict[str, str], seconds: dict[str, dict[str, float]]) -> Table:
     table = Table(title="Comparison (test split)")
     for col in ("method", "modalities", "top-1 (%)", "mAP (%)", "GFLOPs / video", "selection", "train s"):
         table.add_column(col, justify="left" if col in ("method", "modalities", "selection") else "right")
     for key, r in reports.items():
-        table.add_row(r["label"], "+".join(r["modalities"]), f"{r['top1']:.2f}", f"{r['mAP']:.2f}",
-                      f"{r['gflops_per_video']:.4f}", _selection(r), f"{seconds[key]['train']:.0f}")
+        table.add_row(labels[key], "+".join(r.modalities), f"{r.top1:.2f}", f"{r.mAP:.2f}",
+                      f"{r.gflops_per_video:.4f}", _selection(r), f"{seconds[key]['train']:.0f}")
     return table
 
 
-def write_comparison(out: Path, reports: dict[str, dict], seconds: dict[str, dict[str, float]], split: str,
+def write_comparison(out: Path, reports: dict[str, EvalReport], labels: dict[str, str], seconds: dict[str, dict[str, float]], split: str,
                      total: float) -> dict[str, Any]:
     rows = savings(reports)
     lines = [f"# adamml compare ({split} split)", "",
@@ -171,27 +174,28 @@ def write_comparison(out: Path, reports: dict[str, dict], seconds: dict[str, dic
              "| method | modalities | top-1 (%) | mAP (%) | GFLOPs / video | selection | videos/s | train s | eval s |",
              "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for key, r in reports.items():
-        lines.append(f"| {r['label']} | {'+'.join(r['modalities'])} | {r['top1']:.2f} | {r['mAP']:.2f} | "
-                     f"{r['gflops_per_video']:.4f} | {_selection(r)} | {r['videos_per_second']:.1f} | "
+        lines.append(f"| {labels[key]} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
+                     f"{r.gflops_per_video:.4f} | {_selection(r)} | {r.videos_per_second:.1f} | "
                      f"{seconds[key]['train']:.1f} | {seconds[key]['evaluate']:.1f} |")
     if rows:
         lines += ["", "## AdaMML against each method on the same modalities", "",
                   "| AdaMML | versus | top-1 difference (points) | GFLOPs saved |", "| --- | --- | ---: | ---: |"]
         lines += [f"| {r['adamml']} | {r['versus']} | {r['top1_difference']:+.2f} | {100 * r['gflops_saving']:.1f} % |"
                   for r in rows]
-    sweeps = [(key, r) for key, r in reports.items() if r.get("sweep")]
+    sweeps = [(key, r) for key, r in reports.items() if r.sweep]
     for key, r in sweeps:
         lines += ["", f"## Threshold sweep ({key})", "", "| threshold | top-1 (%) | GFLOPs / video |",
                   "| ---: | ---: | ---: |"]
-        lines += [f"| {s['threshold']:g} | {s['top1']:.2f} | {s['gflops_per_video']:.4f} |" for s in r["sweep"]]
+        lines += [f"| {s.threshold:g} | {s.top1:.2f} | {s.gflops_per_video:.4f} |" for s in r.sweep]
     lines += ["", f"Total wall time {total:.1f} s. Figure: `compare.png`."]
     (out / "compare.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    payload = {"split": split, "methods": reports, "seconds": seconds, "adamml_vs": rows, "total_seconds": total}
+    methods = {key: {**r.to_json(), "label": labels[key]} for key, r in reports.items()}
+    payload = {"split": split, "methods": methods, "seconds": seconds, "adamml_vs": rows, "total_seconds": total}
     write_json(out / "compare.json", payload, indent=1, default=str)
-    points = [{"name": f"{r['label']} ({'+'.join(r['modalities'])})", "gflops": r["gflops_per_video"],
-               "top1": r["top1"], "marker": "*" if r["stage"] == "adamml" else "s" if r["stage"] == "unimodal" else "D"}
-              for r in reports.values()]
-    sweep = [{"threshold": s["threshold"], "gflops": s["gflops_per_video"], "top1": s["top1"]}
-             for s in sweeps[0][1]["sweep"]] if sweeps else []
+    points = [{"name": f"{labels[key]} ({'+'.join(r.modalities)})", "gflops": r.gflops_per_video,
+               "top1": r.top1, "marker": "*" if get_stage(r.stage).uses_policy else "s" if r.stage == "unimodal" else "D"}
+              for key, r in reports.items()]
+    sweep = [{"threshold": s.threshold, "gflops": s.gflops_per_video, "top1": s.top1}
+             for s in sweeps[0][1].sweep] if sweeps else []
     pareto_figure(points, sweep, out / "compare.png", title=f"Accuracy vs GFLOPs ({split} split)")
     return payload

@@ -176,7 +176,7 @@ class DataConfig:
     test_short_side: int = 256  # test: short side resized to this, then the centre crop
     workers: int = 2  # data-loading processes per training process
     # the loader's workers send the cropped frames and flow as uint8 and the training process converts them
-    # (normalisation, RGB differences, the policy's resizing: `adamml.inputs.finish_batch`) on its device: 4x
+    # (normalisation, RGB differences, the policy's resizing: `adamml.data.batch.finish_batch`) on its device: 4x
     # less data through shared memory and less work per worker, the way of the field's fast GPU loaders
     normalize_on_device: bool = False
     val_split: str = "val"  # model selection split (never the test split)

@@ -16,15 +16,16 @@ from rich.table import Table
 
 from adamml.config import load_config
 from adamml.data.dataset import read_wav_window
-from adamml.data.spectrogram import log_spectrogram, silence
+from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
 from adamml.jsonfile import write_json
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
-from adamml.prepare.progress import prepare_with_progress, print_summary
+from adamml.prepare.run import prepare_with_progress, print_summary
 from adamml.prepare.worker import PrepareSettings
+from adamml.results import EvalReport
+from adamml.steps import SWEEP, Reused, Steps, eval_once, train_once
 from adamml.synth import SynthConfig, generate
 from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
-from adamml.workflow import SWEEP, Reused, Steps, eval_once, train_once
 
 MODALITIES = ("rgb", "flow", "audio")
 VISUAL = ("rgb", "flow")  # the expensive recognizers, whose cells the policy must choose well
@@ -110,7 +111,7 @@ def _selection_videos(decisions: list[dict], truth: dict[str, dict], store: Path
             frame = int((s + 0.5) * n / segments)
             image = cv2.imread(str(store / row["frames_dir"] / IMG_TEMPLATE.format(frame + 1)))[..., ::-1]
             centre = (frame + 0.5) / row["fps"]
-            spec = (log_spectrogram(read_wav_window(store / row["audio"], centre, 30_720))
+            spec = (log_spectrogram(read_wav_window(store / row["audio"], centre, WINDOW_SAMPLES))
                     if row.get("has_audio") else silence())
             items.append({"thumb": image, "spec": spec[:128], "used": set(video["segments"][s]),
                           "informative": gt["segments"][s] if gt else None})
@@ -167,12 +168,12 @@ def run_demo(settings: DemoSettings) -> int:
     steps.run("train AdaMML", train_once, cfg, "adamml", store, runs["adamml"], console, init)
     val = steps.run("AdaMML selection rate (validation)", eval_once, runs["adamml"] / "best.pt", store, "val",
                     runs["adamml"] / "eval-val", console)
-    rates = [f"train.random_rates.{m}={val['selection_rate'][m]:.4f}" for m in MODALITIES]
+    rates = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in MODALITIES]
     runs["random"] = out / "random"
     random_cfg = load_config(settings.config, [f"model.num_classes={len(classes)}", *settings.overrides, *rates])
     steps.run("train random policy", train_once, random_cfg, "random", store, runs["random"], console, init)
 
-    reports: dict[str, dict] = {}
+    reports: dict[str, EvalReport] = {}
     for name, folder in runs.items():
         thresholds = list(SWEEP) if name == "adamml" else None
         reports[name] = steps.run(f"evaluate {name}", eval_once, folder / "best.pt", store, "test",
@@ -186,12 +187,12 @@ def run_demo(settings: DemoSettings) -> int:
     selection_figure(_selection_videos(decisions, truth, store, 4), MODALITIES, out / "selections.png")
     names = {"rgb": "RGB", "flow": "Flow", "audio": "Audio", "fusion": "Weighted fusion",
              "random": "Random policy", "adamml": "AdaMML"}
-    points = [{"name": names[k], "gflops": r["gflops_per_video"], "top1": r["top1"],
+    points = [{"name": names[k], "gflops": r.gflops_per_video, "top1": r.top1,
                "marker": "s" if k in MODALITIES else "D"} for k, r in reports.items() if k != "adamml"]
-    points.append({"name": "AdaMML (threshold 0.5)", "gflops": reports["adamml"]["gflops_per_video"],
-                   "top1": reports["adamml"]["top1"], "marker": "*"})
-    sweep = [{"threshold": r["threshold"], "gflops": r["gflops_per_video"], "top1": r["top1"]}
-             for r in reports["adamml"]["sweep"]]
+    points.append({"name": "AdaMML (threshold 0.5)", "gflops": reports["adamml"].gflops_per_video,
+                   "top1": reports["adamml"].top1, "marker": "*"})
+    sweep = [{"threshold": r.threshold, "gflops": r.gflops_per_video, "top1": r.top1}
+             for r in reports["adamml"].sweep]
     pareto_figure(points, sweep, out / "pareto.png", title="Built-in benchmark (test split)")
 
     times = {steps.label(name): seconds for name, seconds in steps.times.items()}
@@ -201,42 +202,42 @@ def run_demo(settings: DemoSettings) -> int:
     return 0
 
 
-def _targets(reports: dict[str, dict], vs_truth: dict[str, dict]) -> list[tuple[str, str, bool]]:
+def _targets(reports: dict[str, EvalReport], vs_truth: dict[str, dict]) -> list[tuple[str, str, bool]]:
     fusion, ada, rnd = reports["fusion"], reports["adamml"], reports["random"]
-    best_uni = max(reports[m]["top1"] for m in MODALITIES)
-    ratio = ada["gflops_per_video"] / fusion["gflops_per_video"]
+    best_uni = max(reports[m].top1 for m in MODALITIES)
+    ratio = ada.gflops_per_video / fusion.gflops_per_video
     return [
         ("weighted fusion beats every unimodal model by >= 10 points",
-         f"{fusion['top1']:.1f} vs best unimodal {best_uni:.1f} ({fusion['top1'] - best_uni:+.1f})",
-         fusion["top1"] - best_uni >= 10),
+         f"{fusion.top1:.1f} vs best unimodal {best_uni:.1f} ({fusion.top1 - best_uni:+.1f})",
+         fusion.top1 - best_uni >= 10),
         ("AdaMML within 1 point of weighted fusion (or above) at <= 50 % of its GFLOPs",
-         f"{ada['top1']:.1f} vs {fusion['top1']:.1f} ({ada['top1'] - fusion['top1']:+.1f}) at {100 * ratio:.1f} %",
-         ada["top1"] >= fusion["top1"] - 1 and ratio <= 0.5),
+         f"{ada.top1:.1f} vs {fusion.top1:.1f} ({ada.top1 - fusion.top1:+.1f}) at {100 * ratio:.1f} %",
+         ada.top1 >= fusion.top1 - 1 and ratio <= 0.5),
         ("AdaMML beats the random policy at the same selection rate by >= 5 points",
-         f"{ada['top1']:.1f} vs {rnd['top1']:.1f} ({ada['top1'] - rnd['top1']:+.1f})", ada["top1"] - rnd["top1"] >= 5),
+         f"{ada.top1:.1f} vs {rnd.top1:.1f} ({ada.top1 - rnd.top1:+.1f})", ada.top1 - rnd.top1 >= 5),
         (">= 80 % of the RGB and flow cells AdaMML computes are informative (audio: all its cells counted apart)",
          f"{100 * vs_truth['adamml']['visual_precision']:.1f} % (all cells, audio included: "
          f"{100 * vs_truth['adamml']['precision']:.1f} %)", vs_truth["adamml"]["visual_precision"] >= 0.8),
     ]
 
 
-def demo_table(reports: dict[str, dict]) -> Table:
+def demo_table(reports: dict[str, EvalReport]) -> Table:
     table = Table(title="Built-in benchmark, test split (the paper's table form)")
     for col in ("method", "modalities", "top-1 (%)", "GFLOPs / video", "rgb", "flow", "audio", "videos/s"):
         table.add_column(col, justify="right" if col not in ("method", "modalities") else "left")
     for name, label in (("rgb", "RGB"), ("flow", "Flow"), ("audio", "Audio"), ("fusion", "Weighted fusion"),
                         ("random", "Random policy"), ("adamml", "AdaMML")):
         r = reports[name]
-        sel = [f"{100 * r['selection_rate'][m]:.0f} %" if m in r["selection_rate"] else "-" for m in MODALITIES]
-        table.add_row(label, "+".join(r["modalities"]), f"{r['top1']:.2f}", f"{r['gflops_per_video']:.4f}", *sel,
-                      f"{r['videos_per_second']:.1f}")
+        sel = [f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES]
+        table.add_row(label, "+".join(r.modalities), f"{r.top1:.2f}", f"{r.gflops_per_video:.4f}", *sel,
+                      f"{r.videos_per_second:.1f}")
     return table
 
 
-def write_demo_report(out: Path, reports: dict[str, dict], vs_truth: dict[str, dict], times: dict[str, float],
+def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[str, dict], times: dict[str, float],
                       total: float, synth: dict, prepared) -> dict[str, Any]:
     fusion, ada = reports["fusion"], reports["adamml"]
-    saving = 1.0 - ada["gflops_per_video"] / fusion["gflops_per_video"]
+    saving = 1.0 - ada.gflops_per_video / fusion.gflops_per_video
     targets = _targets(reports, vs_truth)
     lines = ["# adamml demo: the built-in audio-visual benchmark", "",
              f"{synth['videos']} generated videos (each class = hue x motion direction x pitch; each modality "
@@ -248,11 +249,11 @@ def write_demo_report(out: Path, reports: dict[str, dict], vs_truth: dict[str, d
     for name, label in (("rgb", "RGB"), ("flow", "Flow"), ("audio", "Audio"), ("fusion", "Weighted fusion"),
                         ("random", "Random policy"), ("adamml", "AdaMML")):
         r = reports[name]
-        sel = " / ".join(f"{100 * r['selection_rate'][m]:.0f} %" if m in r["selection_rate"] else "-" for m in MODALITIES)
-        lines.append(f"| {label} | {'+'.join(r['modalities'])} | {r['top1']:.2f} | {r['mAP']:.2f} | "
-                     f"{r['gflops_per_video']:.4f} | {sel} | {r['videos_per_second']:.1f} |")
+        sel = " / ".join(f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES)
+        lines.append(f"| {label} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
+                     f"{r.gflops_per_video:.4f} | {sel} | {r.videos_per_second:.1f} |")
     lines += ["", f"AdaMML saves {100 * saving:.1f} % of the GFLOPs of weighted fusion "
-                  f"({ada['gflops_per_video']:.4f} vs {fusion['gflops_per_video']:.4f}).", "",
+                  f"({ada.gflops_per_video:.4f} vs {fusion.gflops_per_video:.4f}).", "",
               "## The policy against the ground truth", "",
               "| policy | computed cells that were informative (rgb + flow / all) | informative cells computed | "
               "videos with an informative cell of rgb / flow / audio |", "| --- | ---: | ---: | --- |"]
@@ -264,18 +265,18 @@ def write_demo_report(out: Path, reports: dict[str, dict], vs_truth: dict[str, d
     lines += ["", "## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets]
     lines += ["", "## Threshold sweep (AdaMML)", "", "| threshold | top-1 (%) | GFLOPs / video |", "| ---: | ---: | ---: |"]
-    lines += [f"| {r['threshold']:g} | {r['top1']:.2f} | {r['gflops_per_video']:.4f} |" for r in ada["sweep"]]
+    lines += [f"| {r.threshold:g} | {r.top1:.2f} | {r.gflops_per_video:.4f} |" for r in ada.sweep]
     lines += ["", "## Wall time", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in times.items()]
     lines += [f"| total, this run | {total:.1f} |", "", "Figures: `selections.png`, `pareto.png`."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text, encoding="utf-8")
-    payload = {"reports": reports, "policy_vs_truth": vs_truth, "saving_vs_fusion": saving,
+    payload = {"reports": {name: r.to_json() for name, r in reports.items()}, "policy_vs_truth": vs_truth, "saving_vs_fusion": saving,
                "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets],
                "seconds": times, "total_seconds": total, "prepare_frames_per_second": prepared.frames_per_second}
     write_json(out / "report.json", payload, indent=1, default=str)
-    summary = (f"AdaMML {ada['top1']:.1f} % at {ada['gflops_per_video']:.4f} GFLOPs vs weighted fusion "
-               f"{fusion['top1']:.1f} % at {fusion['gflops_per_video']:.4f} ({100 * saving:.1f} % saved); "
+    summary = (f"AdaMML {ada.top1:.1f} % at {ada.gflops_per_video:.4f} GFLOPs vs weighted fusion "
+               f"{fusion.top1:.1f} % at {fusion.gflops_per_video:.4f} ({100 * saving:.1f} % saved); "
                f"{100 * vs_truth['adamml']['visual_precision']:.0f} % of computed RGB and flow cells informative; "
                f"targets met {sum(ok for *_x, ok in targets)}/{len(targets)}; {total:.0f} s in all -> {out}/report.md")
     return {"text": summary}

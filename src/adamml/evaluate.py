@@ -3,10 +3,8 @@ says what is measured)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -18,46 +16,21 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from adamml.config import Config
+from adamml.checkpoint import load_trained
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.loader import make_loader
+from adamml.decisions import stage_decisions
+from adamml.distributed import DistInfo
 from adamml.errors import UserError
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.jsonfile import write_json
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
-from adamml.models.build import Model, build_model
-from adamml.models.inference import optimize_for_inference
 from adamml.precision import amp_for
+from adamml.predictions import predict, summarize
 from adamml.prepare.layout import StoreError
-from adamml.train.checkpoint import (
-    checkpoint_config,
-    load_checkpoint,
-    load_model_state,
-)
-from adamml.train.distributed import DistInfo
-from adamml.train.loop import make_loader, predict
-from adamml.train.stages import eval_decisions, summarize
-
-
-def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Model, Config, dict[str, Any]]:
-    """Model (in eval mode), config and checkpoint payload of a trained checkpoint (strict, weights only).
-
-    With `fold`, batch norms are folded into their convolutions and the convolution weights stored channels-last
-    (same outputs up to float rounding, less time; see `adamml.models.inference`): the model is then for inference
-    only."""
-    payload = load_checkpoint(path)
-    cfg = checkpoint_config(payload, path)
-    # the trained weights replace any ImageNet initialisation: do not read those files again
-    m = cfg.model
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        m, resnet=dataclasses.replace(m.resnet, pretrained=None), audio=dataclasses.replace(m.audio, pretrained=None),
-        policy=dataclasses.replace(m.policy, pretrained=None)))
-    model = build_model(cfg.model)
-    load_model_state(model, payload["model"], path)
-    model = model.to(device).eval()
-    if fold:
-        optimize_for_inference(model)
-    return model, cfg, payload
+from adamml.results import EvalReport, SweepPoint
+from adamml.stages import get_stage
 
 
 def _gflops_stats(values: np.ndarray) -> dict[str, float]:
@@ -65,9 +38,9 @@ def _gflops_stats(values: np.ndarray) -> dict[str, float]:
             "p90": float(np.percentile(values, 90)), "min": float(values.min()), "max": float(values.max())}
 
 
-def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresholds: list[float] | None = None,
+def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None = None, thresholds: list[float] | None = None,
              info: DistInfo | None = None, batch_size: int | None = None, random_at_test: bool = False,
-             console: Console | None = None, precision: str = "fp32") -> dict[str, Any]:
+             console: Console | None = None, precision: str = "fp32") -> EvalReport:
     """Evaluate `checkpoint` on `split` of the store `data`; writes the report into `out` (main process).
     `precision` (fp32, bf16, fp16) is the networks' arithmetic (`adamml.precision`)."""
     console = console or Console(stderr=True, soft_wrap=True)
@@ -82,7 +55,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
     loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)
-    uses_policy = stage == "adamml" and isinstance(model, AdaMML)
+    uses_policy = get_stage(stage).uses_policy and isinstance(model, AdaMML)
     if random_at_test and uses_policy:
         model.policy.random_at_test = True
     thresholds = thresholds or [cfg.model.policy.threshold]
@@ -96,7 +69,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
                             disable=not info.is_main)
         with progress:
             task = progress.add_task("eval", total=len(dataset))
-            pred = predict(model, loader, info, eval_decisions(model, stage, cfg),
+            pred = predict(model, loader, info, stage_decisions(model, stage, cfg),
                            on_batch=lambda n: progress.update(task, advance=n), amp=amp_for(precision, info.device))
         wall = time.perf_counter() - started
         check_finite_logits(pred.logits, [dataset.rows[int(i)]["id"] for i in pred.indices], checkpoint)
@@ -107,34 +80,19 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
     threshold, pred, metrics, gflops, gflops_all, wall = runs[0]  # the first threshold is the one reported
     num_segments = pred.decisions.shape[1]
     always = always_on_gmacs(costs, num_segments, "conv")
-    report = {
-        "checkpoint": str(checkpoint),
-        "stage": stage,
-        "fusion": cfg.model.fusion.kind,
-        "modalities": list(model.modalities),
-        "split": split,
-        "videos": metrics["videos"],
-        "segments": int(num_segments),
-        "threshold": threshold if uses_policy else None,
-        "top1": metrics["top1"],
-        "top5": metrics["top5"],
-        "mAP": metrics["mAP"],
-        "gflops_per_video": float(gflops.mean()),
-        "gflops": _gflops_stats(gflops),
-        "gflops_all_layers_per_video": float(gflops_all.mean()),
-        "gflops_always_on": always,
-        "saving_vs_always_on": 1.0 - float(gflops.mean()) / always if always else 0.0,
-        "selection_rate": metrics["selection_rate"],
-        "videos_per_second": metrics["videos"] / pred.seconds if pred.seconds else float("nan"),
-        "wall_seconds": wall,
-        "device": str(info.device),
-        "precision": precision,
-        "sweep": [
-            {"threshold": t, "top1": m["top1"], "mAP": m["mAP"], "gflops_per_video": float(g.mean()),
-             "selection_rate": m["selection_rate"]}
-            for t, _p, m, g, _ga, _w in runs
-        ] if uses_policy else [],
-    }
+    report = EvalReport(
+        checkpoint=str(checkpoint), stage=stage, fusion=cfg.model.fusion.kind, modalities=list(model.modalities),
+        split=split, videos=metrics["videos"], segments=int(num_segments),
+        threshold=threshold if uses_policy else None, top1=metrics["top1"], top5=metrics["top5"], mAP=metrics["mAP"],
+        gflops_per_video=float(gflops.mean()), gflops=_gflops_stats(gflops),
+        gflops_all_layers_per_video=float(gflops_all.mean()), gflops_always_on=always,
+        saving_vs_always_on=1.0 - float(gflops.mean()) / always if always else 0.0,
+        selection_rate=metrics["selection_rate"],
+        videos_per_second=metrics["videos"] / pred.seconds if pred.seconds else float("nan"),
+        wall_seconds=wall, device=str(info.device), precision=precision,
+        sweep=[SweepPoint(threshold=t, top1=m["top1"], mAP=m["mAP"], gflops_per_video=float(g.mean()),
+                          selection_rate=m["selection_rate"]) for t, _p, m, g, _ga, _w in runs] if uses_policy else [],
+    )
     if info.is_main and out is not None:
         write_report(report, pred, dataset, store, gflops, Path(out))
     return report
@@ -149,12 +107,12 @@ def check_finite_logits(logits: np.ndarray, videos: list[str], checkpoint: Path)
                         f"{videos[bad[0]]!r} ({len(bad)} of {len(videos)} videos); its weights or inputs are broken")
 
 
-def write_report(report: dict[str, Any], pred, dataset: SegmentDataset, store: Store, gflops: np.ndarray,
+def write_report(report: EvalReport, pred, dataset: SegmentDataset, store: Store, gflops: np.ndarray,
                  out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "report.json", report, indent=1)
+    write_json(out / "report.json", report.to_json(), indent=1)
     scores = softmax(pred.logits)
-    modalities = report["modalities"]
+    modalities = report.modalities
     videos = []
     for row, index in enumerate(pred.indices):
         meta = dataset.rows[int(index)]
@@ -174,29 +132,29 @@ def write_report(report: dict[str, Any], pred, dataset: SegmentDataset, store: S
     (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
 
 
-def report_markdown(report: dict[str, Any]) -> str:
-    sel = ", ".join(f"{m} {100 * r:.1f} %" for m, r in report["selection_rate"].items())
+def report_markdown(report: EvalReport) -> str:
+    sel = ", ".join(f"{m} {100 * r:.1f} %" for m, r in report.selection_rate.items())
     lines = [
-        f"# Evaluation: {report['stage']} ({'+'.join(report['modalities'])}) on {report['split']}",
+        f"# Evaluation: {report.stage} ({'+'.join(report.modalities)}) on {report.split}",
         "",
-        f"Checkpoint `{report['checkpoint']}`, {report['videos']} videos x {report['segments']} segments"
-        + (f", threshold {report['threshold']:g}" if report["threshold"] is not None else "") + ".",
+        f"Checkpoint `{report.checkpoint}`, {report.videos} videos x {report.segments} segments"
+        + (f", threshold {report.threshold:g}" if report.threshold is not None else "") + ".",
         "",
         "| top-1 (%) | top-5 (%) | mAP (%) | GFLOPs / video | always-on GFLOPs | saving | selection | videos/s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
-        f"| {report['top1']:.2f} | {report['top5']:.2f} | {report['mAP']:.2f} | {report['gflops_per_video']:.4g} "
-        f"| {report['gflops_always_on']:.4g} | {100 * report['saving_vs_always_on']:.1f} % | {sel} "
-        f"| {report['videos_per_second']:.1f} |",
+        f"| {report.top1:.2f} | {report.top5:.2f} | {report.mAP:.2f} | {report.gflops_per_video:.4g} "
+        f"| {report.gflops_always_on:.4g} | {100 * report.saving_vs_always_on:.1f} % | {sel} "
+        f"| {report.videos_per_second:.1f} |",
         "",
         f"GFLOPs are multiply-accumulates of conv layers (the paper's count); all layers: "
-        f"{report['gflops_all_layers_per_video']:.4g} per video. Per-video GFLOPs: median {report['gflops']['median']:.4g}, "
-        f"10-90 % {report['gflops']['p10']:.4g}-{report['gflops']['p90']:.4g}. videos/s counts network time on "
-        f"{report['device']}.",
+        f"{report.gflops_all_layers_per_video:.4g} per video. Per-video GFLOPs: median {report.gflops['median']:.4g}, "
+        f"10-90 % {report.gflops['p10']:.4g}-{report.gflops['p90']:.4g}. videos/s counts network time on "
+        f"{report.device}.",
     ]
-    if report["sweep"]:
+    if report.sweep:
         lines += ["", "## Threshold sweep", "", "| threshold | top-1 (%) | mAP (%) | GFLOPs / video | selection |",
                   "| ---: | ---: | ---: | ---: | --- |"]
-        for row in report["sweep"]:
-            s = ", ".join(f"{m} {100 * r:.0f} %" for m, r in row["selection_rate"].items())
-            lines.append(f"| {row['threshold']:g} | {row['top1']:.2f} | {row['mAP']:.2f} | {row['gflops_per_video']:.4g} | {s} |")
+        for row in report.sweep:
+            s = ", ".join(f"{m} {100 * r:.0f} %" for m, r in row.selection_rate.items())
+            lines.append(f"| {row.threshold:g} | {row.top1:.2f} | {row.mAP:.2f} | {row.gflops_per_video:.4g} | {s} |")
     return "\n".join(lines) + "\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from adamml.data.batch import sample_shape
 from adamml.errors import UserError
-from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML, policy_inputs, recognizer_input
 
 
@@ -34,9 +34,7 @@ def example_inputs(model: AdaMML, videos: int = 2) -> dict[str, Tensor]:
     cfg = model.cfg
     out = {}
     for name in set(model.modalities) | set(model.policy.inputs):
-        modality = get_modality(name)
-        frames = cfg.frames_per_segment if name in model.modalities else cfg.policy.frames
-        shape = (frames, modality.channels, cfg.input_size, cfg.input_size) if modality.visual else (1, 256, 256)
+        shape = sample_shape(name, cfg, policy=name not in model.modalities)
         out[name] = torch.randn(videos, cfg.num_segments, *shape)
     return out
 

@@ -13,6 +13,7 @@ stack of 5 consecutive differences (RGB each). Audio: ``(1, F, W)``, the log-spe
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -77,3 +78,30 @@ def policy_modalities(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         if proxy not in out:
             out.append(proxy)
     return tuple(out)
+
+
+def modality_rates(text: str, modalities: Sequence[str], defaults: Mapping[str, float] | None = None
+                   ) -> dict[str, float]:
+    """Rates in [0, 1] per modality from ``"0.5"`` (every modality) or ``"rgb=0.4,flow=0.3"``: with `defaults`,
+    modalities not named keep theirs, else every modality must be named. ValueError names the problem."""
+    text = text.strip()
+    try:
+        if "=" not in text:
+            values = dict.fromkeys(modalities, float(text))
+        else:
+            values = dict(defaults or {})
+            for item in text.split(","):
+                name, _, value = item.partition("=")
+                name = name.strip().lower()
+                if name not in modalities:
+                    raise ValueError(f"unknown modality {name!r} (expected {', '.join(modalities)})")
+                values[name] = float(value)
+    except ValueError as error:
+        raise ValueError(f"cannot read rates {text!r}: {error}") from None
+    missing = [m for m in modalities if m not in values]
+    if missing:
+        raise ValueError(f"rates {text!r} give none for {', '.join(missing)} (one rate for each of "
+                         f"{', '.join(modalities)}, or one number for all)")
+    if any(not 0.0 <= values[m] <= 1.0 for m in modalities):
+        raise ValueError(f"rates {text!r} must be between 0 and 1")
+    return {m: values[m] for m in modalities}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from adamml.config import Config
+from adamml.data.batch import network_ready
 from adamml.data.dataset import (
     DIFFS,
     FLOW_STACK,
@@ -33,9 +34,9 @@ from adamml.data.sampling import (
 )
 from adamml.data.spectrogram import audio_window, log_spectrogram, silence
 from adamml.data.transforms import centre_crop
+from adamml.decisions import stage_decisions
 from adamml.errors import UserError
 from adamml.flops import measure_costs, video_gmacs
-from adamml.inputs import network_ready
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.precision import amp_for
@@ -47,7 +48,7 @@ from adamml.prepare.flow import (
     quantize,
     to_gray,
 )
-from adamml.train.stages import eval_decisions
+from adamml.stages import get_stage
 
 STAGES = ("decode", "policy inputs", "policy", "flow", "recognizers")
 
@@ -116,7 +117,7 @@ class Predictor:
             raise ValueError(f"--flow must be one of {', '.join(m for m in FLOW_METHODS if m != 'none')}")
         self.flow_method = flow_method
         self.costs = measure_costs(cfg.model)
-        self.decisions_fn = eval_decisions(model, self.stage, cfg)
+        self.decisions_fn = stage_decisions(model, self.stage, cfg)
 
     @property
     def policy_inputs(self) -> set[str]:
@@ -229,7 +230,7 @@ class Predictor:
         scores = softmax(logits[None])[0]
         order = np.argsort(-scores)[:top_k]
         used = decisions[0].cpu().numpy() > 0.5  # (S, M)
-        include_policy = self.stage == "adamml"
+        include_policy = get_stage(self.stage).uses_policy
         flow_always = 0
         if "flow" in model.modalities and n > 1:
             flow_always = len(np.unique(flow_stack_indices(indices, FLOW_STACK, n - 1)))
@@ -256,13 +257,13 @@ def _tensor(items: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(items))[None]  # (1, S, ...)
 
 
-def load_predictor(checkpoint: Path, flow_method: str, threshold: float | None, device: str = "cpu",
+def load_predictor(checkpoint: Path, flow_method: str = "dis", threshold: float | None = None, device: str = "cpu",
                    precision: str = "fp32") -> Predictor:
-    from adamml.evaluate import load_trained
+    from adamml.checkpoint import load_trained
 
     model, cfg, payload = load_trained(checkpoint, device)
     if threshold is not None:
-        if payload.get("stage", "adamml") != "adamml":
+        if not get_stage(payload.get("stage", "adamml")).uses_policy:
             raise UserError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
                              f"{payload.get('stage')!r} model, which runs every modality on every segment")
         model.policy.threshold = threshold

@@ -49,7 +49,6 @@ import dataclasses
 import json
 import math
 import multiprocessing
-import os
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -69,9 +68,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from adamml.atomic_file import atomic_path
+from adamml.data.spectrogram import AUDIO_RATE
+
 MODALITIES = ("rgb", "flow", "audio")
 SPLITS = ("train", "val", "test")
-AUDIO_RATE = 24_000
 FORMAT_VERSION = 1
 
 # Rendering constants (luma in 0..255; chroma as U/V offsets, Rec. 601).
@@ -92,7 +93,7 @@ def write_video(
     frames: np.ndarray,
     fps: float,
     audio: np.ndarray | None = None,
-    audio_rate: int = 24_000,
+    audio_rate: int = AUDIO_RATE,
     codec: str = "libx264",
     crf: int = 18,
     frame_times: list[float] | None = None,
@@ -171,7 +172,7 @@ def moving_square_clip(
     return frames
 
 
-def tone(duration: float, frequency: float = 440.0, rate: int = 24_000, amplitude: float = 0.5) -> np.ndarray:
+def tone(duration: float, frequency: float = 440.0, rate: int = AUDIO_RATE, amplitude: float = 0.5) -> np.ndarray:
     """A sine tone, (N,) float32."""
     t = np.arange(int(round(duration * rate)), dtype=np.float64) / rate
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
@@ -610,13 +611,8 @@ def write_synth_video(video: VideoPlan, config: SynthConfig, root: Path, overwri
     if path.exists() and not overwrite:
         return False
     frames, audio = render_video(video, config)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
-    try:
+    with atomic_path(path) as tmp:
         write_video(tmp, frames, config.fps, audio, audio_rate=config.audio_rate)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return True
 
 

@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from adamml.distributed import setup, teardown
     from adamml.evaluate import evaluate, report_markdown
-    from adamml.train.distributed import setup, teardown
 
     console = Console(stderr=True, soft_wrap=True)
     out = args.out or args.checkpoint.parent / f"eval-{args.split}"

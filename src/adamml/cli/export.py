@@ -30,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from adamml.evaluate import load_trained
+    from adamml.checkpoint import load_trained
     from adamml.export import export
     from adamml.models.adamml import AdaMML
-    from adamml.models.inference import fold_batch_norms
+    from adamml.models.folding import fold_batch_norms
 
     console = Console(stderr=True, soft_wrap=True)
     # batch norms folded, weights left in the default layout: a channels-last program warns on saving and

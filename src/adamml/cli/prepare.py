@@ -16,9 +16,6 @@ from adamml.prepare.importers import (
     FORMATS,
     SUBSETS,
     AnnotationError,
-    assign_classes,
-    guess_format,
-    import_annotations,
 )
 from adamml.prepare.layout import StoreError
 
@@ -69,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adamml.prepare.pipeline import merge_manifests
-    from adamml.prepare.progress import print_summary
+    from adamml.prepare.run import print_summary
 
     console = Console(stderr=True, soft_wrap=True)
     try:
@@ -89,42 +86,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSummary:
-    from adamml.prepare.layout import CLASSES_NAME
-    from adamml.prepare.pipeline import check_known_labels, check_store_folder, parse_shard, store_classes
-    from adamml.prepare.progress import prepare_with_progress
+    from adamml.prepare.run import prepare_store
     from adamml.prepare.worker import PrepareSettings
 
-    if args.videos is not None:
-        fmt, source, root = "folder", args.videos, args.videos
-    else:
-        source = args.list
-        if not source.exists():
-            raise AnnotationError(f"{source}: annotation file not found")
-        fmt = guess_format(source) if args.format == "auto" else args.format
-        root = args.root if args.root is not None else source.parent
-    check_store_folder(args.out)
-    imported = import_annotations(fmt, source, root, subset=args.subset, default_split=args.split,
-                                  label_file=args.label_file)
-    fixed = imported.classes
-    have = store_classes(args.out) if not args.overwrite else None
-    if have is not None and fixed is None and args.classes is None:
-        check_known_labels(imported.entries, have, args.out / CLASSES_NAME)
-        fixed = have  # a store prepared before: its class ids stay
-    classes, entries = assign_classes(imported.entries, fixed, args.classes)
     settings = PrepareSettings(
         short_side=args.short_side, flow=args.flow, flow_bound=args.flow_bound, audio_rate=args.audio_rate,
         jpeg_quality=args.jpeg_quality, frames_fps=args.frames_fps,
     )
-    shard = parse_shard(args.shard) if args.shard else None
-    console.print(escape(
-        f"prepare: {len(entries)} videos ({fmt}), {len(classes)} classes, flow={settings.flow}, "
-        f"short side {settings.short_side}, {args.workers} worker(s)"
-        + (f", shard {shard[0]}/{shard[1]}" if shard else "")
-        + f" -> {args.out}"
-    ))
-    unlabelled = [e for e in entries if not e.labels and not e.error]
-    if unlabelled:
-        console.print(escape(f"warning: {len(unlabelled)} videos have no label (e.g. {unlabelled[0].origin}); "
-                             "they are prepared, but training and evaluation refuse unlabelled videos"))
-    return prepare_with_progress(entries, classes, root, args.out, settings, args.workers, shard,
-                                 args.overwrite, console, quiet=args.quiet, wait=args.wait)
+    source = args.videos if args.videos is not None else args.list
+    return prepare_store(source, args.out, settings, list_format=None if args.videos is not None else args.format,
+                         root=args.root, subset=args.subset, split=args.split, classes=args.classes,
+                         label_file=args.label_file, workers=args.workers, shard=args.shard,
+                         overwrite=args.overwrite, console=console, quiet=args.quiet, wait=args.wait)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adamml.data.spectrogram import AUDIO_RATE, WINDOW_SAMPLES
+from adamml.modalities import modality_rates
 from adamml.synth import (
     FORMAT_VERSION,
     MODALITIES,
@@ -29,20 +30,11 @@ DEFAULTS = SynthConfig()
 
 def parse_rates(text: str) -> tuple[float, float, float]:
     """`0.5` (every modality) or `rgb=0.5,flow=0.4,audio=0.6` (modalities not named keep the default)."""
-    text = text.strip()
     try:
-        if "=" not in text:
-            return (float(text),) * len(MODALITIES)
-        rates = dict(zip(MODALITIES, DEFAULTS.informative_rate))
-        for part in text.split(","):
-            name, _, value = part.partition("=")
-            name = name.strip().lower()
-            if name not in rates:
-                raise argparse.ArgumentTypeError(f"unknown modality {name!r} (expected {', '.join(MODALITIES)})")
-            rates[name] = float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read informative rates {text!r}: {exc}") from None
-    return tuple(rates[m] for m in MODALITIES)
+        rates = modality_rates(text, MODALITIES, dict(zip(MODALITIES, DEFAULTS.informative_rate)))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--informative-rate: {error}") from None
+    return tuple(rates.values())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from adamml.train.distributed import setup, teardown
+    from adamml.distributed import setup, teardown
     from adamml.train.stages import train
 
     console = Console(stderr=True, soft_wrap=True)

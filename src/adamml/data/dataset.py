@@ -8,18 +8,19 @@ Each item is a dict:
   `audio`   (S, 1, 256, 256)  log-spectrogram of 1.28 s centred on the segment (silence without audio)
   `policy_<name>`             with `SamplingConfig.network` set (as `sampling_config` does): the policy's inputs
                               at its frames and size, the spectrogram at the recognizer's size, a stored tensor
-                              only the policy needed dropped (`adamml.inputs.network_ready`)
+                              only the policy needed dropped (`adamml.data.batch.network_ready`)
   `label`   ()  int64 first class id (-1 when unlabelled);  `target` (K,) float multi-hot;  `index` () int64
 with S segments (5 random in training, 10 uniform at test) of T = 8 frames at stride 4.
 
 With `SamplingConfig.raw` (`data.normalize_on_device`) the pixels stay uint8 as cropped: `rgb` (S, T, H, W, 3)
 BGR, `rgbdiff` (S, T', 6, H, W, 3) BGR (the frames of the differences), `flow` (S, T, 10, H, W) quantised;
-`adamml.inputs.finish_batch` turns a batch of them into the items above on the training process's device
+`adamml.data.batch.finish_batch` turns a batch of them into the items above on the training process's device
 (`make_loader` does it for every batch).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import wave
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from adamml.config import Config, ModelConfig
+from adamml.data.batch import network_ready
 from adamml.data.sampling import (
     diff_frame_indices,
     eval_segment_starts,
@@ -41,7 +43,7 @@ from adamml.data.sampling import (
     train_segment_starts,
     window_span,
 )
-from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
+from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, repeat_to, silence, window_start
 from adamml.data.transforms import (
     Crop,
     apply_crop,
@@ -53,7 +55,6 @@ from adamml.data.transforms import (
     rgb_differences,
     train_crop,
 )
-from adamml.inputs import network_ready
 from adamml.modalities import check_modalities, policy_modalities
 from adamml.prepare.layout import (
     CLASSES_NAME,
@@ -74,21 +75,22 @@ DIFFS = 5
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How segments are sampled and transformed (supplementary Sec. B)."""
+    """How segments are sampled and transformed (supplementary Sec. B): the values come from a `Config`
+    (`sampling_config`; `default_sampling` for the paper's)."""
 
-    train_segments: int = 5
-    test_segments: int = 10
-    frames: int = 8
-    stride: int = 4
-    input_size: int = 224
-    train_scale: tuple[int, int] = (256, 320)
-    test_short_side: int = 256
-    policy_frames: int = 4
-    audio_window: int = WINDOW_SAMPLES
-    # shape each item for these networks (`adamml.inputs.network_ready`): the policy's inputs at its frames and
+    train_segments: int
+    test_segments: int
+    frames: int
+    stride: int
+    input_size: int
+    train_scale: tuple[int, int]
+    test_short_side: int
+    policy_frames: int
+    # shape each item for these networks (`adamml.data.batch.network_ready`): the policy's inputs at its frames and
     # size under `policy_<name>`, the spectrogram at the audio recognizer's size; None keeps the stored layout
     network: ModelConfig | None = None
     raw: bool = False  # uint8 pixels, finished on the device (see the module docstring)
+    audio_window: int = WINDOW_SAMPLES
 
 
 def sampling_config(cfg: Config) -> SamplingConfig:
@@ -105,6 +107,11 @@ def sampling_config(cfg: Config) -> SamplingConfig:
         network=cfg.model,
         raw=cfg.data.normalize_on_device,
     )
+
+
+def default_sampling() -> SamplingConfig:
+    """The paper's sampling with items in the stored layout (no network's sizes)."""
+    return dataclasses.replace(sampling_config(Config()), network=None)
 
 
 @dataclass
@@ -163,7 +170,7 @@ class SegmentDataset(Dataset):
         split: str,
         modalities: tuple[str, ...] | list[str],
         train: bool,
-        sampling: SamplingConfig = SamplingConfig(),
+        sampling: SamplingConfig | None = None,
         seed: int = 0,
     ) -> None:
         self.store = store
@@ -174,7 +181,7 @@ class SegmentDataset(Dataset):
         needed = list(self.modalities) + [m for m in policy_modalities(self.modalities) if m not in self.modalities]
         self.keys = tuple(needed)
         self.train = train
-        self.cfg = sampling
+        self.cfg = sampling if sampling is not None else default_sampling()
         self.seed = seed
         self.epoch = 0
         self.num_classes = len(store.classes)
@@ -340,15 +347,15 @@ def read_wav_window(path: Path, centre: float, length: int) -> np.ndarray:
     ends; a file shorter than the window is repeated to fill it; an empty one gives silence)."""
     with wave.open(str(path), "rb") as handle:
         rate, total = handle.getframerate(), handle.getnframes()
-        if total == 0:
-            return np.zeros(length, np.float32)
-        if total <= length:
-            samples = np.frombuffer(handle.readframes(total), dtype="<i2").astype(np.float32) / 32768.0
-            return np.tile(samples, -(-length // total))[:length]
-        start = int(round(centre * rate)) - length // 2
-        start = min(max(start, 0), total - length)
-        handle.setpos(start)
-        return np.frombuffer(handle.readframes(length), dtype="<i2").astype(np.float32) / 32768.0
+        if total < length:
+            return repeat_to(_pcm(handle.readframes(total)), length)
+        handle.setpos(window_start(centre, rate, length, total))
+        return _pcm(handle.readframes(length))
+
+
+def _pcm(data: bytes) -> np.ndarray:
+    """16-bit little-endian samples as floats in [-1, 1)."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 class _FrameCache:

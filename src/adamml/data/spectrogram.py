@@ -48,18 +48,27 @@ def log_spectrogram(samples: np.ndarray, frames: int = FRAMES) -> np.ndarray:
     return out[:, :frames].astype(np.float32)
 
 
-def audio_window(samples: np.ndarray, centre: float, rate: int = AUDIO_RATE,
-                 length: int = WINDOW_SAMPLES) -> np.ndarray:
-    """`length` samples centred at `centre` seconds, shifted inside the clip at its ends; a clip shorter
-    than the window is repeated to fill it (as the official code does); no samples give silence."""
-    samples = np.asarray(samples)
+def window_start(centre: float, rate: int, length: int, total: int) -> int:
+    """First sample of the `length`-sample window centred at `centre` seconds, shifted inside a clip of `total`
+    samples (at least `length`) at its ends."""
+    start = int(round(centre * rate)) - length // 2
+    return min(max(start, 0), total - length)
+
+
+def repeat_to(samples: np.ndarray, length: int) -> np.ndarray:
+    """A clip shorter than the window repeated to fill it (as the official code does); no samples give silence."""
     if samples.size == 0:
         return np.zeros(length, dtype=np.float32)
+    return np.tile(samples, -(-length // samples.size))[:length].astype(np.float32)
+
+
+def audio_window(samples: np.ndarray, centre: float, rate: int = AUDIO_RATE,
+                 length: int = WINDOW_SAMPLES) -> np.ndarray:
+    """`length` samples centred at `centre` seconds (`window_start`); a shorter clip is repeated (`repeat_to`)."""
+    samples = np.asarray(samples)
     if samples.size < length:
-        repeats = -(-length // samples.size)
-        return np.tile(samples, repeats)[:length].astype(np.float32)
-    start = int(round(centre * rate)) - length // 2
-    start = min(max(start, 0), samples.size - length)
+        return repeat_to(samples, length)
+    start = window_start(centre, rate, length, samples.size)
     return samples[start:start + length].astype(np.float32)
 
 

@@ -12,7 +12,7 @@ Batch layout: a dict keyed by modality name, each ``(B, S, ...)`` (B videos, S s
 frames of the recognizer size, ``audio`` ``(B, S, 1, 256, 256)``. The policy's inputs are frames 0, 2, 4, 6 at
 160 x 160 (flow is represented by ``rgbdiff``) and the spectrogram: the data pipeline gives them already shaped
 under ``policy_rgb``, ``policy_rgbdiff``, ``policy_audio``, or they are derived here from the stored layout (see
-``adamml.inputs``). The spectrogram is resized to a network's configured size when it differs (tiny presets).
+``adamml.data.batch``). The spectrogram is resized to a network's configured size when it differs (tiny presets).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from adamml.config import ModelConfig, PolicyConfig
-from adamml.inputs import policy_key, policy_view, recognizer_view
+from adamml.data.batch import policy_key, policy_view, recognizer_view
 from adamml.modalities import get_modality
 from adamml.models.fusion import LateFusion
 from adamml.models.policy import PolicyNetwork, PolicyOutput
@@ -43,7 +43,7 @@ class AdaMMLOutput:
 
 def policy_inputs(batch: dict[str, Tensor], names: tuple[str, ...], cfg: PolicyConfig) -> dict[str, Tensor]:
     """The policy's inputs ``(B, S, ...)``: those the data pipeline already shaped (``policy_key(name)``) as they
-    are, the others derived from the stored layout (``adamml.inputs.policy_view``)."""
+    are, the others derived from the stored layout (``adamml.data.batch.policy_view``)."""
     out = {}
     for name in names:
         shaped = batch.get(policy_key(name))

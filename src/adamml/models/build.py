@@ -11,50 +11,21 @@ trained for the dataset's classes).
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from adamml.config import BASELINE_KINDS, ModelConfig
-from adamml.errors import UserError
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.baselines import FusionBaseline, build_baseline
 from adamml.models.fusion import LateFusion
 from adamml.models.mobilenet import MobileNetV2Extractor, MobileNetV2Recognizer
 from adamml.models.policy import PolicyNetwork
+from adamml.models.state import CheckpointError, WeightsNotFoundError, non_finite_tensor, read_weights, state_mismatch
 from adamml.models.tsn_resnet import TSNResNet
 
 Model = AdaMML | FusionBaseline  # what build_model returns; both give an AdaMMLOutput
-
-
-class CheckpointMismatchError(UserError, RuntimeError):
-    """A checkpoint that does not fit the network it is loaded into."""
-
-
-class WeightsNotFoundError(UserError, FileNotFoundError):
-    """A pretrained weights file that does not exist."""
-
-
-def load_failure(error: BaseException) -> str:
-    """Why `torch.load(..., weights_only=True)` refused a file, in one line. Torch's own message runs to a page
-    and advises loading with weights_only=False, which would run whatever code the file carries: never do."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    detail = next((line for line in lines if line.startswith(("Unsupported", "Trying to load unsupported"))), None)
-    if isinstance(error, pickle.UnpicklingError) or detail is not None:
-        return ("it holds Python objects other than tensors, which adamml never loads (they could run code)"
-                + (f": {detail}" if detail else ""))
-    return lines[0] if lines else type(error).__name__
-
-
-def non_finite_tensor(state: dict[str, Tensor]) -> str | None:
-    """Name of the first floating-point tensor of `state` holding a NaN or an infinity, or None."""
-    for name, value in state.items():
-        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            return name
-    return None
 
 
 def _first_conv_and_head(net: nn.Module) -> tuple[str, str]:
@@ -66,12 +37,6 @@ def _first_conv_and_head(net: nn.Module) -> tuple[str, str]:
     raise TypeError(f"no ImageNet checkpoint layout known for {type(net).__name__}")
 
 
-def _listing(title: str, items: list[str], limit: int = 20) -> str:
-    shown = "".join(f"\n    {item}" for item in items[:limit])
-    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
-    return f"\n  {title} ({len(items)}):{shown}{more}"
-
-
 def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
     """Load a local torchvision ImageNet checkpoint into ``net`` (TSNResNet or a MobileNetV2), strictly.
 
@@ -81,18 +46,14 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"pretrained weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors of every kind: report them with the path
-        raise CheckpointMismatchError(f"{path}: cannot be read as a weights-only torch checkpoint: "
-                                      f"{load_failure(error)}") from error
+    state = read_weights(path)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "
             f"are; got {type(state).__name__}" + (f" with keys {sorted(state)[:8]}" if isinstance(state, dict) else ""))
     bad = non_finite_tensor(state)
     if bad is not None:
-        raise CheckpointMismatchError(f"{path}: tensor {bad!r} holds NaN or infinite values")
+        raise CheckpointError(f"{path}: tensor {bad!r} holds NaN or infinite values")
     first_conv, head = _first_conv_and_head(net)
     target = net.state_dict()
     state = {key: value for key, value in state.items() if not key.startswith(head)}
@@ -102,23 +63,12 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
         # average the RGB kernel over its input channels and repeat it (supplementary Sec. B)
         state[first_conv] = weight.mean(dim=1, keepdim=True).expand(-1, wanted.shape[1], -1, -1).contiguous()
     expected = {key: value for key, value in target.items() if not key.startswith(head)}
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                  for k in state if k in expected and state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        message = f"{path} does not match {type(net).__name__}"
+    mismatch = state_mismatch(state, expected, optional=[k for k in expected if k.endswith("num_batches_tracked")])
+    if mismatch:
+        network = type(net).__name__
         if isinstance(net, TSNResNet):
-            message += f" (depth {net.depth}, {net.in_channels} input channels)"
-        if missing:
-            message += _listing("missing from the checkpoint", missing)
-        if unexpected:
-            message += _listing("unexpected in the checkpoint", unexpected)
-        if mismatched:
-            message += _listing("shape mismatch", mismatched)
-        if unexpected and all(k.startswith("module.") for k in unexpected):
-            message += "\n  hint: keys start with 'module.': this is a DataParallel checkpoint, not torchvision's"
-        raise CheckpointMismatchError(message)
+            network += f" (depth {net.depth}, {net.in_channels} input channels)"
+        raise CheckpointError(f"{path} does not match {network}{mismatch}")
     full = dict(target)
     full.update(state)
     net.load_state_dict(full, strict=True)

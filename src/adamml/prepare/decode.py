@@ -21,8 +21,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from adamml.data.spectrogram import AUDIO_RATE
+
 DEFAULT_SHORT_SIDE = 256
-DEFAULT_AUDIO_RATE = 24_000
+DEFAULT_AUDIO_RATE = AUDIO_RATE  # the paper's audio rate
 # A frame whose long side would exceed this after resizing is refused: such a video (1 x N pixels, say)
 # carries no usable picture, and its JPEGs would be enormous.
 MAX_RESIZED_SIDE = 4096

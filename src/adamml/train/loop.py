@@ -14,18 +14,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset
 
+from adamml.data.batch import policy_key
+from adamml.data.loader import to_device
+from adamml.distributed import DistInfo, all_gather_objects, reduce_mean
 from adamml.errors import UserError
-from adamml.inputs import finish_batch, policy_key
 from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
 from adamml.precision import FP32, Amp
-from adamml.train.distributed import DistInfo, all_gather_objects, reduce_mean
-
-DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
+from adamml.predictions import DecisionFn
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -39,75 +39,6 @@ def check_finite_loss(loss: Tensor, step: int) -> None:
         raise TrainingDiverged(f"the training loss became {loss.item()} at step {step} of the epoch; training stopped "
                                "and this state was not saved. Lower the learning rate (train.<phase>.lr, "
                                "train.policy_lr) or check the inputs")
-
-
-class GlobalBatchSampler(Sampler[list[int]]):
-    """Batches of a global permutation (seed, epoch), each split into equal per-process slices, so N processes
-    see exactly the global batches one process would."""
-
-    def __init__(self, size: int, global_batch: int, info: DistInfo, seed: int, shuffle: bool, drop_last: bool):
-        if global_batch % info.world:
-            raise ValueError(f"batch size {global_batch} is not divisible by the {info.world} processes")
-        self.size, self.global_batch, self.info = size, global_batch, info
-        self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[np.ndarray]:
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.size) if self.shuffle
-                 else np.arange(self.size))
-        batches = [order[i:i + self.global_batch] for i in range(0, self.size, self.global_batch)]
-        if self.drop_last and batches and len(batches[-1]) < self.global_batch:
-            batches = batches[:-1]
-        return batches
-
-    def __iter__(self):
-        for batch in self._batches():
-            # an uneven last batch (evaluation only) is split as evenly as possible
-            part = np.array_split(batch, self.info.world)[self.info.rank].tolist()
-            if part:
-                yield part
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-
-def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int
-                ) -> DataLoader | DeviceLoader:
-    """Batches of `dataset` for this process; a store read with uint8 pixels (``data.normalize_on_device``)
-    gives batches already on the device and finished there (`DeviceLoader`)."""
-    batch = min(global_batch, len(dataset) - len(dataset) % info.world) if train else global_batch
-    batch = max(info.world, batch - batch % info.world)
-    sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                        pin_memory=info.device.type == "cuda")
-    sampling = getattr(dataset.dataset if isinstance(dataset, Subset) else dataset, "cfg", None)
-    if getattr(sampling, "raw", False) and sampling.network is not None:
-        return DeviceLoader(loader, info.device, lambda b: finish_batch(b, sampling.network))
-    return loader
-
-
-class DeviceLoader:
-    """A DataLoader whose batches are moved to `device` (asynchronously from pinned memory) and finished there
-    by `finish` (`adamml.inputs.finish_batch`): the loader's workers send uint8 pixels, the device converts them."""
-
-    def __init__(self, loader: DataLoader, device: torch.device,
-                 finish: Callable[[dict[str, Tensor]], dict[str, Tensor]]) -> None:
-        self.loader, self.device, self.finish = loader, device, finish
-        self.batch_sampler = loader.batch_sampler
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for batch in self.loader:
-            yield self.finish(to_device(batch, self.device))
-
-
-def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @dataclass
@@ -267,19 +198,6 @@ def recognizer_logits(model: AdaMML, loader: DataLoader, info: DistInfo, size: i
     return PolicyEpoch(table.to(info.device), inputs)
 
 
-@dataclass
-class Predictions:
-    """Everything a pass over a split produced, in dataset order (gathered from all processes)."""
-
-    logits: np.ndarray  # (N, K)
-    decisions: np.ndarray  # (N, S, M)
-    probs: np.ndarray  # (N, S, M)
-    labels: np.ndarray  # (N,)
-    targets: np.ndarray  # (N, K)
-    indices: np.ndarray  # (N,)
-    seconds: float  # network time (all processes in parallel)
-
-
 @torch.no_grad()
 def mean_head_losses(model: Model, loader: DataLoader, info: DistInfo, multi_label: bool, amp: Amp = FP32
                      ) -> np.ndarray:
@@ -297,39 +215,6 @@ def mean_head_losses(model: Model, loader: DataLoader, info: DistInfo, multi_lab
         sums += torch.cat([losses.detach().double().cpu() * n, torch.tensor([float(n)], dtype=torch.float64)])
     sums = reduce_mean(sums, info)  # means of sums: their ratio is the mean over every video
     return (sums[:-1] / sums[-1]).numpy()
-
-
-@torch.no_grad()
-def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: DecisionFn | None = None,
-            on_batch: Callable[[int], None] | None = None, amp: Amp = FP32) -> Predictions:
-    """Run the sparse inference path over `loader` (each recognizer only on the cells that selected it)."""
-    model.eval()
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "decisions", "probs", "labels", "targets", "indices")}
-    seconds = 0.0
-    for batch in loader:
-        batch = to_device(batch, info.device)
-        if info.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        decisions = decisions_fn(batch) if decisions_fn is not None else None
-        with amp.autocast():
-            out = model.infer(batch, decisions)
-        if info.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds += time.perf_counter() - start
-        parts["logits"].append(out.logits.float().cpu().numpy())
-        parts["decisions"].append(out.decisions.float().cpu().numpy())
-        parts["probs"].append(out.decision_probs.float().cpu().numpy())
-        parts["labels"].append(batch["label"].cpu().numpy())
-        parts["targets"].append(batch["target"].cpu().numpy())
-        parts["indices"].append(batch["index"].cpu().numpy())
-        if on_batch is not None:
-            on_batch(int(batch["label"].shape[0]) * info.world)
-    local = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
-    gathered = all_gather_objects((local, seconds), info)
-    merged = {k: np.concatenate([g[0][k] for g in gathered if len(g[0][k])]) for k in local}
-    order = np.argsort(merged["indices"], kind="stable")
-    return Predictions(**{k: v[order] for k, v in merged.items()}, seconds=max(g[1] for g in gathered))
 
 
 class PolicyProbe(torch.nn.Module):

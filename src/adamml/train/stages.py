@@ -1,24 +1,8 @@
-"""The paper's training recipe as explicit stages (paper Sec. 3.3, supplementary Sec. B).
-
-- `unimodal`: one recognizer, SGD lr 0.01, steps at 20/40/50 of 60 epochs.
-- `fusion`: every recognizer on every segment with learnable weighted late fusion (the main baseline),
-  recognizers initialised from unimodal checkpoints.
-- `random`: like `fusion`, but each (segment, modality) cell is used with a fixed probability (the
-  random-policy baseline at a chosen selection rate).
-- `adamml`: warm-up (policy frozen at its random initialisation, recognizers trained with CE) -> alternating
-  (each epoch: one recognition epoch with the policy frozen, then one policy epoch with the recognizers frozen
-  and CE + efficiency loss; Gumbel temperature x 0.965 per epoch) -> fine-tune (policy frozen, from the best
-  checkpoint). Recognition SGD, policy Adam; every learning-rate schedule is attached to the optimiser that is
-  actually stepped, and stepped once per epoch of its phase.
-- the fusion baselines of the supplementary material (`BASELINE_STAGES`): `average` (late fusion, plain average
-  of scores), `gating`, `lateral-uni`, `lateral-bi`, `context-gating`, `gradient-blending`
-  (`adamml.models.baselines`). Like `fusion`: every modality on every segment, recognizers initialised from
-  unimodal checkpoints, the `train.fusion` schedule; each sets `model.fusion.kind` to its own name.
-  `gradient-blending` trains on the training split less a held-out part and re-estimates its heads' loss weights
-  every `train.blend.interval` epochs (`adamml.train.blending`).
-
-Model selection uses the validation split only. `last.pt` is written after every epoch with everything needed
-to resume; `best.pt` holds the best validation model.
+"""The driver of the training stages (the table is `adamml.stages`): a run's model, data and optimisers, one epoch
+of each phase, validation and model selection, checkpoints and logs. Model selection uses the validation split
+only. `last.pt` is written after every epoch with everything needed to resume; `best.pt` holds the best
+validation model. Recognition SGD, policy Adam; every learning-rate schedule is attached to the optimiser that
+is actually stepped, and stepped once per epoch of its phase.
 """
 
 from __future__ import annotations
@@ -42,17 +26,7 @@ from rich.progress import (
 )
 from torch.utils.data import Dataset, Subset
 
-from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config, dump_config
-from adamml.data.dataset import SegmentDataset, Store, sampling_config
-from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
-from adamml.jsonfile import write_json
-from adamml.metrics import mean_average_precision, softmax, topk_accuracy
-from adamml.models.adamml import AdaMML
-from adamml.models.baselines import BLEND_FUSED
-from adamml.models.build import Model, build_model
-from adamml.precision import FP32, Amp, amp_for, channels_last
-from adamml.train.blending import BlendState, HeadLosses, holdout_split
-from adamml.train.checkpoint import (
+from adamml.checkpoint import (
     CheckpointError,
     checkpoint_config,
     load_checkpoint,
@@ -63,25 +37,33 @@ from adamml.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from adamml.train.distributed import DistInfo, barrier, sync_batch_norm, wrap
+from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config, dump_config
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.loader import make_loader
+from adamml.decisions import random_rates, stage_decisions
+from adamml.distributed import DistInfo, barrier, sync_batch_norm, wrap
+from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.jsonfile import write_json
+from adamml.models.adamml import AdaMML
+from adamml.models.baselines import BLEND_FUSED
+from adamml.models.build import Model, build_model
+from adamml.precision import FP32, Amp, amp_for, channels_last
+from adamml.predictions import predict, summarize
+from adamml.stages import Phase, Stage, get_stage
+from adamml.train.blending import BlendState, HeadLosses, holdout_split
 from adamml.train.loop import (
-    DecisionFn,
     EpochStats,
     MemoryDataset,
     PolicyProbe,
-    Predictions,
     TrainingDiverged,
     distillation_teachers,
-    make_loader,
     mean_head_losses,
-    predict,
     pretrain_policy_epoch,
     recognizer_logits,
     recompute_batch_norm,
     train_epoch,
 )
 
-ALWAYS_ON_STAGES = ("unimodal", "fusion") + BASELINE_STAGES
 # the policy's inputs of an alternating epoch are kept in memory for its passes up to this size (the tiny preset's
 # take about 130 MB; the paper's, some 38 MB a video, are read again each pass)
 POLICY_INPUTS_BYTES = 2 << 30
@@ -89,12 +71,6 @@ POLICY_INPUTS_BYTES = 2 << 30
 # nothing (reported as such); and the fewest training steps per epoch a preset's schedule is meant for
 CHANCE_MARGIN = 5.0
 MIN_STEPS_PER_EPOCH = 10
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str  # unimodal | fusion | random | policy_pretrain | warmup | alternating | finetune | a baseline stage
-    epochs: int
 
 
 def stage_config(cfg: Config, stage: str) -> Config:
@@ -111,95 +87,6 @@ def stage_config(cfg: Config, stage: str) -> Config:
         raise ValueError(f"the {stage} stage uses AdaMML's late fusion (model.fusion.kind weighted or average), "
                          f"the configuration sets {kind!r}: train that baseline with --stage {kind}")
     return cfg
-
-
-def phases_for(cfg: Config, stage: str) -> list[Phase]:
-    t = cfg.train
-    if stage == "unimodal":
-        return [Phase("unimodal", t.unimodal.epochs)]
-    if stage == "fusion":
-        return [Phase("fusion", t.fusion.epochs)]
-    if stage in BASELINE_STAGES:
-        return [Phase(stage, t.fusion.epochs)]
-    if stage == "random":
-        return [Phase("random", t.fusion.epochs)]
-    if stage == "adamml":
-        return [Phase("policy_pretrain", t.policy_pretrain.epochs), Phase("warmup", t.warmup.epochs),
-                Phase("alternating", t.alternating.epochs), Phase("finetune", t.finetune.epochs)]
-    raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-
-
-# ---------------------------------------------------------------------------------------------- decisions
-
-
-def _videos_segments(batch: dict[str, torch.Tensor]) -> tuple[int, int, torch.device]:
-    """(B, S, device) of a batch, from any of its per-segment inputs."""
-    for key, value in batch.items():
-        if key not in ("label", "target", "index") and value.dim() >= 3:
-            return value.shape[0], value.shape[1], value.device
-    raise ValueError(f"the batch has no per-segment input (keys: {sorted(batch)})")
-
-
-def always_on(model: Model) -> DecisionFn:
-    def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        b, s, device = _videos_segments(batch)
-        return torch.ones(b, s, len(model.modalities), device=device)
-
-    return fn
-
-
-def random_rates(cfg: Config) -> tuple[float, ...]:
-    """Selection probability per modality of the random-policy baseline, in model order."""
-    rates = dict(cfg.train.random_rates)
-    unknown = set(rates) - set(cfg.model.modalities)
-    if unknown:
-        raise ValueError(f"train.random_rates names modalities not in the model: {sorted(unknown)}")
-    return tuple(float(rates.get(m, 0.5)) for m in cfg.model.modalities)
-
-
-def random_policy(model: AdaMML, rates: tuple[float, ...], seed: int | None) -> DecisionFn:
-    """Each cell used with probability rates[m]; with `seed`, decisions depend only on (seed, video index)
-    (evaluation), else on the global torch RNG (training)."""
-    p = torch.tensor(rates)
-
-    def fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        b, s, device = _videos_segments(batch)
-        if seed is None:
-            u = torch.rand(b, s, len(rates))
-        else:
-            u = torch.from_numpy(np.stack([
-                np.random.default_rng([seed, int(i)]).random((s, len(rates))) for i in batch["index"].cpu()
-            ])).float()
-        return (u < p).float().to(device)
-
-    return fn
-
-
-def eval_decisions(model: Model, stage: str, cfg: Config) -> DecisionFn | None:
-    """How a trained model of `stage` takes decisions at evaluation (None: its policy)."""
-    if stage in ALWAYS_ON_STAGES:
-        return always_on(model)
-    if stage == "random":
-        return random_policy(model, random_rates(cfg), seed=cfg.train.seed)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------- metrics
-
-
-def summarize(pred: Predictions, modalities: tuple[str, ...], multi_label: bool) -> dict[str, Any]:
-    """top1 / top5 / mAP and selection rates of a prediction pass."""
-    scores = softmax(pred.logits)
-    labelled = pred.labels >= 0
-    out: dict[str, Any] = {
-        "videos": len(pred.labels),
-        "top1": topk_accuracy(scores[labelled], pred.labels[labelled], 1),
-        "top5": topk_accuracy(scores[labelled], pred.labels[labelled], 5),
-        "mAP": mean_average_precision(scores, pred.targets),
-        "selection_rate": {m: float(pred.decisions[..., i].mean()) for i, m in enumerate(modalities)},
-    }
-    out["score"] = out["mAP"] if multi_label else out["top1"]
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the driver
@@ -229,6 +116,10 @@ class Run:
     train_part: list[int] | None = None
     blend_sets: tuple[Dataset, Dataset] | None = None
     amp: Amp = FP32  # train.precision on this device
+
+    @property
+    def record(self) -> Stage:
+        return get_stage(self.stage)
 
 
 def chance_score(data: SegmentDataset, multi_label: bool) -> float | None:
@@ -277,7 +168,7 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
               amp=amp_for(cfg.train.precision, info.device))
     _warn_small_training_set(run)
-    if stage == "gradient-blending":
+    if run.record.holds_out:
         _split_for_blending(run)
     return run
 
@@ -375,23 +266,21 @@ class PhaseState:
         self.probe: PolicyProbe | None = None
         self.blend: BlendState | None = None
         self.scaler = run.amp.scaler()  # fp16's loss scale, carried from epoch to epoch (a no-op otherwise)
-        if phase.name == "policy_pretrain":
+        if phase.spec.pretrains_policy:
             outputs = 1 if cfg.policy_pretrain_target == "usefulness" else run.cfg.model.num_classes
             self.probe = PolicyProbe(model.policy, outputs).to(run.info.device)
             self.pol_opt = torch.optim.Adam(self.probe.parameters(), lr=cfg.policy_pretrain.lr,
                                             weight_decay=cfg.policy_pretrain.weight_decay)
             self.pol_sched = _schedule(self.pol_opt, cfg.policy_pretrain)
             return
-        settings = {"unimodal": cfg.unimodal, "fusion": cfg.fusion, "random": cfg.fusion,
-                    "warmup": cfg.warmup, "alternating": cfg.alternating, "finetune": cfg.finetune,
-                    **{stage: cfg.fusion for stage in BASELINE_STAGES}}[phase.name]
+        settings = getattr(cfg, phase.spec.section)
         self.rec_opt = _sgd(_recognition_params(model), settings)
         self.rec_sched = _schedule(self.rec_opt, settings)
-        if phase.name == "alternating":
+        if phase.spec.alternates:
             self.pol_opt = torch.optim.Adam(_trained_policy_params(model, run.cfg), lr=cfg.policy_lr,
                                             weight_decay=cfg.policy_weight_decay)
             self.pol_sched = _schedule(self.pol_opt, cfg.alternating)
-        if phase.name == "gradient-blending":
+        if run.record.holds_out:
             self.blend = BlendState(tuple(model.modalities) + (BLEND_FUSED,))
 
     def state_dict(self) -> dict[str, Any]:
@@ -438,20 +327,22 @@ def _efficiency(cfg: Config) -> tuple[tuple[float, ...], float]:
     return tuple(float(weights[m]) for m in cfg.model.modalities), cfg.train.gamma
 
 
-def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: list[Path] = (),
+def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None = None, init: list[Path] = (),
           resume: bool = False, console: Console | None = None) -> dict[str, Any]:
-    """Train `stage` on the store `data` into `out` (best.pt, last.pt, config.yaml, log.csv); returns a summary."""
+    """Train `stage` on the store `data` into `out` (best.pt, last.pt, config.yaml, log.csv); returns a summary.
+    `info` is this process's place in a distributed run (default: one process)."""
+    info = info or DistInfo()
     console = console or Console(stderr=True, soft_wrap=True)
     out = Path(out)
     cfg = stage_config(cfg, stage)
-    phases = phases_for(cfg, stage)
+    phases = get_stage(stage).phases_for(cfg.train)
     last = out / "last.pt"
     if resume and not last.exists():
         console.print(f"--resume: {last} not found, starting from the beginning")
         resume = False
     if not resume and last.exists():
         raise CheckpointError(f"{out} already holds a run (last.pt); use --resume to continue it or another --out")
-    if stage != "unimodal" and not init and not resume:
+    if get_stage(stage).needs_init and not init and not resume:
         console.print("[yellow]warning:[/yellow] no --init checkpoints: the recognizers start from scratch "
                       "(the paper initialises them from unimodal models)")
     payload = None
@@ -484,7 +375,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
     started = time.perf_counter()
     for index in range(start_phase, len(phases)):
         phase = phases[index]
-        if phase.name == "finetune" and (out / "best.pt").exists() and not (resume and index == start_phase):
+        if phase.spec.from_best and (out / "best.pt").exists() and not (resume and index == start_phase):
             load_model_state(run.model, load_checkpoint(out / "best.pt")["model"], out / "best.pt")
         state = PhaseState(run, phase)
         first = 0
@@ -519,22 +410,21 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, init: 
 def _progress(run: Run, stage: str, index: int, epoch: int, state: PhaseState) -> dict[str, Any]:
     return {"stage": stage, "phase_index": index, "epoch": epoch, "phase_state": state.state_dict(),
             "best_score": run.best_score, "rng": rng_state(), "log_rows": run.log_rows,
-            "random_rates": list(random_rates(run.cfg)) if stage == "random" else None}
+            "random_rates": _random_rates(run)}
+
+
+def _random_rates(run: Run) -> list[float] | None:
+    """The random-policy baseline's rates, saved in its checkpoints."""
+    return list(random_rates(run.cfg)) if run.record.decisions == "random" else None
 
 
 def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     cfg, model, info = run.cfg, run.model, run.info
     t = cfg.train
-    if phase.name == "policy_pretrain":
+    if phase.spec.pretrains_policy:
         _pretrain_policy_epoch(run, state, phase, epoch)
         return
-    parts: list[tuple[str, bool, bool]]  # (part, train recognizers, train policy)
-    if phase.name == "alternating":
-        parts = [("recognition", True, False), ("policy", False, True)]
-    elif phase.name in ("warmup", "finetune"):
-        parts = [("recognition", True, False)]
-    else:
-        parts = [("supervised", True, False)]
+    parts = phase.spec.parts
     run.train_set.set_epoch(_global_epoch(run, phase, epoch))
     if state.blend is not None and epoch % t.blend.interval == 0:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
@@ -545,11 +435,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
             continue
         forward = wrap(model, info)
         optimizers = [state.rec_opt] if rec else [state.pol_opt]
-        decisions_fn: DecisionFn | None = None
-        if phase.name in ALWAYS_ON_STAGES:
-            decisions_fn = always_on(model)
-        elif phase.name == "random":
-            decisions_fn = random_policy(model, random_rates(cfg), seed=None)
+        decisions_fn = stage_decisions(model, run.stage, cfg, training=True)
         efficiency = _efficiency(cfg) if part == "policy" else None
         head_weights = list(state.blend.weights) if state.blend is not None else None
         loader = make_loader(_training_data(run), t.batch_size, info,
@@ -561,26 +447,26 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
             on_step=on_step, amp=run.amp, scaler=state.scaler))
         _log(run, phase, epoch, part, stats, state)
     state.step_schedules()
-    if phase.name == "alternating":
+    if phase.spec.alternates:
         model.policy.set_temperature(float(model.policy.temperature) * t.temperature_decay)
     _set_trainable(model, True, True)
-    if phase.name == "alternating":
+    if phase.spec.alternates:
         _precise_policy_bn(run, phase, epoch)
-    if phase.name == "warmup":  # the policy is still random: nothing to select yet
+    if not phase.spec.validates:  # warm-up: the policy is still random, nothing to select yet
         if info.is_main:
             _write_logs(run)
         return
     val = validate(run)
     run.log_rows[-1].update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
     run.log_rows[-1].update({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
-    eligible = run.stage != "adamml" or val["gflops_fraction"] <= cfg.train.select_max_gflops
+    eligible = not run.record.uses_policy or val["gflops_fraction"] <= cfg.train.select_max_gflops
     improved = eligible and val["score"] > run.best_score
     if improved:
         run.best_score = val["score"]
         if info.is_main:
             save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg, classes=run.classes), "stage": run.stage,
                                                   "val": val, "phase": phase.name, "epoch": epoch,
-                                                  "random_rates": list(random_rates(cfg)) if run.stage == "random" else None})
+                                                  "random_rates": _random_rates(run)})
     if info.is_main:
         sel = " ".join(f"{m} {100 * r:.0f}%" for m, r in val["selection_rate"].items())
         run.console.print(f"  val: top1 {val['top1']:.2f}  mAP {val['mAP']:.2f}  selection {sel}  "
@@ -676,7 +562,7 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
 
 def _global_epoch(run: Run, phase: Phase, epoch: int) -> int:
     offset = 0
-    for p in phases_for(run.cfg, run.stage):
+    for p in run.record.phases_for(run.cfg.train):
         if p.name == phase.name:
             return offset + epoch
         offset += p.epochs
@@ -686,13 +572,13 @@ def _global_epoch(run: Run, phase: Phase, epoch: int) -> int:
 def validate(run: Run) -> dict[str, Any]:
     loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
                          workers=run.cfg.data.workers)
-    pred = predict(run.model, loader, run.info, eval_decisions(run.model, run.stage, run.cfg), amp=run.amp)
+    pred = predict(run.model, loader, run.info, stage_decisions(run.model, run.stage, run.cfg), amp=run.amp)
     if not np.isfinite(pred.logits).all():  # argmax of NaN is class 0: never a score, never a best.pt
         raise TrainingDiverged("validation: the model produces NaN or infinite logits; training stopped and this "
                                "state was not saved. Lower the learning rate or check the inputs")
     out = summarize(pred, run.model.modalities, run.multi_label)
     costs = measure_costs(run.cfg.model)
-    gflops = video_gmacs(pred.decisions, costs, include_policy=run.stage == "adamml")
+    gflops = video_gmacs(pred.decisions, costs, include_policy=run.record.uses_policy)
     out["gflops_fraction"] = float(gflops.mean()) / always_on_gmacs(costs, pred.decisions.shape[1])
     return out
 

@@ -6,6 +6,7 @@ input) and strictly: a mismatch is an error listing the keys, never silently ign
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,10 @@ from torch import nn
 
 from adamml.atomic_file import atomic_file
 from adamml.config import Config, config_from_dict, config_to_dict
-from adamml.errors import UserError, shorten
-from adamml.models.build import load_failure, non_finite_tensor
-
-
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint that cannot be used as asked; names the file and the problem."""
+from adamml.errors import shorten
+from adamml.models.build import Model, build_model
+from adamml.models.folding import optimize_for_inference
+from adamml.models.state import CheckpointError, non_finite_tensor, read_weights, state_mismatch
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -31,10 +30,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: not a readable adamml checkpoint ({load_failure(error)})") from error
+    payload = read_weights(path, "an adamml checkpoint")
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path}: not an adamml checkpoint (no 'model' and 'config' entries)")
     model, config = payload["model"], payload["config"]
@@ -57,17 +53,9 @@ def model_payload(model: nn.Module, cfg: Config, **extra: Any) -> dict[str, Any]
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
     """Strict load with a readable list of what does not match."""
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-                  for k in state if k in target and state[k].shape != target[k].shape]
-    if missing or unexpected or mismatched:
-        lines = [f"{path} does not match the model"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:10]) + (" ..." if len(items) > 10 else ""))
-        raise CheckpointError("\n".join(lines))
+    mismatch = state_mismatch(state, model.state_dict())
+    if mismatch:
+        raise CheckpointError(f"{path} does not match the model{mismatch}")
     bad = non_finite_tensor(state)
     if bad is not None:
         raise CheckpointError(f"{path}: tensor {bad!r} holds NaN or infinite values; a model trained into NaN "
@@ -96,3 +84,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Model, Config, dict[str, Any]]:
+    """Model (in eval mode), config and checkpoint payload of a trained checkpoint (strict, weights only).
+
+    With `fold`, batch norms are folded into their convolutions and the convolution weights stored channels-last
+    (same outputs up to float rounding, less time; see `adamml.models.folding`): the model is then for inference
+    only."""
+    payload = load_checkpoint(path)
+    cfg = checkpoint_config(payload, path)
+    # the trained weights replace any ImageNet initialisation: do not read those files again
+    m = cfg.model
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        m, resnet=dataclasses.replace(m.resnet, pretrained=None), audio=dataclasses.replace(m.audio, pretrained=None),
+        policy=dataclasses.replace(m.policy, pretrained=None)))
+    model = build_model(cfg.model)
+    load_model_state(model, payload["model"], path)
+    model = model.to(device).eval()
+    if fold:
+        optimize_for_inference(model)
+    return model, cfg, payload

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adamml.config import ModelConfig, PolicyConfig
+from adamml.data.spectrogram import BINS, FRAMES
 from adamml.modalities import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD, get_modality, policy_modalities
 
 POLICY_PREFIX = "policy_"
@@ -101,3 +102,13 @@ def finish_batch(batch: dict[str, Tensor], cfg: ModelConfig, policy: bool = True
     if "flow" in out and out["flow"].dtype == torch.uint8:
         out["flow"] = (out["flow"].float() / 255.0 - FLOW_MEAN) / FLOW_STD
     return network_ready(out, cfg, policy)
+
+
+def sample_shape(name: str, cfg: ModelConfig, policy: bool = False) -> tuple[int, ...]:
+    """The per-segment shape of input `name` as the dataset gives it (before `network_ready`): the recognizer's
+    frames (or, with `policy`, the policy's) at the crop size, or the stored spectrogram."""
+    modality = get_modality(name)
+    if not modality.visual:
+        return (1, BINS, FRAMES)
+    frames = cfg.policy.frames if policy else cfg.frames_per_segment
+    return (frames, modality.channels, cfg.input_size, cfg.input_size)

@@ -13,8 +13,9 @@ from typing import Any
 from rich.console import Console
 
 from adamml.config import Config
+from adamml.distributed import DistInfo
 from adamml.evaluate import evaluate
-from adamml.train.distributed import DistInfo
+from adamml.results import EvalReport
 from adamml.train.stages import train
 
 # decision thresholds at which AdaMML runs are evaluated (the first is the reported one)
@@ -70,12 +71,12 @@ def train_once(cfg: Config, stage: str, store: Path, out: Path, console: Console
 
 
 def eval_once(checkpoint: Path, store: Path, split: str, out: Path, console: Console,
-              thresholds: list[float] | None = None) -> dict[str, Any] | Reused:
+              thresholds: list[float] | None = None) -> EvalReport | Reused:
     """Evaluate `checkpoint` on `split` into `out`, or read back (as `Reused`) a report written after the
     checkpoint."""
     report = out / "report.json"
     if report.exists() and report.stat().st_mtime >= checkpoint.stat().st_mtime:
-        cached = json.loads(report.read_text())
-        if thresholds is None or len(cached.get("sweep", [])) == len(thresholds):
+        cached = EvalReport.read(report)
+        if thresholds is None or len(cached.sweep) == len(thresholds):
             return Reused(cached)
     return evaluate(checkpoint, store, split, out, thresholds, console=console)
