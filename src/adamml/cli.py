@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adamml.flops_cli",
     "adamml.compare_cli",
     "adamml.demo_cli",
+    "adamml.report_cli",
 )
 EXIT_USER_ERROR = 2  # as argparse exits on a bad argument
 

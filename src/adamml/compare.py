@@ -16,6 +16,7 @@ from adamml.config import STAGES, Config, load_config
 from adamml.data.dataset import Store
 from adamml.jsonfile import write_json
 from adamml.modalities import MODALITIES, check_modalities
+from adamml.report.page import write_page_after
 from adamml.viz import pareto_figure
 from adamml.workflow import SWEEP, Steps, eval_once, train_once
 
@@ -123,6 +124,7 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
     result = write_comparison(out, reports, seconds, split, time.perf_counter() - started)
     console.print(comparison_table(reports, seconds))
     console.print(f"{len(reports)} methods in {time.perf_counter() - started:.0f} s -> {out / 'compare.md'}")
+    write_page_after(out, console)
     return result
 
 

@@ -23,6 +23,7 @@ from adamml.prepare.command import prepare_with_progress, print_summary
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
 from adamml.prepare.worker import PrepareSettings
+from adamml.report.page import write_page_after
 from adamml.synth import SynthConfig
 from adamml.synth_cli import generate
 from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
@@ -181,6 +182,7 @@ def run_demo(args: argparse.Namespace) -> int:
     result = write_demo_report(out, reports, vs_truth, times, time.perf_counter() - started, made, summary)
     console.print(demo_table(reports))
     console.print(result["text"])
+    write_page_after(out, console)
     return 0
 
 

@@ -109,6 +109,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, out: Path | None, thresho
     always = always_on_gmacs(costs, num_segments, "conv")
     report = {
         "checkpoint": str(checkpoint),
+        "data": str(Path(data).resolve()),  # the store: where `adamml report` finds the frames
         "stage": stage,
         "fusion": cfg.model.fusion.kind,
         "modalities": list(model.modalities),

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from adamml.evaluate import evaluate, report_markdown
+    from adamml.report.page import write_page_after
     from adamml.train.distributed import setup, teardown
 
     console = Console(stderr=True, soft_wrap=True)
@@ -53,4 +54,5 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         console.print(report_markdown(report))
         console.print(f"report: {out / 'report.json'}")
+        write_page_after(out, console)
     return 0
