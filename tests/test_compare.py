@@ -54,6 +54,7 @@ def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F81
     text = (out / "compare.md").read_text()
     assert "| Weighted fusion | rgb+flow |" in text and "| AdaMML | rgb+flow |" in text
     assert (out / "compare.png").stat().st_size > 5000
+    assert 'id="scatter"' in (out / "report.html").read_text()  # the page: every method, AdaMML's videos
     # a second run reuses every training
     stamp = (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime
     assert main(args) == 0
