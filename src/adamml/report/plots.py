@@ -64,7 +64,7 @@ def accuracy_gflops(methods: list[dict[str, Any]]) -> dict[str, Any]:
     ys = [m["top1"] for m in methods if m["top1"] is not None] + [s["top1"] for s in sweeps]
     x, y, xticks, yticks = _axes(xs, ys)
     points, lines = [], []
-    for i, m in enumerate(methods):
+    for m in methods:
         sweep = sorted(m.get("sweep", []), key=lambda s: s["gflops"])
         if sweep:
             lines.append(" ".join(f"{x(s['gflops'])},{y(s['top1'])}" for s in sweep))
@@ -74,7 +74,7 @@ def accuracy_gflops(methods: list[dict[str, Any]]) -> dict[str, Any]:
                                   f"{s['gflops']:.4g} GFLOPs"})
         threshold = f", threshold {m['threshold']:g}" if m.get("threshold") is not None else ""
         points.append({"x": x(m["gflops"]), "y": y(m["top1"]), "kind": m["stage"], "method": m["label"],
-                       "index": i, "tip": f"{m['label']}{threshold}: {m['top1']:.2f} % at {m['gflops']:.4g} GFLOPs"})
+                       "tip": f"{m['label']}{threshold}: {m['top1']:.2f} % at {m['gflops']:.4g} GFLOPs"})
     return {**_frame(x, y, xticks, yticks), "points": points, "lines": lines,
             "legend": [{"label": m["label"], "kind": m["stage"], "y": TOP + 8 + 18 * i} for i, m in enumerate(methods)]}
 
