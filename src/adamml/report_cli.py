@@ -16,6 +16,7 @@ moved. A missing part (no evaluation, no store, no decisions) is a warning and t
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from adamml.arguments import output_file, positive_int
@@ -63,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
-    """The page's path and size, and its warnings (on stderr), for the commands that write it."""
-    import sys
-
+    """The page's path and size; its warnings on stderr."""
     for warning in result.warnings:
         print(f"adamml: warning: {warning}", file=sys.stderr)
     print(f"report page: {result.path} ({result.bytes / 1e6:.2f} MB, {result.videos} videos, "

@@ -21,6 +21,7 @@ import yaml
 from markupsafe import Markup
 
 from adamml.atomic_file import atomic_write_text
+from adamml.errors import UserError
 from adamml.jsonfile import finite_or_none
 from adamml.prepare.layout import CLASSES_NAME, read_classes, read_jsonl
 from adamml.report.collect import DECISIONS_NAME, Evaluation, Source, find_source, read_json
@@ -200,8 +201,6 @@ def page_context(source: Source, max_thumbnails: int = MAX_CELLS) -> dict[str, A
 def write_page_after(folder: Path, console) -> PageResult | None:
     """The page at the end of `adamml eval`, `demo` and `compare`: what it lacks, or an input it cannot read, is
     a warning there (the evaluation itself is done and written), printed on `console` with the page's path."""
-    from adamml.errors import UserError
-
     try:
         result = write_page(folder)
     except (UserError, OSError) as error:
