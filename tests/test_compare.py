@@ -55,6 +55,7 @@ def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F81
     text = (out / "compare.md").read_text()
     assert "| Weighted fusion | rgb+flow |" in text and "| AdaMML | rgb+flow |" in text
     assert (out / "compare.png").stat().st_size > 5000
+    assert 'id="scatter"' in (out / "report.html").read_text()  # the page: every method, AdaMML's videos
     # a second run reuses every training
     stamp = (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime
     assert main(args) == 0
@@ -65,7 +66,7 @@ def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F81
 
 def test_adamml_is_compared_with_methods_on_the_same_modalities():
     def report(stage, modalities, top1, gflops):
-        return EvalReport(checkpoint="best.pt", stage=stage, fusion="weighted", modalities=modalities, split="test",
+        return EvalReport(checkpoint="best.pt", data=None, stage=stage, fusion="weighted", modalities=modalities, split="test",
                           videos=10, segments=4, threshold=0.5 if stage == "adamml" else None, top1=top1, top5=top1,
                           mAP=top1, gflops_per_video=gflops, gflops={}, gflops_all_layers_per_video=gflops,
                           gflops_always_on=gflops, saving_vs_always_on=0.0, selection_rate={}, videos_per_second=1.0,

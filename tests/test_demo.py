@@ -24,7 +24,7 @@ for item in ("model.input_size=32", "model.audio.size=32", "model.policy.size=16
 def test_scaled_down_demo_runs_every_stage_and_reuses_its_work(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *SMALL]) == 0
-    for name in ("report.md", "report.json", "selections.png", "pareto.png"):
+    for name in ("report.md", "report.json", "selections.png", "pareto.png", "report.html"):
         assert (out / name).stat().st_size > 0, name
     for run in ("unimodal-rgb", "unimodal-flow", "unimodal-audio", "fusion", "adamml", "random"):
         assert (out / run / "best.pt").exists() and (out / run / "eval-test" / "report.json").exists(), run

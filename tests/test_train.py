@@ -181,6 +181,8 @@ def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
     assert sweep[0.0]["selection_rate"] == {"rgb": 1.0, "audio": 1.0}  # P(use) >= 0 always
     assert sweep[1.0]["gflops_per_video"] <= sweep[0.0]["gflops_per_video"]
     assert (out / "report.md").read_text().startswith("# Evaluation: adamml")
+    assert 'id="report-data"' in (out / "report.html").read_text()  # the page, with thumbnails from the store
+    assert json.loads((out / "report.json").read_text())["data"] == str(tiny_store.resolve())
     fused = tmp_path / "fused_report"
     assert main(["eval", "--checkpoint", str(tmp_path / "fusion" / "best.pt"), "--data", str(tiny_store),
                  "--out", str(fused)]) == 0

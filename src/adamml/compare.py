@@ -16,6 +16,7 @@ from adamml.config import STAGES, Config, load_config
 from adamml.data.dataset import Store
 from adamml.jsonfile import write_json
 from adamml.modalities import MODALITIES, check_modalities
+from adamml.report.page import write_page_after
 from adamml.results import EvalReport
 from adamml.stages import get_stage
 from adamml.steps import SWEEP, Steps, eval_once, train_once
@@ -126,6 +127,7 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
     result = write_comparison(out, reports, labels, seconds, split, time.perf_counter() - started)
     console.print(comparison_table(reports, labels, seconds))
     console.print(f"{len(reports)} methods in {time.perf_counter() - started:.0f} s -> {out / 'compare.md'}")
+    write_page_after(out, console)
     return result
 
 

@@ -22,6 +22,7 @@ from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
 from adamml.prepare.run import prepare_with_progress, print_summary
 from adamml.prepare.worker import PrepareSettings
+from adamml.report.page import write_page_after
 from adamml.results import EvalReport
 from adamml.steps import SWEEP, Reused, Steps, eval_once, train_once
 from adamml.synth import SynthConfig, generate
@@ -199,6 +200,7 @@ def run_demo(settings: DemoSettings) -> int:
     result = write_demo_report(out, reports, vs_truth, times, time.perf_counter() - started, made, summary)
     console.print(demo_table(reports))
     console.print(result["text"])
+    write_page_after(out, console)
     return 0
 
 

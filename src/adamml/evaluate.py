@@ -81,7 +81,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     num_segments = pred.decisions.shape[1]
     always = always_on_gmacs(costs, num_segments, "conv")
     report = EvalReport(
-        checkpoint=str(checkpoint), stage=stage, fusion=cfg.model.fusion.kind, modalities=list(model.modalities),
+        checkpoint=str(checkpoint), data=str(Path(data).resolve()), stage=stage, fusion=cfg.model.fusion.kind, modalities=list(model.modalities),
         split=split, videos=metrics["videos"], segments=int(num_segments),
         threshold=threshold if uses_policy else None, top1=metrics["top1"], top5=metrics["top5"], mAP=metrics["mAP"],
         gflops_per_video=float(gflops.mean()), gflops=_gflops_stats(gflops),

@@ -26,6 +26,7 @@ class SweepPoint:
 @dataclass(frozen=True)
 class EvalReport:
     checkpoint: str
+    data: str | None  # the store evaluated on (where the HTML report finds the frames); None in older reports
     stage: str
     fusion: str
     modalities: list[str]
@@ -54,11 +55,11 @@ class EvalReport:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path | str = "<report>") -> EvalReport:
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n not in _OPTIONAL]
         if missing:
             raise UserError(f"{source}: not an evaluation report of this version (missing {', '.join(missing)}); "
                             "evaluate the checkpoint again")
-        values = {n: data[n] for n in names}
+        values = {n: data.get(n) for n in names}
         values["sweep"] = [SweepPoint(**{f.name: point[f.name] for f in dataclasses.fields(SweepPoint)})
                            for point in data["sweep"]]
         values["videos_per_second"] = _number(data["videos_per_second"])
@@ -79,6 +80,9 @@ class EvalReport:
     @property
     def uses_policy(self) -> bool:
         return self.threshold is not None
+
+
+_OPTIONAL = {"data"}  # fields that reports of earlier versions lack
 
 
 def _number(value: Any) -> float:

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from adamml.distributed import setup, teardown
     from adamml.evaluate import evaluate, report_markdown
+    from adamml.report.page import write_page_after
 
     console = Console(stderr=True, soft_wrap=True)
     out = args.out or args.checkpoint.parent / f"eval-{args.split}"
@@ -53,4 +54,5 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         console.print(report_markdown(report))
         console.print(f"report: {out / 'report.json'}")
+        write_page_after(out, console)
     return 0

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adamml.cli.flops",
     "adamml.cli.compare",
     "adamml.cli.demo",
+    "adamml.cli.report",
 )
 EXIT_USER_ERROR = 2  # as argparse exits on a bad argument
 
