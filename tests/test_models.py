@@ -27,6 +27,7 @@ from adamml.models import (
     build_model,
     load_imagenet_weights,
 )
+from adamml.models.policy import DecisionRule
 from adamml.models.tsn_resnet import temporal_max_pool
 
 CHANNELS = {"rgb": 3, "flow": 10, "rgbdiff": 15}
@@ -160,25 +161,25 @@ def test_threshold_trades_usage() -> None:
     model = build(small_cfg()).eval()
     batch = make_batch()
     probs = model.decide(batch).probs
-    model.policy.threshold = 0.0
-    assert model.decide(batch).decisions.eq(1).all()
-    model.policy.threshold = 1.0
-    assert model.decide(batch).decisions.eq(0).all()
-    model.policy.threshold = float(probs.detach().median())
-    middle = model.decide(batch).decisions
+    assert model.decide(batch, DecisionRule(threshold=0.0)).decisions.eq(1).all()
+    assert model.decide(batch, DecisionRule(threshold=1.0)).decisions.eq(0).all()
+    middle = model.decide(batch, DecisionRule(threshold=float(probs.detach().median()))).decisions
     torch.testing.assert_close(middle, (probs >= probs.median()).float())
     assert 0 < middle.sum() < middle.numel()
+    assert model.policy.threshold == 0.5  # a rule is for its call only: the configured threshold stays
+    # the sparse path takes the same rule: no cell selected at threshold 1
+    assert model.infer(batch, rule=DecisionRule(threshold=1.0)).decisions.eq(0).all()
 
 
 def test_random_at_test_reproduces_official_sampling() -> None:
     model = build(small_cfg()).eval()
-    model.policy.random_at_test = True
+    sampled = DecisionRule(sample=True)
     model.policy.set_temperature(50.0)  # flat: the samples are nearly fair coins
     batch = make_batch()
     samples = []
     for seed in range(4):
         torch.manual_seed(seed)
-        samples.append(model.decide(batch).decisions)
+        samples.append(model.decide(batch, sampled).decisions)
     assert all(set(s.unique().tolist()) <= {0.0, 1.0} for s in samples)
     assert any(not torch.equal(samples[0], s) for s in samples[1:])
 

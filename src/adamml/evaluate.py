@@ -26,6 +26,7 @@ from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.jsonfile import write_json
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
+from adamml.models.policy import DecisionRule
 from adamml.precision import amp_for
 from adamml.predictions import predict, summarize
 from adamml.prepare.layout import StoreError
@@ -56,13 +57,10 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)
     uses_policy = get_stage(stage).uses_policy and isinstance(model, AdaMML)
-    if random_at_test and uses_policy:
-        model.policy.random_at_test = True
     thresholds = thresholds or [cfg.model.policy.threshold]
     runs = []
     for threshold in (thresholds if uses_policy else thresholds[:1]):
-        if uses_policy:
-            model.policy.threshold = threshold
+        rule = DecisionRule(threshold, sample=random_at_test) if uses_policy else None
         started = time.perf_counter()
         progress = Progress(TextColumn(f"[bold]eval {split}" + (f" threshold {threshold:g}" if uses_policy else "")),
                             BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -70,7 +68,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
         with progress:
             task = progress.add_task("eval", total=len(dataset))
             pred = predict(model, loader, info, stage_decisions(model, stage, cfg),
-                           on_batch=lambda n: progress.update(task, advance=n), amp=amp_for(precision, info.device))
+                           on_batch=lambda n: progress.update(task, advance=n), amp=amp_for(precision, info.device),
+                           rule=rule)
         wall = time.perf_counter() - started
         check_finite_logits(pred.logits, [dataset.rows[int(i)]["id"] for i in pred.indices], checkpoint)
         metrics = summarize(pred, model.modalities, store.multi_label)

@@ -39,6 +39,7 @@ from adamml.errors import UserError
 from adamml.flops import measure_costs, video_gmacs
 from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
+from adamml.models.policy import DecisionRule
 from adamml.precision import amp_for
 from adamml.prepare.decode import DecodedAudio, VideoError, VideoReader, count_video_packets
 from adamml.prepare.flow import (
@@ -107,8 +108,10 @@ class Predictor:
     """A trained checkpoint ready to predict single videos."""
 
     def __init__(self, model: AdaMML, cfg: Config, payload: dict[str, Any], classes: list[str] | None,
-                 flow_method: str = "dis", device: str = "cpu", precision: str = "fp32") -> None:
+                 flow_method: str = "dis", device: str = "cpu", precision: str = "fp32",
+                 rule: DecisionRule | None = None) -> None:
         self.model, self.cfg, self.device = model.eval(), cfg, torch.device(device)
+        self.rule = rule  # the policy's threshold for these predictions (None: the configured one)
         self.amp = amp_for(precision, self.device)
         self.stage = payload.get("stage", "adamml")
         self.sampling: SamplingConfig = sampling_config(cfg)
@@ -209,7 +212,7 @@ class Predictor:
                 decisions = self.decisions_fn(shape)
                 probs = decisions
             else:
-                decided = model.decide(batch)
+                decided = model.decide(batch, self.rule)
                 decisions, probs = decided.decisions, decided.probs
         lap("policy")
         s = len(indices)
@@ -266,6 +269,6 @@ def load_predictor(checkpoint: Path, flow_method: str = "dis", threshold: float 
         if not get_stage(payload.get("stage", "adamml")).uses_policy:
             raise UserError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
                              f"{payload.get('stage')!r} model, which runs every modality on every segment")
-        model.policy.threshold = threshold
     classes = payload.get("classes")
-    return Predictor(model, cfg, payload, classes, flow_method, device, precision)
+    return Predictor(model, cfg, payload, classes, flow_method, device, precision,
+                     rule=DecisionRule(threshold) if threshold is not None else None)

@@ -18,6 +18,7 @@ from adamml.data.loader import to_device
 from adamml.distributed import DistInfo, all_gather_objects
 from adamml.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.build import Model
+from adamml.models.policy import DecisionRule
 from adamml.precision import FP32, Amp
 
 DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
@@ -38,8 +39,10 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: DecisionFn | None = None,
-            on_batch: Callable[[int], None] | None = None, amp: Amp = FP32) -> Predictions:
-    """Run the sparse inference path over `loader` (each recognizer only on the cells that selected it)."""
+            on_batch: Callable[[int], None] | None = None, amp: Amp = FP32, rule: DecisionRule | None = None
+            ) -> Predictions:
+    """Run the sparse inference path over `loader` (each recognizer only on the cells that selected it); a policy
+    decides by `rule` (default: its configured threshold)."""
     model.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "decisions", "probs", "labels", "targets", "indices")}
     seconds = 0.0
@@ -50,7 +53,7 @@ def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: Deci
         start = time.perf_counter()
         decisions = decisions_fn(batch) if decisions_fn is not None else None
         with amp.autocast():
-            out = model.infer(batch, decisions)
+            out = model.infer(batch, decisions, rule)
         if info.device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start

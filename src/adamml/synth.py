@@ -1,46 +1,9 @@
 """The embedded audio-visual benchmark (`adamml synth`), and writing real video files from arrays.
 
-Why it exists: nobody can download Kinetics-Sounds on a fresh laptop, yet AdaMML's claim (paper
-Sec. 3-4: a cheap policy decides per segment which modality is worth an expensive recognizer, and saves
-35-55 % of the computation at equal accuracy) must be shown end to end and measured. Real datasets never say
-which segment of which modality carries the class; this one does, so the policy's choices can be checked
-against a ground truth.
-
-How it is built, and why:
-
-- A video is `segments` equal **cells** of `frames_per_segment` frames; the content of a cell is constant in
-  kind over the cell, so the recognition pipeline's one 8-frame (stride 4) window per cell, and the 1.28 s
-  audio window centred on it (paper Sec. 4), see exactly one cell. Tones keep a margin from the cell edges so
-  a centred 1.28 s window does not pick up the neighbouring cell.
-- Each class is a combination of three **signatures**, one value per modality, each taking fewer values
-  than there are classes (`class_signatures`: with 8 classes, 2 x 2 x 2, every triple once), so that **no
-  single modality is enough** (with 8 classes, a perfect model of one modality narrows the class down to 4:
-  25 % top-1 at best; two modalities: 50 %) and **all three together are** (100 % possible):
-  * appearance (RGB): the hue of a textured square object. Hues are isoluminant (pure U/V chroma added to the
-    luma of the texture), so grey-level images, and hence optical flow, are identical for every hue;
-  * motion (optical flow): the direction (up or down, then horizontal) and speed of the object. The object
-    wraps around the frame edges and starts each cell at a uniformly random place, so where it is in any
-    single frame says nothing about its direction. Directions are vertical because horizontal flips
-    (training augmentation, paper Sec. 4) swap left and right;
-  * sound (audio): the pitch of a harmonic tone (half-octave steps from 330 Hz), with a random timbre.
-- Per video and per cell, each modality is independently **informative** (probability = its informative
-  rate) or **uninformative**, and each modality is informative in at least one cell of every video, so a
-  model that looks at the right cells can get every video right. Uninformative looks like:
-  * RGB: the same object in neutral grey (same luma texture, no chroma);
-  * flow: the object stands still (frames differ only by faint sensor noise);
-  * audio: the background noise alone (no tone).
-  Whether a modality is informative is cheap to see (is the object coloured; is anything moving between
-  frames; is there a tone in the spectrogram) - the policy's inputs (low-resolution frames, frame
-  differences, spectrogram) suffice - while which class it shows needs the recognizer (which hue, which
-  direction and speed, which pitch), with per-video jitter of hue (+-12 degrees) and pitch (+-1 semitone),
-  per-pixel chroma noise on the object, random object size, position and timbre, textured backgrounds and
-  sensor noise, so that the class is a property of a region or a band, not of one fixed pixel value or
-  frequency bin.
-
-Everything is a pure function of `SynthConfig` and the seed: `plan_dataset` (labels, which cell is
-informative, signature values) needs no rendering; `render_cell_frames` / `render_cell_audio` render one
-cell from its plan. `write_video`, `moving_square_clip` and `tone` are the small helpers that tests and the
-demo use directly.
+Each class is a hue x motion direction x pitch; each modality is informative in some cells (segments) of a video
+and the ground truth says which, so the policy's choices can be checked. Everything is a pure function of
+`SynthConfig` and the seed: `plan_dataset` plans, `render_cell_frames` / `render_cell_audio` render, `generate`
+writes. Why it is built this way: docs/design.md, "The built-in benchmark".
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from adamml.config import ModelConfig, PolicyConfig
 from adamml.data.batch import policy_key, policy_view, recognizer_view
 from adamml.modalities import get_modality
 from adamml.models.fusion import LateFusion
-from adamml.models.policy import PolicyNetwork, PolicyOutput
+from adamml.models.policy import DecisionRule, PolicyNetwork, PolicyOutput
 
 
 @dataclass
@@ -85,17 +85,18 @@ class AdaMML(nn.Module):
         return recognizer_input(name, cells, self.cfg.audio.size)
 
     # ------------------------------------------------------------------------------------------- pieces
-    def decide(self, batch: dict[str, Tensor]) -> PolicyOutput:
-        """Run the policy on the batch."""
-        return self.policy(self.policy_inputs(batch))
+    def decide(self, batch: dict[str, Tensor], rule: DecisionRule | None = None) -> PolicyOutput:
+        """Run the policy on the batch (`rule`: the threshold or sampling of this call, else the configured)."""
+        return self.policy(self.policy_inputs(batch), rule)
 
     def recognize(self, name: str, cells: Tensor) -> Tensor:
         """Logits ``(N, K)`` of modality ``name``'s recognizer on packed cells ``(N, ...)``."""
         return self.recognizers[name](self.recognizer_input(name, cells))
 
-    def _policy_or_given(self, batch: dict[str, Tensor], decisions: Tensor | None) -> PolicyOutput | None:
+    def _policy_or_given(self, batch: dict[str, Tensor], decisions: Tensor | None,
+                         rule: DecisionRule | None = None) -> PolicyOutput | None:
         if decisions is None:
-            return self.decide(batch)
+            return self.decide(batch, rule)
         if decisions.dim() != 3 or decisions.shape[-1] != len(self.modalities):
             raise ValueError(f"decisions must be (B, S, {len(self.modalities)}), got {tuple(decisions.shape)}")
         return None
@@ -141,12 +142,14 @@ class AdaMML(nn.Module):
         return torch.stack(per_modality, dim=2)  # (B, S, M, K)
 
     @torch.no_grad()
-    def infer(self, batch: dict[str, Tensor], decisions: Tensor | None = None) -> AdaMMLOutput:
-        """Inference path: each recognizer only on the cells that selected it (call in eval mode).
+    def infer(self, batch: dict[str, Tensor], decisions: Tensor | None = None,
+              rule: DecisionRule | None = None) -> AdaMMLOutput:
+        """Inference path: each recognizer only on the cells that selected it (call in eval mode); the policy
+        decides by `rule` (default: its configured threshold) unless `decisions` are given.
 
         A modality that no cell selected is never read from the batch.
         """
-        policy = self._policy_or_given(batch, decisions)
+        policy = self._policy_or_given(batch, decisions, rule)
         if policy is not None:
             decisions = policy.decisions
         b, s, m = decisions.shape

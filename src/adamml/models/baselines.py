@@ -1,43 +1,7 @@
-"""Always-on multi-modal fusion baselines (supplementary material Sec. C; main paper Table 7): every modality's
-recognizer runs on every segment, and the modalities are fused in one of the ways the paper compares AdaMML with.
-
-Each baseline is a ``FusionBaseline``: the per-modality ``recognizers`` (the same networks as AdaMML's, loadable
-from unimodal checkpoints by modality name) and a ``fusion`` module holding every extra parameter. Its
-``forward`` / ``infer`` take AdaMML's batch layout and return an ``AdaMMLOutput`` with all-ones decisions, so the
-training loop, evaluation and prediction treat it like the always-on weighted fusion. Video logits are the mean
-of the fused segment logits over the segments, as in AdaMML. The plain average of scores (``average``) is
-AdaMML's ``LateFusion(kind="average")`` and needs nothing here.
-
-- ``gating`` (learned gating late fusion): a gate MLP on the modalities' pooled features, averaged over the
-  video's segments and concatenated, gives per-video modality weights (softmax over the modalities) that weigh
-  each modality's segment logits. Its last layer starts near zero, so training starts from the plain average.
-- ``lateral-uni`` / ``lateral-bi`` (mid-level fusion with lateral connections, in the spirit of audio-visual
-  SlowFast, Xiao et al. 2020): the streams run stage by stage and, after the ResNet stages of
-  ``fusion.lateral_stages`` (layer1 .. layer3 by default, after their temporal pooling), the output of one stream
-  is projected and added to another's. The hub is RGB (the first visual modality without RGB). Unilateral: every
-  other stream (flow, RGBDiff, audio) into the hub; bilateral: also the hub into every other stream (a star, as
-  SlowFast connects its pathways to the main one; non-hub streams are not connected to each other).
-  *ResNet -> ResNet* (rgb, flow, rgbdiff): both streams have the same frames, channels and spatial size at a
-  stage, so a 1 x 1 convolution projects one onto the other (SlowFast's lateral convolution without its time
-  stride, which equal frame rates make unnecessary). *Audio <-> ResNet*: MobileNetV2 has other channels, another
-  spatial layout (frequency x time, not space) and one "frame" per segment, so no spatial alignment exists; the
-  source map is averaged to one vector per segment, projected by a linear layer and added to the target as a
-  per-channel bias (broadcast over its frames and positions). The audio stage used is the one at the same output
-  stride (4, 8, 16 for layer1, 2, 3). Every projection starts at zero, so training starts from the unimodal
-  networks. Each stream keeps its own classifier; the streams' logits are fused with AdaMML's learnable
-  weighted late fusion, so the comparison with weighted fusion isolates the lateral connections.
-- ``context-gating`` (collaborative experts, Liu et al. 2019): each modality's pooled segment feature is an expert;
-  experts are projected to a common width and, for expert i, a shared pair MLP g relates it to every other expert
-  j; T_i = h_i(ReLU(sum_{j != i} g(e_i, e_j))) gates its feature, f_i * 2 sigmoid(T_i) (the factor 2 makes the
-  gate start at identity, h_i starting near zero), which the modality's own classifier scores; the modalities'
-  scores are averaged.
-- ``gradient-blending`` (Wang et al., CVPR 2020): one auxiliary head per modality (the recognizer's own classifier)
-  and a fused head (dropout + linear) on the concatenated pooled features. The video prediction is the fused
-  head's; the loss weights of the heads come from their overfitting-to-generalisation ratios
-  (``adamml.train.blending``). ``modality_logits`` of the output are the auxiliary heads' logits.
-
-Costs: ``adamml.flops`` counts each baseline's whole forward (recognizers, lateral projections, gates, heads)
-with the same counter as everything else.
+"""Always-on multi-modal fusion baselines (supplementary material Sec. C; paper Table 7): `gating`,
+`lateral-uni` / `lateral-bi`, `context-gating` and `gradient-blending`. Each is a `FusionBaseline` (AdaMML's
+per-modality recognizers and a `fusion` module) taking AdaMML's batch and returning an `AdaMMLOutput` with
+all-ones decisions. How each one fuses: docs/design.md, "The fusion baselines".
 """
 
 from __future__ import annotations
@@ -240,8 +204,9 @@ class FusionBaseline(nn.Module):
                             decision_logits=None)
 
     @torch.no_grad()
-    def infer(self, batch: dict[str, Tensor], decisions: Tensor | None = None) -> AdaMMLOutput:
-        """Inference: the same computation as ``forward`` (nothing to skip); call in eval mode."""
+    def infer(self, batch: dict[str, Tensor], decisions: Tensor | None = None, rule: object = None) -> AdaMMLOutput:
+        """Inference: the same computation as ``forward`` (nothing to skip; no policy, so no `rule`); call in eval
+        mode."""
         return self.forward(batch, decisions)
 
 

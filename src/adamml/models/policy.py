@@ -34,6 +34,15 @@ class PolicyOutput:
     logits: Tensor  # (B, S, M, 2)
 
 
+@dataclass(frozen=True)
+class DecisionRule:
+    """How an evaluation takes the policy's decisions, given per call: P(use) >= `threshold` (None: the configured
+    ``model.policy.threshold``), or Gumbel samples with `sample` (the official code's random test decisions)."""
+
+    threshold: float | None = None
+    sample: bool = False
+
+
 class PolicyNetwork(nn.Module):
     """Per-segment, per-modality usage decisions for recognizer modalities ``modalities``."""
 
@@ -82,14 +91,14 @@ class PolicyNetwork(nn.Module):
         x = self.mlp(torch.cat(features, dim=1))  # (B * S, D)
         return x.view(b, s, -1)  # (B, S, D)
 
-    def forward_head(self, features: Tensor) -> Tensor:
+    def forward_head(self, features: Tensor, rule: DecisionRule | None = None) -> Tensor:
         """MLP features ``(B, S, D)`` -> decision logits ``(B, S, M, 2)`` (LSTM over the segments).
 
         With ``feed: decisions`` the logits of a segment depend on the decisions taken before it: they are taken
         here as ``decide`` would (sampled in training, thresholded in eval mode)."""
-        return self._steps(features)[0]
+        return self._steps(features, rule)[0]
 
-    def _steps(self, features: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _steps(self, features: Tensor, rule: DecisionRule | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits ``(B, S, M, 2)``, and with ``feed: decisions`` the straight-through one-hot decisions
         ``(B, S, M, 2)`` taken on the way (None with ``feed: logits``: decide after the loop)."""
         b, s, _ = features.shape
@@ -103,30 +112,32 @@ class PolicyNetwork(nn.Module):
             step = torch.stack([self.heads[name](h) for name in self.modalities], dim=1)  # (B, M, 2)
             steps.append(step)
             if self.feed == "decisions":
-                taken.append(self._one_hot(step))
+                taken.append(self._one_hot(step, rule))
                 previous = taken[-1].reshape(b, 2 * num)  # (B, 2M)
             else:
                 previous = step.reshape(b, 2 * num)  # (B, 2M)
         logits = torch.stack(steps, dim=1)  # (B, S, M, 2)
         return logits, (torch.stack(taken, dim=1) if taken else None)
 
-    def _one_hot(self, logits: Tensor) -> Tensor:
+    def _one_hot(self, logits: Tensor, rule: DecisionRule | None = None) -> Tensor:
         """Decision logits ``(..., 2)`` -> one-hot decisions ``(..., 2)`` (straight-through when sampled), taken in
-        float32 whatever the autocast precision."""
+        float32 whatever the autocast precision. `rule` overrides the configured threshold / test-time sampling."""
         logits = logits.float()
-        if self.training or self.random_at_test:
+        rule = rule or DecisionRule()
+        if self.training or self.random_at_test or rule.sample:
             return F.gumbel_softmax(logits, tau=float(self.temperature), hard=True)
-        use = (logits.softmax(dim=-1)[..., 1] >= self.threshold).to(logits.dtype)
+        threshold = self.threshold if rule.threshold is None else rule.threshold
+        use = (logits.softmax(dim=-1)[..., 1] >= threshold).to(logits.dtype)
         return torch.stack([1.0 - use, use], dim=-1)
 
-    def decide(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+    def decide(self, logits: Tensor, rule: DecisionRule | None = None) -> tuple[Tensor, Tensor]:
         """Decision logits ``(..., 2)`` -> decisions and P(use), both ``(...)``."""
-        return self._one_hot(logits)[..., 1], logits.float().softmax(dim=-1)[..., 1]
+        return self._one_hot(logits, rule)[..., 1], logits.float().softmax(dim=-1)[..., 1]
 
-    def forward(self, inputs: dict[str, Tensor]) -> PolicyOutput:
-        logits, taken = self._steps(self.forward_features(inputs))
+    def forward(self, inputs: dict[str, Tensor], rule: DecisionRule | None = None) -> PolicyOutput:
+        logits, taken = self._steps(self.forward_features(inputs), rule)
         if taken is None:
-            decisions, probs = self.decide(logits)
+            decisions, probs = self.decide(logits, rule)
         else:
             decisions, probs = taken[..., 1], logits.float().softmax(dim=-1)[..., 1]
         return PolicyOutput(decisions=decisions, probs=probs, logits=logits)

@@ -17,6 +17,7 @@ from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
@@ -137,6 +138,21 @@ def count_video_packets(path: Path) -> int:
             raise VideoError(f"{path}: reading failed ({_reason(exc)}); the file is corrupt or truncated") from exc
 
 
+class FrameSource(Protocol):
+    """What `adamml.prepare.worker` reads a video through: a video file (`VideoReader`) or a folder of frame
+    images (`adamml.prepare.worker.FrameFolderReader`)."""
+
+    audio: DecodedAudio | None  # available once the frames have been read (None: no audio)
+    rotation: int  # degrees counter-clockwise the frames were turned to show upright
+    declared_frames: int  # what the source says it holds (0: unknown)
+    encoded: bytes | None  # the current frame's JPEG bytes when they can be stored as they are
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...  # (H, W, 3) uint8 BGR frames at the store's size
+    def measured_fps(self) -> float: ...
+    def measured_duration(self) -> float: ...
+    def close(self) -> None: ...
+
+
 class VideoReader:
     """Decodes one video in a single demuxing pass.
 
@@ -175,6 +191,8 @@ class VideoReader:
         self.frame_times: list[float] = []
         self.audio: DecodedAudio | None = None
         self.rotation = 0  # degrees counter-clockwise applied to every frame (the container's display rotation)
+        self.declared_frames = self.info.declared_frames
+        self.encoded: bytes | None = None  # decoded frames are always encoded again
 
     def __enter__(self) -> VideoReader:
         return self

@@ -20,6 +20,7 @@ import numpy as np
 from adamml.prepare.decode import (
     DEFAULT_AUDIO_RATE,
     DEFAULT_SHORT_SIDE,
+    FrameSource,
     VideoError,
     VideoReader,
     resized_size,
@@ -105,6 +106,8 @@ class FrameFolderReader:
         self.short_side = short_side
         self.fps = fps
         self.audio = None
+        self.rotation = 0
+        self.declared_frames = len(names)
         self.frame_times: list[float] = []
         self.encoded: bytes | None = None  # the current frame's JPEG bytes when they can be stored as they are
 
@@ -162,7 +165,7 @@ def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
     path.write_bytes(data.tobytes())
 
 
-def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
+def _fill(row: dict, reader: FrameSource, tmp: Path, settings: PrepareSettings) -> None:
     """Decode `reader` into `tmp`, recording what was done in `row`."""
     stage = row["stage_seconds"]
     flow_fn = make_flow(settings.flow) if settings.flow != "none" else None
@@ -179,9 +182,8 @@ def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
         t1 = time.perf_counter()
         stage["decode"] += t1 - t0
         index += 1
-        encoded = getattr(reader, "encoded", None)
-        if encoded is not None:  # a source JPEG at the right size: kept as it is
-            (tmp / IMG_TEMPLATE.format(index)).write_bytes(encoded)
+        if reader.encoded is not None:  # a source JPEG at the right size: kept as it is
+            (tmp / IMG_TEMPLATE.format(index)).write_bytes(reader.encoded)
         else:
             _write_jpeg(tmp / IMG_TEMPLATE.format(index), image, settings.jpeg_quality)
         t2 = time.perf_counter()
@@ -203,7 +205,7 @@ def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
         num_flow=index - 1 if flow_fn is not None else 0,
         width=int(width),
         height=int(height),
-        rotation=int(getattr(reader, "rotation", 0)),
+        rotation=int(reader.rotation),
         fps=round(float(reader.measured_fps()), 6),
         duration=round(float(reader.measured_duration()), 6),
     )
@@ -216,7 +218,7 @@ def _fill(row: dict, reader, tmp: Path, settings: PrepareSettings) -> None:
     warnings = []
     if index < SEGMENT_WINDOW:
         warnings.append(f"only {index} frames, shorter than one segment window ({SEGMENT_WINDOW})")
-    declared = getattr(getattr(reader, "info", None), "declared_frames", 0)
+    declared = reader.declared_frames
     if declared and index < 0.9 * declared:
         warnings.append(f"decoded {index} of the {declared} frames the container declares")
     row["warning"] = "; ".join(warnings) or None

@@ -7,7 +7,6 @@ is actually stepped, and stepped once per epoch of its phase.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from adamml.precision import FP32, Amp, amp_for, channels_last
 from adamml.predictions import predict, summarize
 from adamml.stages import Phase, Stage, get_stage
 from adamml.train.blending import BlendState, HeadLosses, holdout_split
+from adamml.train.logs import RunLog
 from adamml.train.loop import (
     EpochStats,
     MemoryDataset,
@@ -106,11 +106,9 @@ class Run:
     multi_label: bool
     console: Console
     best_score: float = float("-inf")
-    log_rows: list[dict] = dataclasses.field(default_factory=list)
+    log: RunLog = dataclasses.field(default_factory=RunLog)
     classes: list[str] = dataclasses.field(default_factory=list)  # the store's, saved in checkpoints
-    logged: int = 0  # rows already sent to TensorBoard
     policy_set: SegmentDataset | None = None  # the policy's inputs only (policy pre-training)
-    writer: Any = None  # TensorBoard SummaryWriter, opened on the first write
     # gradient blending: the training split's indices trained on, and the eval-mode sets its loss weights are
     # measured on (held-out part, as many training videos)
     train_part: list[int] | None = None
@@ -368,8 +366,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None 
         start_phase, start_epoch = payload["phase_index"], payload["epoch"] + 1
         saved_phase_state = payload["phase_state"]
         run.best_score = payload["best_score"]
-        run.log_rows = list(payload.get("log_rows", []))
-        run.logged = len(run.log_rows)
+        run.log = RunLog.resumed(payload.get("log_rows", []))
         set_rng_state(payload["rng"])
         console.print(f"resuming {stage} at {phases[start_phase].name} epoch {start_epoch + 1}")
     started = time.perf_counter()
@@ -387,8 +384,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None 
             save_checkpoint(last, {**model_payload(run.model, cfg, classes=run.classes), **_progress(run, stage, index, epoch, state)}) \
                 if info.is_main else None
             barrier(info)
-    if run.writer is not None:
-        run.writer.close()
+    run.log.close()
     summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
                "out": str(out)}
     chance = chance_score(run.val_set, run.multi_label)
@@ -409,7 +405,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None 
 
 def _progress(run: Run, stage: str, index: int, epoch: int, state: PhaseState) -> dict[str, Any]:
     return {"stage": stage, "phase_index": index, "epoch": epoch, "phase_state": state.state_dict(),
-            "best_score": run.best_score, "rng": rng_state(), "log_rows": run.log_rows,
+            "best_score": run.best_score, "rng": rng_state(), "log_rows": run.log.rows,
             "random_rates": _random_rates(run)}
 
 
@@ -457,8 +453,8 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
             _write_logs(run)
         return
     val = validate(run)
-    run.log_rows[-1].update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
-    run.log_rows[-1].update({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
+    run.log.update_last({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
+    run.log.update_last({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
     eligible = not run.record.uses_policy or val["gflops_fraction"] <= cfg.train.select_max_gflops
     improved = eligible and val["score"] > run.best_score
     if improved:
@@ -619,26 +615,8 @@ def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state
     row.update({"seconds": stats.seconds, **{f"train_sel_{m}": r for m, r in stats.selection.items()}})
     if state.blend is not None:
         row.update({f"blend_weight_{h}": w for h, w in zip(state.blend.heads, state.blend.weights)})
-    run.log_rows.append(row)
+    run.log.add(row)
 
 
 def _write_logs(run: Run) -> None:
-    keys: list[str] = []
-    for row in run.log_rows:
-        keys += [k for k in row if k not in keys]
-    with open(run.out / "log.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(run.log_rows)
-    if run.writer is None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        run.writer = SummaryWriter(str(run.out / "tensorboard"))
-    while run.logged < len(run.log_rows):
-        row = run.log_rows[run.logged]
-        run.logged += 1
-        tag = f"{row['phase']}/{row['part']}"
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and key != "epoch":
-                run.writer.add_scalar(f"{key}/{tag}" if not key.startswith("val") else key, value, run.logged)
-    run.writer.flush()
+    run.log.write(run.out)
