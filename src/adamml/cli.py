@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adamml.export_cli",
     "adamml.flops_cli",
     "adamml.compare_cli",
+    "adamml.convert_cli",
     "adamml.demo_cli",
 )
 EXIT_USER_ERROR = 2  # as argparse exits on a bad argument
