@@ -55,8 +55,15 @@ class ResNetConfig:
     base_width: int = 64  # channels of the stem and of the first stage (64 = torchvision); 128/256/512 follow
     dropout: float = 0.5
     pretrained: str | None = None  # local torchvision ImageNet ResNet checkpoint (.pth), or none
+    # per visual modality, a local mmaction2 TSN checkpoint (backbone.*, cls_head.*) that initialises its
+    # recognizer after the ImageNet weights (`adamml.models.mmaction2_weights`), e.g. {rgb: tsn_r50_rgb.pth}
+    mmaction2: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        for name in self.mmaction2:
+            if name not in ("rgb", "flow", "rgbdiff"):
+                raise ValueError(f"resnet.mmaction2.{name}: mmaction2 weights initialise the ResNet of rgb, flow "
+                                 "or rgbdiff")
         if self.depth not in (18, 34, 50):
             raise ValueError(f"resnet.depth must be 18, 34 or 50, got {self.depth}")
         if self.base_width < 1:

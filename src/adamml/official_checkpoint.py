@@ -36,7 +36,8 @@ from torch import Tensor
 
 from adamml.config import Config, ModelConfig, load_config
 from adamml.errors import shorten
-from adamml.models.build import build_model, load_failure, non_finite_tensor
+from adamml.models.build import build_model, non_finite_tensor
+from adamml.models.foreign_weights import read_weights_file, state_dict_of
 from adamml.models.mobilenet import MobileNetV2Extractor
 from adamml.modalities import policy_modalities
 from adamml.prepare.importers import KINETICS_SOUNDS
@@ -106,22 +107,9 @@ def _numpy_scalar_globals() -> list[Any]:
 def read_official(path: Path) -> OfficialCheckpoint:
     """Read an official file, weights only (a pickle that would run code is refused), and identify its layout."""
     path = Path(path)
-    if not path.is_file():
-        raise OfficialCheckpointError(f"{path}: official checkpoint not found")
-    try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated files, foreign pickles, objects with code: all reported with the path
-        raise OfficialCheckpointError(f"{path}: not a readable official AdaMML checkpoint "
-                                      f"({load_failure(error)})") from error
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else payload
-    if not isinstance(state, dict) or not state:
-        raise OfficialCheckpointError(f"{path}: expected a state dict or a dict with 'state_dict', got "
-                                      f"{shorten(payload)}")
-    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, Tensor))]
-    if bad:
-        raise OfficialCheckpointError(f"{path}: entry {shorten(bad[0])} of its state dict is not a tensor")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    payload = read_weights_file(path, "official AdaMML checkpoint", OfficialCheckpointError, OfficialCheckpointError,
+                                tuple(_numpy_scalar_globals()))
+    state = state_dict_of(payload, path, OfficialCheckpointError)
     nan = non_finite_tensor(state)
     if nan is not None:
         raise OfficialCheckpointError(f"{path}: tensor {nan!r} holds NaN or infinite values")
@@ -312,7 +300,8 @@ def convert_official(path: Path, preset: str | None = None, overrides: list[str]
     cfg, preset = converted_config(source, preset, list(overrides))
     m = cfg.model
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        m, resnet=dataclasses.replace(m.resnet, pretrained=None), audio=dataclasses.replace(m.audio, pretrained=None),
+        m, resnet=dataclasses.replace(m.resnet, pretrained=None, mmaction2={}),
+        audio=dataclasses.replace(m.audio, pretrained=None),
         policy=dataclasses.replace(m.policy, pretrained=None)))
     torch.manual_seed(INIT_SEED)
     model = build_model(cfg.model)

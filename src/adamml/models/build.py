@@ -90,6 +90,12 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
         raise CheckpointMismatchError(
             f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "
             f"are; got {type(state).__name__}" + (f" with keys {sorted(state)[:8]}" if isinstance(state, dict) else ""))
+    load_torchvision_state(net, state, path)
+
+
+def load_torchvision_state(net: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """Load `state`, in torchvision's names, into ``net`` as ``load_imagenet_weights`` does (classifier dropped,
+    first conv inflated, strict); `path` names the file in errors."""
     bad = non_finite_tensor(state)
     if bad is not None:
         raise CheckpointMismatchError(f"{path}: tensor {bad!r} holds NaN or infinite values")
@@ -134,6 +140,10 @@ def build_recognizers(cfg: ModelConfig) -> dict[str, nn.Module]:
                                        base_width=cfg.resnet.base_width, dropout=cfg.resnet.dropout)
             if cfg.resnet.pretrained:
                 load_imagenet_weights(net, cfg.resnet.pretrained)
+            if name in cfg.resnet.mmaction2:
+                from adamml.models.mmaction2_weights import load_mmaction2_weights
+
+                load_mmaction2_weights(net, cfg.resnet.mmaction2[name])
         else:
             net = MobileNetV2Recognizer(modality.channels, cfg.num_classes, width_mult=cfg.audio.width_mult,
                                         dropout=cfg.audio.dropout)
