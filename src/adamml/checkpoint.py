@@ -97,7 +97,8 @@ def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Mo
     # the trained weights replace any ImageNet initialisation: do not read those files again
     m = cfg.model
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        m, resnet=dataclasses.replace(m.resnet, pretrained=None), audio=dataclasses.replace(m.audio, pretrained=None),
+        m, resnet=dataclasses.replace(m.resnet, pretrained=None, mmaction2={}),
+        audio=dataclasses.replace(m.audio, pretrained=None),
         policy=dataclasses.replace(m.policy, pretrained=None)))
     model = build_model(cfg.model)
     load_model_state(model, payload["model"], path)

@@ -34,6 +34,9 @@ SegmentMean = Literal["all", "selected"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
 Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
+# how the inputs are formed: adamml's own, or the official AdaMML code's (what its published checkpoints were
+# trained on; `adamml convert-official` sets it): see docs/official.md
+Conventions = Literal["adamml", "official"]
 # AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
@@ -52,8 +55,15 @@ class ResNetConfig:
     base_width: int = 64  # channels of the stem and of the first stage (64 = torchvision); 128/256/512 follow
     dropout: float = 0.5
     pretrained: str | None = None  # local torchvision ImageNet ResNet checkpoint (.pth), or none
+    # per visual modality, a local mmaction2 TSN checkpoint (backbone.*, cls_head.*) that initialises its
+    # recognizer after the ImageNet weights (`adamml.models.mmaction2_weights`), e.g. {rgb: tsn_r50_rgb.pth}
+    mmaction2: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        for name in self.mmaction2:
+            if name not in ("rgb", "flow", "rgbdiff"):
+                raise ValueError(f"resnet.mmaction2.{name}: mmaction2 weights initialise the ResNet of rgb, flow "
+                                 "or rgbdiff")
         if self.depth not in (18, 34, 50):
             raise ValueError(f"resnet.depth must be 18, 34 or 50, got {self.depth}")
         if self.base_width < 1:
@@ -180,8 +190,13 @@ class DataConfig:
     # less data through shared memory and less work per worker, the way of the field's fast GPU loaders
     normalize_on_device: bool = False
     val_split: str = "val"  # model selection split (never the test split)
+    # input conventions: "official" forms RGBDiff as the official code does, a (d + 255) / 2 image normalised
+    # like an RGB frame, for checkpoints converted from it; "adamml" the difference of normalised frames
+    conventions: Conventions = "adamml"
 
     def __post_init__(self) -> None:
+        if self.conventions not in ("adamml", "official"):
+            raise ValueError(f"data.conventions must be adamml or official, got {self.conventions!r}")
         if self.train_segments < 1 or self.stride < 1 or self.workers < 0:
             raise ValueError("data.train_segments and data.stride must be positive, data.workers >= 0")
         if len(self.train_scale) != 2 or not 0 < self.train_scale[0] <= self.train_scale[1]:

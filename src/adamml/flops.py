@@ -126,7 +126,7 @@ def _cost_key(cfg: ModelConfig) -> ModelConfig:
     return dataclasses.replace(
         cfg,
         num_segments=1,
-        resnet=dataclasses.replace(cfg.resnet, pretrained=None),
+        resnet=dataclasses.replace(cfg.resnet, pretrained=None, mmaction2={}),
         audio=dataclasses.replace(cfg.audio, pretrained=None),
         policy=dataclasses.replace(cfg.policy, pretrained=None, threshold=PolicyConfig.threshold,
                                    temperature=PolicyConfig.temperature, random_at_test=False),

@@ -192,7 +192,8 @@ class Predictor:
             batch["rgb"] = _tensor([rgb_segment(source, seg, crop) for seg in indices])
         if "rgbdiff" in wanted:
             positions = indices if "rgbdiff" in model.modalities else policy_positions(indices, cfg)
-            batch["rgbdiff"] = _tensor([rgbdiff_segment(source, seg, crop, n) for seg in positions])
+            batch["rgbdiff"] = _tensor([rgbdiff_segment(source, seg, crop, n, conventions=cfg.conventions)
+                                        for seg in positions])
         if "audio" in wanted:
             centres = segment_centre_seconds(indices, fps)
             if audio is None:

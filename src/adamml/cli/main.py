@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adamml.cli.export",
     "adamml.cli.flops",
     "adamml.cli.compare",
+    "adamml.cli.convert",
     "adamml.cli.demo",
     "adamml.cli.report",
 )

@@ -48,6 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flow", choices=FLOW_METHODS, default="tvl1", help="optical flow method (default tvl1)")
     p.add_argument("--flow-bound", type=number(float, 0, above=True), default=DEFAULT_BOUND,
                    help="flow is clipped to [-B, B] pixels")
+    p.add_argument("--existing-flow", choices=("reuse", "recompute"), default="reuse",
+                   help="flow images a frame folder already holds (flow_x_/flow_y_ of denseflow and mmaction2, x_/y_ "
+                        "of the TSN tools): reuse them (default) or compute the flow again")
+    p.add_argument("--existing-flow-bound", type=number(float, 0, above=True), default=DEFAULT_BOUND,
+                   help="the bound those flow images were quantised with (default 20)")
+    p.add_argument("--existing-flow-base", type=int, choices=(0, 1),
+                   help="number of the first flow image (default: detected)")
+    p.add_argument("--existing-flow-root", type=Path, metavar="DIR",
+                   help="a tree holding the flow images at the frame folders' relative paths (default: the frame "
+                        "folders themselves)")
     p.add_argument("--short-side", type=number(int, 0), default=DEFAULT_SHORT_SIDE,
                    help="resize frames to this short side (0 keeps)")
     p.add_argument("--audio-rate", type=number(int, 0, above=True), default=DEFAULT_AUDIO_RATE,
@@ -91,7 +101,9 @@ def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSumm
 
     settings = PrepareSettings(
         short_side=args.short_side, flow=args.flow, flow_bound=args.flow_bound, audio_rate=args.audio_rate,
-        jpeg_quality=args.jpeg_quality, frames_fps=args.frames_fps,
+        jpeg_quality=args.jpeg_quality, frames_fps=args.frames_fps, existing_flow=args.existing_flow,
+        existing_flow_bound=args.existing_flow_bound, existing_flow_base=args.existing_flow_base,
+        existing_flow_root=str(args.existing_flow_root) if args.existing_flow_root is not None else None,
     )
     source = args.videos if args.videos is not None else args.list
     return prepare_store(source, args.out, settings, list_format=None if args.videos is not None else args.format,

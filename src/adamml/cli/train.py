@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="prepared store (adamml prepare)")
     p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, config.yaml, log.csv")
     p.add_argument("--init", nargs="+", type=Path, default=[], metavar="CKPT",
-                   help="checkpoints whose recognizers initialise this model's (matched by modality name)")
+                   help="checkpoints whose recognizers initialise this model's (matched by modality name); "
+                        "MODALITY=FILE.pth: an mmaction2 TSN checkpoint for that modality's ResNet "
+                        "(model.resnet.mmaction2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.batch_size=16 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
@@ -46,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if args.modalities:
         names = [m.strip() for m in args.modalities.split(",") if m.strip()]
         overrides.append(f"model.modalities=[{','.join(names)}]")
+    init = [path for path in args.init if "=" not in str(path)]
+    overrides += [f"model.resnet.mmaction2.{item}" for item in map(str, args.init) if "=" in item]
     cfg = load_config(args.config, overrides)
     info = setup(args.device)
     try:
-        summary = train(cfg, args.stage, args.data, args.out, info, init=args.init, resume=args.resume,
+        summary = train(cfg, args.stage, args.data, args.out, info, init=init, resume=args.resume,
                         console=console)
     except ValueError as error:
         if isinstance(error, UserError):

@@ -87,14 +87,20 @@ def _normalized_rgb(bgr: Tensor) -> Tensor:
     return (x - mean) / std
 
 
-def finish_batch(batch: dict[str, Tensor], cfg: ModelConfig, policy: bool = True) -> dict[str, Tensor]:
+def finish_batch(batch: dict[str, Tensor], cfg: ModelConfig, policy: bool = True, conventions: str = "adamml"
+                 ) -> dict[str, Tensor]:
     """A batch whose pixels the loader left uint8 (``data.normalize_on_device``: ``rgb`` (B, S, T, H, W, 3) BGR,
     ``rgbdiff`` (B, S, T', 6, H, W, 3) BGR, ``flow`` (B, S, T, 10, H, W) quantised) -> the network-ready batch
-    the dataset gives otherwise (normalised, RGB differences of normalised frames, ``network_ready``), computed
-    where the batch is (the GPU, in training); float tensors pass unchanged."""
+    the dataset gives otherwise (normalised, RGB differences of normalised frames or, with `conventions`
+    "official", the official code's difference images, ``network_ready``), computed where the batch is (the GPU,
+    in training); float tensors pass unchanged."""
     out = dict(batch)
     if "rgb" in out and out["rgb"].dtype == torch.uint8:
         out["rgb"] = _normalized_rgb(out["rgb"])
+    if "rgbdiff" in out and out["rgbdiff"].dtype == torch.uint8 and conventions == "official":
+        x = out["rgbdiff"].to(torch.int16)  # (B, S, T', 6, H, W, 3) BGR
+        image = torch.div(x[:, :, :, 1:] - x[:, :, :, :-1] + 255, 2, rounding_mode="floor").to(torch.uint8)
+        out["rgbdiff"] = _normalized_rgb(image).flatten(3, 4)  # (B, S, T', 5, 3, H, W) -> (B, S, T', 15, H, W)
     if "rgbdiff" in out and out["rgbdiff"].dtype == torch.uint8:
         x = _normalized_rgb(out["rgbdiff"])  # (B, S, T', 6, 3, H, W)
         d = x[:, :, :, 1:] - x[:, :, :, :-1]  # (B, S, T', 5, 3, H, W)

@@ -52,6 +52,7 @@ from adamml.data.transforms import (
     flow_component_u8,
     normalize_flow,
     normalize_rgb,
+    official_rgb_differences,
     rgb_differences,
     train_crop,
 )
@@ -91,6 +92,7 @@ class SamplingConfig:
     network: ModelConfig | None = None
     raw: bool = False  # uint8 pixels, finished on the device (see the module docstring)
     audio_window: int = WINDOW_SAMPLES
+    conventions: str = "adamml"  # `data.conventions`: how RGBDiff is formed (adamml or official)
 
 
 def sampling_config(cfg: Config) -> SamplingConfig:
@@ -106,6 +108,7 @@ def sampling_config(cfg: Config) -> SamplingConfig:
         policy_frames=cfg.model.policy.frames,
         network=cfg.model,
         raw=cfg.data.normalize_on_device,
+        conventions=cfg.data.conventions,
     )
 
 
@@ -250,7 +253,8 @@ class SegmentDataset(Dataset):
             if "rgbdiff" not in recognizers:  # only the policy looks at it: frame positions 0, 2, 4, 6
                 positions = policy_positions(indices, self.cfg)
             out["rgbdiff"] = torch.from_numpy(np.stack([
-                rgbdiff_segment(reader, seg, crop, int(row["num_frames"]), raw) for seg, crop in zip(positions, crops)
+                rgbdiff_segment(reader, seg, crop, int(row["num_frames"]), raw, self.cfg.conventions)
+                for seg, crop in zip(positions, crops)
             ]))  # (S, T', 15, H, W); raw: (S, T', 6, H, W, 3) uint8
         if "flow" in self.keys:
             out["flow"] = torch.from_numpy(np.stack([
@@ -309,15 +313,19 @@ def rgb_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, raw: boo
     return frames if raw else normalize_rgb(frames)
 
 
-def rgbdiff_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int, raw: bool = False
-                    ) -> np.ndarray:
-    """(T', 15, H, W): at each position, the 5 consecutive differences of normalised frames; `raw`: the 6
-    cropped frames of each position, (T', 6, H, W, 3) uint8 BGR."""
+def rgbdiff_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_frames: int, raw: bool = False,
+                    conventions: str = "adamml") -> np.ndarray:
+    """(T', 15, H, W): at each position, the 5 consecutive differences of normalised frames (the official code's
+    difference images with `conventions` "official"); `raw`: the 6 cropped frames of each position,
+    (T', 6, H, W, 3) uint8 BGR."""
     frames = diff_frame_indices(positions, DIFFS, num_frames)  # (T', 6)
     unique, inverse = np.unique(frames, return_inverse=True)
     cropped = np.stack([apply_crop(reader.image(int(i)), crop) for i in unique])  # (U, H, W, 3) uint8
     stacked = cropped[inverse.reshape(frames.shape)]  # (T', 6, H, W, 3)
-    return stacked if raw else rgb_differences(stacked)  # -> (T', 15, H, W)
+    if raw:
+        return stacked
+    differences = official_rgb_differences if conventions == "official" else rgb_differences
+    return differences(stacked)  # -> (T', 15, H, W)
 
 
 def flow_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_flow: int, size: int,

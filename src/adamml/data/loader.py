@@ -58,7 +58,8 @@ def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bo
                         pin_memory=info.device.type == "cuda")
     sampling = getattr(dataset.dataset if isinstance(dataset, Subset) else dataset, "cfg", None)
     if getattr(sampling, "raw", False) and sampling.network is not None:
-        return DeviceLoader(loader, info.device, lambda b: finish_batch(b, sampling.network))
+        return DeviceLoader(loader, info.device,
+                            lambda b: finish_batch(b, sampling.network, conventions=sampling.conventions))
     return loader
 
 

@@ -81,6 +81,16 @@ def rgb_differences(bgr: np.ndarray) -> np.ndarray:
     return d.reshape(*d.shape[:-4], -1, *d.shape[-2:])
 
 
+def official_rgb_differences(bgr: np.ndarray) -> np.ndarray:
+    """`rgb_differences` as the official AdaMML code forms them (``data.conventions: official``): each difference
+    of uint8 pixels made an image, ``floor((d + 255) / 2)``, then normalised like an RGB frame: half our scale,
+    plus an offset of ``(0.5 - mean) / std`` per channel. (..., K + 1, H, W, 3) uint8 BGR -> (..., 3 K, H, W)."""
+    x = bgr.astype(np.int16)
+    image = ((x[..., 1:, :, :, :] - x[..., :-1, :, :, :] + 255) // 2).astype(np.uint8)  # (..., K, H, W, 3)
+    d = normalize_rgb(image)  # (..., K, 3, H, W)
+    return d.reshape(*d.shape[:-4], -1, *d.shape[-2:])
+
+
 def flow_component(image: np.ndarray, crop: Crop, is_x: bool) -> np.ndarray:
     """Crop one quantised flow image; (size, size) float32 in [0, 1], x negated under a flip."""
     u = apply_crop(image, crop).astype(np.float32) / 255.0

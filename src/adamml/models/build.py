@@ -41,7 +41,7 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
     """Load a local torchvision ImageNet checkpoint into ``net`` (TSNResNet or a MobileNetV2), strictly.
 
     The checkpoint's classifier is dropped; the first conv is inflated from 3 channels when ``net`` takes another
-    number of input channels. Raises ``CheckpointMismatchError`` listing missing / unexpected / mismatched keys.
+    number of input channels. Raises ``CheckpointError`` listing missing / unexpected / mismatched keys.
     """
     path = Path(path)
     if not path.is_file():
@@ -51,6 +51,12 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
         raise CheckpointError(
             f"{path}: expected a flat state dict (parameter name -> tensor) as torchvision's ImageNet checkpoints "
             f"are; got {type(state).__name__}" + (f" with keys {sorted(state)[:8]}" if isinstance(state, dict) else ""))
+    load_torchvision_state(net, state, path)
+
+
+def load_torchvision_state(net: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """Load `state`, in torchvision's names, into ``net`` as ``load_imagenet_weights`` does (classifier dropped,
+    first conv inflated, strict); `path` names the file in errors."""
     bad = non_finite_tensor(state)
     if bad is not None:
         raise CheckpointError(f"{path}: tensor {bad!r} holds NaN or infinite values")
@@ -84,6 +90,10 @@ def build_recognizers(cfg: ModelConfig) -> dict[str, nn.Module]:
                                        base_width=cfg.resnet.base_width, dropout=cfg.resnet.dropout)
             if cfg.resnet.pretrained:
                 load_imagenet_weights(net, cfg.resnet.pretrained)
+            if name in cfg.resnet.mmaction2:
+                from adamml.models.mmaction2_weights import load_mmaction2_weights
+
+                load_mmaction2_weights(net, cfg.resnet.mmaction2[name])
         else:
             net = MobileNetV2Recognizer(modality.channels, cfg.num_classes, width_mult=cfg.audio.width_mult,
                                         dropout=cfg.audio.dropout)

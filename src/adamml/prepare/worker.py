@@ -11,7 +11,7 @@ import time
 import uuid
 import wave
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -25,6 +25,7 @@ from adamml.prepare.decode import (
     VideoReader,
     resized_size,
 )
+from adamml.prepare.existing_flow import check_flow_count, find_existing_flow, flow_folder, reuse_flow
 from adamml.prepare.flow import DEFAULT_BOUND, make_flow, quantize, to_gray
 from adamml.prepare.importers import IMAGE_EXTENSIONS, VideoEntry
 from adamml.prepare.layout import (
@@ -55,9 +56,26 @@ class PrepareSettings:
     audio_rate: int = DEFAULT_AUDIO_RATE
     jpeg_quality: int = 95
     frames_fps: float = 30.0  # frame rate assumed for folders of frames, which do not record one
+    # flow images a frame folder already holds (denseflow, mmaction2, TSN; `adamml.prepare.existing_flow`):
+    # "reuse" them or "recompute"; their bound, the number of the first (None: detected), the tree they are in
+    # (None: the frame folder itself)
+    existing_flow: str = "reuse"
+    existing_flow_bound: float = DEFAULT_BOUND
+    existing_flow_base: int | None = None
+    existing_flow_root: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings store.json records; those of existing flow only when set, so stores prepared before
+        they existed still match."""
+        out = asdict(self)
+        for key, default in _EXISTING_FLOW_DEFAULTS.items():
+            if out[key] == default:
+                del out[key]
+        return out
+
+
+_EXISTING_FLOW_DEFAULTS = {"existing_flow": "reuse", "existing_flow_bound": DEFAULT_BOUND, "existing_flow_base": None,
+                           "existing_flow_root": None}
 
 
 def _new_row(entry: VideoEntry, settings: PrepareSettings) -> dict:
@@ -249,14 +267,22 @@ def prepare_video(
             _finish_timing(row, start)
             return row
         tmp.mkdir(parents=True)
+        existing = None
         if entry.kind == "frames":
             reader = FrameFolderReader(source, settings.short_side, settings.frames_fps)
+            if settings.flow != "none" and settings.existing_flow == "reuse":
+                folder = flow_folder(source, entry.source, settings.existing_flow_root)
+                existing = find_existing_flow(folder, settings.existing_flow_base) if folder.is_dir() else None
+                if existing is not None:
+                    check_flow_count(existing, len(reader.names))  # before decoding anything
         else:
             t0 = time.perf_counter()
             reader = VideoReader(source, settings.short_side, settings.audio_rate)
             row["stage_seconds"]["decode"] += time.perf_counter() - t0
         try:
-            _fill(row, reader, tmp, settings)
+            _fill(row, reader, tmp, settings if existing is None else replace(settings, flow="none"))
+            if existing is not None:
+                reuse_flow(row, source, reader.names[0], existing, tmp, settings)
         finally:
             reader.close()
         row["status"] = "ok"
