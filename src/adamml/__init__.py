@@ -35,17 +35,21 @@ _API: dict[str, str] = {
     "VideoPrediction": "adamml.predict",
     "prepare_store": "adamml.prepare.run",
     "PrepareSettings": "adamml.prepare.worker",
-    "train": "adamml.train.stages",
+    "train_stage": "adamml.train.stages",
     "UserError": "adamml.errors",
 }
 __all__ = ["__version__", *_API]
+
+
+# names whose function is called otherwise in its module
+_DEFINED_AS = {"train_stage": "train"}
 
 
 def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'adamml' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _DEFINED_AS.get(name, name))
     globals()[name] = value
     return value
 

@@ -30,7 +30,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    payload = read_weights(path, "an adamml checkpoint")
+    payload = read_weights(path, "adamml checkpoint")
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path}: not an adamml checkpoint (no 'model' and 'config' entries)")
     model, config = payload["model"], payload["config"]

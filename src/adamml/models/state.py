@@ -33,7 +33,7 @@ def load_failure(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def read_weights(path: Path, what: str = "a weights-only torch checkpoint") -> object:
+def read_weights(path: Path, what: str = "weights-only torch checkpoint") -> object:
     """`torch.load` of `path` on the CPU, weights only; CheckpointError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
@@ -41,7 +41,7 @@ def read_weights(path: Path, what: str = "a weights-only torch checkpoint") -> o
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors of every kind: report them with the path
-        raise CheckpointError(f"{path}: cannot be read as {what}: {load_failure(error)}") from error
+        raise CheckpointError(f"{path}: not a readable {what} ({load_failure(error)})") from error
 
 
 def non_finite_tensor(state: dict[str, Tensor]) -> str | None:
