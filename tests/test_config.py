@@ -81,3 +81,19 @@ def test_configs_are_frozen_and_default_to_the_paper() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.model.num_classes = 3  # type: ignore[misc]
     assert ModelConfig().resnet.depth == 50 and ModelConfig().policy.size == 160
+
+
+def test_every_stage_has_a_record_whose_phases_have_settings():
+    from adamml.config import STAGES, Config
+    from adamml.stages import STAGE_TABLE, get_stage
+
+    assert tuple(STAGE_TABLE) == STAGES
+    train = Config().train
+    for stage in STAGE_TABLE.values():
+        assert [p.name for p in stage.phases_for(train)] == [spec.name for spec in stage.phases]
+    assert get_stage("adamml").uses_policy and not get_stage("fusion").uses_policy
+    assert [p.name for p in get_stage("adamml").phases_for(train)] == ["policy_pretrain", "warmup", "alternating",
+                                                                       "finetune"]
+    assert get_stage("gradient-blending").holds_out and not get_stage("unimodal").needs_init
+    with pytest.raises(ValueError, match="unknown stage 'nope'"):
+        get_stage("nope")

@@ -53,7 +53,7 @@ class Source:
 
     @property
     def focus(self) -> Evaluation | None:
-        policy = [e for e in self.evaluations if e.report.get("stage") == "adamml"]
+        policy = [e for e in self.evaluations if e.report.get("threshold") is not None]  # a policy decided
         return (policy or self.evaluations or [None])[0]
 
 
