@@ -311,3 +311,22 @@ def test_the_same_arguments_write_the_same_videos(tmp_path):
     for rel in videos:
         (frames_a, audio_a, _), (frames_b, audio_b, _) = _decode(tmp_path / "a" / rel), _decode(tmp_path / "b" / rel)
         assert np.array_equal(frames_a, frames_b) and np.array_equal(audio_a, audio_b), rel
+
+
+def test_frames_reach_the_encoder_with_zeros_past_each_line():
+    """Frames are converted to the encoder's format before it sees them, with nothing left past each line's end
+    from earlier frames: the bytes of a video must depend on its frames only, not on what the process wrote
+    before (two demo videos in 320 differed between two fresh clones)."""
+    from adamml.synth import _encoder_frame
+
+    image = np.random.default_rng(0).integers(0, 256, (36, 50, 3), dtype=np.uint8)  # lines shorter than the rows
+    for _ in range(3):
+        frame = _encoder_frame(image, "yuv420p")
+        padded = [p for p in frame.planes if p.line_size > p.width]
+        assert padded  # the case that matters is exercised
+        for plane in padded:
+            lines = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+            assert not lines[:, plane.width:].any()
+        assert np.array_equal(frame.to_ndarray(format="rgb24"),
+                              av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+                              .to_ndarray(format="rgb24"))  # the picture itself is untouched
