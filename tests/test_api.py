@@ -48,6 +48,19 @@ def test_prepare_train_evaluate_and_predict_through_the_api(videos, tmp_path):
     assert {name for name, _p in prediction.top} == {"down", "right"}
 
 
+def test_api_names_stay_functions_once_every_module_is_imported():
+    """A submodule import sets the package attribute of its name: no API name may be a module's name."""
+    import adamml.evaluation  # noqa: F401
+    import adamml.predict  # noqa: F401
+    import adamml.prepare.run  # noqa: F401
+    import adamml.train.stages  # noqa: F401
+
+    for name in adamml.__all__:
+        if name != "__version__":
+            assert not isinstance(getattr(adamml, name), type(adamml)), name
+    assert callable(adamml.evaluate) and callable(adamml.train_stage)
+
+
 def test_an_unknown_name_is_an_attribute_error_and_import_is_light():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         adamml.nope  # noqa: B018

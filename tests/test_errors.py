@@ -20,7 +20,7 @@ from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import ConfigError, load_config
 from adamml.errors import shorten
-from adamml.evaluate import check_finite_logits
+from adamml.evaluation import check_finite_logits
 from adamml.jsonfile import json_text
 from adamml.models.build import build_model
 
@@ -156,7 +156,7 @@ def test_broken_and_malicious_checkpoints_are_refused_with_a_message(checkpoints
     _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["list"])], "list.pt", "not a state dict")
     _fails(capsys, ["bench", "--checkpoint", f"fusion={checkpoints['evil']}", "--data", str(tmp_path)], "evil.pt")
     _fails(capsys, ["bench", "--synthetic", "tiny", "--set", f"model.resnet.pretrained={checkpoints['evil']}"],
-           "evil.pt", "cannot be read")
+           "evil.pt", "not a readable weights-only torch checkpoint")
     assert not (root / "pwned").exists()
     assert err.count("\n") <= 2  # one message, not a page of torch's advice
 

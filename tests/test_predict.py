@@ -11,7 +11,7 @@ import torch
 from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import load_config
-from adamml.evaluate import evaluate
+from adamml.evaluation import evaluate
 from adamml.models.build import build_model
 from adamml.predict import InMemoryFrames, load_predictor
 from adamml.prepare.importers import assign_classes, import_annotations

@@ -28,7 +28,7 @@ _API: dict[str, str] = {
     "Config": "adamml.config",
     "build_model": "adamml.models.build",
     "load_trained": "adamml.checkpoint",
-    "evaluate": "adamml.evaluate",
+    "evaluate": "adamml.evaluation",
     "EvalReport": "adamml.results",
     "load_predictor": "adamml.predict",
     "Predictor": "adamml.predict",

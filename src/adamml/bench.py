@@ -16,7 +16,7 @@ from rich.table import Table
 from adamml.config import ModelConfig, load_config
 from adamml.data.batch import policy_key
 from adamml.data.dataset import Store
-from adamml.evaluate import evaluate
+from adamml.evaluation import evaluate
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.modalities import modality_rates
 from adamml.models.build import build_model

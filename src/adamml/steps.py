@@ -14,7 +14,7 @@ from rich.console import Console
 
 from adamml.config import Config
 from adamml.distributed import DistInfo
-from adamml.evaluate import evaluate
+from adamml.evaluation import evaluate
 from adamml.results import EvalReport
 from adamml.train.stages import train
 

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from adamml.distributed import setup, teardown
-    from adamml.evaluate import evaluate, report_markdown
+    from adamml.evaluation import evaluate, report_markdown
     from adamml.report.page import write_page_after
 
     console = Console(stderr=True, soft_wrap=True)

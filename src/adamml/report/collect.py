@@ -30,7 +30,7 @@ MODALITY_LABELS = {"rgb": "RGB", "flow": "Flow", "rgbdiff": "RGBDiff", "audio": 
 
 @dataclass
 class Evaluation:
-    """One evaluated method: its report (`adamml.evaluate`) and the folder holding its decisions."""
+    """One evaluated method: its report (`adamml.evaluation`) and the folder holding its decisions."""
 
     key: str
     label: str
