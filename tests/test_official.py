@@ -24,7 +24,7 @@ from adamml.data.batch import finish_batch
 from adamml.data.dataset import rgbdiff_segment
 from adamml.data.transforms import official_rgb_differences
 from adamml.modalities import IMAGENET_MEAN, IMAGENET_STD
-from adamml.official_checkpoint import OfficialCheckpointError, convert_official
+from adamml.official_checkpoint import OfficialCheckpointError, _numpy_scalar_globals, convert_official
 
 SIZES = ["model.input_size=32", "model.policy.size=16", "model.audio.size=64", "model.policy.audio_size=64"]
 SMALL = SIZES + ["model.resnet.depth=18"]  # the official code's -d 18: the same layout with fewer weights
@@ -325,7 +325,8 @@ def test_another_shape_is_refused_by_name(tmp_path):
 
 def test_missing_and_unexpected_keys_are_listed(rgb_flow_audio, tmp_path):
     path, _ = rgb_flow_audio
-    payload = torch.load(path, weights_only=False)
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):  # the official files hold NumPy scalars
+        payload = torch.load(path, weights_only=True)
     del payload["state_dict"]["module.policy_net.fcs.1.bias"]
     payload["state_dict"]["module.policy_net.extra.weight"] = torch.zeros(2)
     broken = tmp_path / "broken.pth.tar"
