@@ -39,9 +39,9 @@ from adamml.config import Config, ModelConfig, load_config
 from adamml.errors import shorten
 from adamml.modalities import policy_modalities
 from adamml.models.build import build_model
-from adamml.models.foreign_weights import read_weights_file, state_dict_of
+from adamml.models.foreign_weights import state_dict_of
 from adamml.models.mobilenet import MobileNetV2Extractor
-from adamml.models.state import non_finite_tensor
+from adamml.models.state import non_finite_tensor, read_weights
 from adamml.prepare.importers import KINETICS_SOUNDS
 
 # the official modality names of ours
@@ -108,8 +108,8 @@ def _numpy_scalar_globals() -> list[Any]:
 def read_official(path: Path) -> OfficialCheckpoint:
     """Read an official file, weights only (a pickle that would run code is refused), and identify its layout."""
     path = Path(path)
-    payload = read_weights_file(path, "official AdaMML checkpoint", OfficialCheckpointError, OfficialCheckpointError,
-                                tuple(_numpy_scalar_globals()))
+    payload = read_weights(path, "official AdaMML checkpoint", allowed=_numpy_scalar_globals(),
+                           error=OfficialCheckpointError, not_found=OfficialCheckpointError)
     state = state_dict_of(payload, path, OfficialCheckpointError)
     nan = non_finite_tensor(state)
     if nan is not None:

@@ -1,30 +1,14 @@
-"""Reading weights files written by other code bases (the official AdaMML, mmaction2): weights only, never code,
-and the state dict they hold with DataParallel's ``module.`` prefix removed."""
+"""The state dict of a weights file written by another code base (the official AdaMML, mmaction2; read with
+`adamml.models.state.read_weights`), with DataParallel's ``module.`` prefix removed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from adamml.errors import shorten
-from adamml.models.state import load_failure
-
-
-def read_weights_file(path: Path, what: str, not_found: type[Exception], unreadable: type[Exception],
-                      allowed: tuple[Any, ...] = ()) -> Any:
-    """What `path` holds, loaded weights only (`allowed`: further plain-data globals, e.g. NumPy scalars); a
-    missing file raises `not_found`, any unpickling failure `unreadable`, each naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise not_found(f"{path}: {what} not found")
-    try:
-        with torch.serialization.safe_globals(list(allowed)):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated files, foreign pickles, objects with code: all reported with the path
-        raise unreadable(f"{path}: not a readable {what} ({load_failure(error)})") from error
 
 
 def state_dict_of(payload: Any, path: Path, error: type[Exception]) -> dict[str, Tensor]:

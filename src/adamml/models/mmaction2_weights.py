@@ -19,8 +19,8 @@ from pathlib import Path
 from torch import Tensor
 
 from adamml.models.build import load_torchvision_state
-from adamml.models.foreign_weights import read_weights_file, state_dict_of
-from adamml.models.state import CheckpointError, WeightsNotFoundError
+from adamml.models.foreign_weights import state_dict_of
+from adamml.models.state import CheckpointError, WeightsNotFoundError, read_weights
 from adamml.models.tsn_resnet import TSNResNet
 
 BACKBONE, HEAD = "backbone.", "cls_head."
@@ -45,7 +45,7 @@ def torchvision_name(key: str) -> str | None:
 
 def read_mmaction2_state(path: Path) -> dict[str, Tensor]:
     """The backbone of an mmaction2 checkpoint in torchvision's names; errors name the file and the keys."""
-    payload = read_weights_file(path, "mmaction2 checkpoint", WeightsNotFoundError, CheckpointError)
+    payload = read_weights(path, "mmaction2 checkpoint", error=CheckpointError, not_found=WeightsNotFoundError)
     state = state_dict_of(payload, path, CheckpointError)
     if not any(k.startswith(BACKBONE) for k in state):
         raise CheckpointError(f"{path}: no 'backbone.*' keys: not an mmaction2 recognizer checkpoint "

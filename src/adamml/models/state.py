@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,15 +34,19 @@ def load_failure(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def read_weights(path: Path, what: str = "weights-only torch checkpoint") -> object:
-    """`torch.load` of `path` on the CPU, weights only; CheckpointError naming the file otherwise."""
+def read_weights(path: Path, what: str = "weights-only torch checkpoint", allowed: Iterable[Any] = (),
+                 error: type[Exception] = CheckpointError, not_found: type[Exception] = WeightsNotFoundError) -> Any:
+    """`torch.load` of `path` on the CPU, weights only (`allowed`: further plain-data globals, e.g. NumPy scalars
+    in other code bases' files); a missing file raises `not_found`, any unpickling failure `error`, each naming
+    the file."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: not found")
+        raise not_found(f"{path}: {what} not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors of every kind: report them with the path
-        raise CheckpointError(f"{path}: not a readable {what} ({load_failure(error)})") from error
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as failure:  # truncated files, foreign pickles, objects with code: all reported with the path
+        raise error(f"{path}: not a readable {what} ({load_failure(failure)})") from failure
 
 
 def non_finite_tensor(state: dict[str, Tensor]) -> str | None:
