@@ -295,6 +295,7 @@ def test_two_processes_train_like_one(tiny_store, tmp_path):
     assert moved > 50
     val_one = torch.load(tmp_path / "one" / "best.pt", weights_only=True)["val"]
     val_two = torch.load(tmp_path / "two" / "best.pt", weights_only=True)["val"]
+    assert val_one["videos"] == val_two["videos"] == 4  # every validation video once, none padded in twice
     assert val_one["top1"] == val_two["top1"] and val_one["mAP"] == pytest.approx(val_two["mAP"], abs=1e-6)
 
 
