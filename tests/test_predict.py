@@ -63,6 +63,53 @@ def test_same_predictions_as_eval_on_a_prepared_copy(setup, tmp_path):
         assert result.segments == expected["segments"]
 
 
+def test_rgb_frames_are_converted_only_for_segments_that_chose_rgb(setup, monkeypatch):
+    """Before the decisions only the policy's frames are cropped and normalised; after, the RGB recognizer's for
+    the segments that chose RGB, and the logits are those of the evaluation pass given the same decisions."""
+    import adamml.predict as predict_module
+    from adamml.checkpoint import load_trained
+    from adamml.data.batch import network_ready
+    from adamml.data.dataset import SegmentDataset, Store, sampling_config
+
+    root, store, checkpoint, _classes = setup
+    chosen = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])  # (1, S, M): rgb, flow, audio
+    predictor = load_predictor(checkpoint, "dis")
+    predictor.override = lambda _decisions: chosen
+    converted = []
+
+    def counting(source, positions, crop, raw=False):
+        converted.append(len(positions))
+        return rgb_segment(source, positions, crop, raw)
+
+    rgb_segment = predict_module.rgb_segment
+    monkeypatch.setattr(predict_module, "rgb_segment", counting)
+    seen = {}
+    infer = predictor.model.infer
+
+    def capturing(batch, decisions):
+        seen.update(batch)
+        return infer(batch, decisions)
+
+    monkeypatch.setattr(predictor.model, "infer", capturing)
+    row = read_jsonl(store / "manifest.jsonl")[0]
+    result, _ = predictor(root / row["source"])
+    cfg = predictor.cfg
+    assert converted == [cfg.model.policy.frames] * 3 + [cfg.model.frames_per_segment]  # 3 policy views, 1 segment for RGB
+    assert result.segments == [["rgb", "audio"], ["flow", "audio"], []]
+    model, _cfg, _payload = load_trained(checkpoint)
+    data = SegmentDataset(Store.open(store), "test", cfg.model.modalities, train=False, sampling=sampling_config(cfg))
+    item = data[[r["id"] for r in data.rows].index(row["id"])]
+    batch = network_ready({k: v[None] for k, v in item.items() if v.dim() >= 3}, cfg.model)
+    # the recognizer's RGB: segment 0 as the dataset reads it from the prepared copy (JPEG at quality 100 with
+    # halved chroma: 0.03 on average here, 0.42 against the next segment), the others never converted
+    error = (seen["rgb"][0, 0] - batch["rgb"][0, 0]).abs().mean()
+    assert error < 0.05 and error < (seen["rgb"][0, 0] - batch["rgb"][0, 1]).abs().mean() / 5
+    assert seen["rgb"][0, 0].abs().mean() > 0.1 and not seen["rgb"][0, 1:].any()
+    with torch.no_grad():
+        expected = model.infer(batch, chosen).logits[0].numpy()
+    np.testing.assert_allclose(result.logits, expected, atol=2e-3)
+
+
 def test_flow_is_computed_only_for_segments_that_chose_it(setup):
     root, _store, checkpoint, _classes = setup
     video = root / "test" / "right" / "0.mp4"

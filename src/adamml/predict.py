@@ -5,6 +5,7 @@ Only the frames the segments read are kept while the video decodes, so memory do
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,13 @@ class Predictor:
 
     def __init__(self, model: AdaMML, cfg: Config, payload: dict[str, Any], classes: list[str] | None,
                  flow_method: str = "dis", device: str = "cpu", precision: str = "fp32",
-                 rule: DecisionRule | None = None) -> None:
+                 rule: DecisionRule | None = None,
+                 override: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.model, self.cfg, self.device = model.eval(), cfg, torch.device(device)
         self.rule = rule  # the policy's threshold for these predictions (None: the configured one)
+        # decisions (1, S, M) used instead of the policy's, which still runs (`adamml bench --synthetic --videos`
+        # fixes the selection rates of a model with random weights)
+        self.override = override
         self.amp = amp_for(precision, self.device)
         self.stage = payload.get("stage", "adamml")
         self.sampling: SamplingConfig = sampling_config(cfg)
@@ -187,9 +192,13 @@ class Predictor:
         crop = centre_crop(width, height, cfg.input_size, cfg.test_short_side)
         source = InMemoryFrames(frames, self.flow_method)
         policy_inputs, wanted = self.policy_inputs, self.wanted
+        # with a policy, the RGB recognizer's frames are converted only for the segments that choose RGB; before
+        # the decisions, only the policy's frames (positions 0, 2, 4, 6 of 8)
+        rgb_after = "rgb" in model.modalities and "rgb" in policy_inputs
         batch: dict[str, torch.Tensor] = {}
         if "rgb" in wanted:
-            batch["rgb"] = _tensor([rgb_segment(source, seg, crop) for seg in indices])
+            segments = policy_positions(indices, cfg) if rgb_after else indices
+            batch["rgb"] = _tensor([rgb_segment(source, seg, crop) for seg in segments])
         if "rgbdiff" in wanted:
             positions = indices if "rgbdiff" in model.modalities else policy_positions(indices, cfg)
             batch["rgbdiff"] = _tensor([rgbdiff_segment(source, seg, crop, n, conventions=cfg.conventions)
@@ -215,12 +224,21 @@ class Predictor:
             else:
                 decided = model.decide(batch, self.rule)
                 decisions, probs = decided.decisions, decided.probs
+            if self.override is not None:
+                decisions = self.override(decisions).to(decisions.device, decisions.dtype)
         lap("policy")
         s = len(indices)
+        chosen = decisions[0].cpu().numpy() > 0.5  # (S, M)
+        if rgb_after:  # the recognizer's RGB: only where it runs (infer never reads the other segments)
+            rgb = np.zeros((s, cfg.frames, 3, cfg.input_size, cfg.input_size), np.float32)
+            for seg in np.flatnonzero(chosen[:, model.modalities.index("rgb")]):
+                rgb[seg] = rgb_segment(source, indices[seg], crop)
+            batch["rgb"] = torch.from_numpy(rgb)[None].to(self.device)
+        lap("policy inputs")
         if "flow" in model.modalities:
             column = model.modalities.index("flow")
             flow = np.zeros((s, cfg.frames, 10, cfg.input_size, cfg.input_size), np.float32)
-            for seg in np.flatnonzero(decisions[0, :, column].cpu().numpy() > 0.5):
+            for seg in np.flatnonzero(chosen[:, column]):
                 flow[seg] = flow_segment(source, indices[seg], crop, n - 1, cfg.input_size)
             batch["flow"] = torch.from_numpy(flow)[None].to(self.device)
         lap("flow")
@@ -233,7 +251,7 @@ class Predictor:
                             "checkpoint's weights or this video's inputs are broken")
         scores = softmax(logits[None])[0]
         order = np.argsort(-scores)[:top_k]
-        used = decisions[0].cpu().numpy() > 0.5  # (S, M)
+        used = chosen
         include_policy = get_stage(self.stage).uses_policy
         flow_always = 0
         if "flow" in model.modalities and n > 1:
