@@ -167,7 +167,7 @@ def test_cli_writes_json_and_figure_and_reports_bad_files(setup, tmp_path, capsy
     text = capsys.readouterr().out
     assert "bad.mp4" in text and "optical flow computed for" in text
     results = json.loads(out.read_text())
-    assert len(results) == 1 and set(results[0]["seconds"]) == {"decode", "policy inputs", "policy", "flow",
+    assert len(results) == 1 and set(results[0]["seconds"]) == {"decode", "policy inputs", "policy", "rgb", "flow",
                                                                   "recognizers"}
     assert (tmp_path / "fig-0.png").stat().st_size > 0
 
@@ -222,3 +222,28 @@ def test_synthetic_bench_runs_the_configured_rates_at_any_size(tmp_path, capsys)
     assert main(["bench", "--synthetic", "tiny", "--data", str(tmp_path)]) == 2  # random models take no data
     if not torch.cuda.is_available():
         assert main(["bench", "--synthetic", "tiny", "--device", "cuda"]) == 2  # a clear error, no traceback
+
+
+def test_synthetic_bench_end_to_end_on_video_files(setup, tmp_path, capsys):
+    """`bench --synthetic CONFIG --videos`: predict's whole path on real files with random weights at the
+    config's sizes; AdaMML at exactly the given rates, flow computed for the segments that chose it only."""
+    from adamml.config import load_config
+    from adamml.flops import measure_costs
+
+    root, _store, _checkpoint, _classes = setup
+    out = tmp_path / "e2e.json"
+    assert main(["bench", "--synthetic", "tiny", *[f"--set={s}" for s in SMALL], "--videos", str(root / "test"),
+                 "--rates", "rgb=1,flow=0.34,audio=0.67", "--no-unimodal", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["videos"] == 3 and result["flow"] == "dis" and set(result["rows"]) == {"adamml", "fusion"}
+    adamml, fusion = result["rows"]["adamml"], result["rows"]["fusion"]
+    costs = measure_costs(load_config("tiny", SMALL).model)
+    expected = costs.policy().conv * 3 + 3 * costs.recognizers["rgb"].conv + costs.recognizers["flow"].conv \
+        + 2 * costs.recognizers["audio"].conv  # 3 segments: RGB on 3, flow on 1, audio on 2
+    assert adamml["gflops"] == pytest.approx(expected, rel=1e-6)
+    assert 0 < adamml["flow_pairs_per_video"] < fusion["flow_pairs_per_video"]
+    assert adamml["end_to_end_videos_per_second"] > 0 and fusion["end_to_end_speedup"] == 1.0
+    assert set(adamml["seconds_per_video"]) >= {"decode", "policy", "flow", "recognizers"}
+    assert "network videos/s" not in capsys.readouterr().out
+    assert main(["bench", "--synthetic", "tiny", "--videos", str(tmp_path / "none")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

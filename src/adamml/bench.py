@@ -73,12 +73,14 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
 
 
 def _with_speedups(result: dict[str, Any]) -> dict[str, Any]:
-    """Add each row's GFLOPs ratio, speed-ups and speed-up / ratio against the baseline row."""
+    """Add each row's GFLOPs ratio, speed-ups and speed-up / ratio against the baseline row (network columns only
+    where the network pass was measured)."""
     rows, base = result["rows"], result["rows"][result["baseline"]]
     for row in rows.values():
         row["gflops_ratio"] = base["gflops"] / row["gflops"] if row["gflops"] else float("inf")
-        row["network_speedup"] = row["network_videos_per_second"] / base["network_videos_per_second"]
-        row["network_efficiency"] = row["network_speedup"] / row["gflops_ratio"]
+        if row.get("network_videos_per_second") is not None:
+            row["network_speedup"] = row["network_videos_per_second"] / base["network_videos_per_second"]
+            row["network_efficiency"] = row["network_speedup"] / row["gflops_ratio"]
         if "end_to_end_videos_per_second" in row:
             row["end_to_end_speedup"] = row["end_to_end_videos_per_second"] / base["end_to_end_videos_per_second"]
             row["end_to_end_efficiency"] = row["end_to_end_speedup"] / row["gflops_ratio"]
@@ -198,6 +200,88 @@ def bench_synthetic(config: str, overrides: list[str], videos: int, batch_size: 
                            "rates": dict(zip(cfg.modalities, rate_list)), "rows": rows})
 
 
+def video_files(paths: list[Path], limit: int | None = None) -> list[Path]:
+    """The video files among `paths` (files, or folders searched recursively by extension), sorted, at most
+    `limit`; a clear error when there are none."""
+    from adamml.prepare.importers import VIDEO_EXTENSIONS
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    if not found:
+        raise ValueError(f"{', '.join(map(str, paths))}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    return found[:limit]
+
+
+def bench_synthetic_end_to_end(config: str, overrides: list[str], videos: list[Path], flow: str, rates: str | None,
+                               device: str = "cpu", seed: int = 0, unimodal: bool = True,
+                               console: Console | None = None, precision: str = "fp32") -> dict[str, Any]:
+    """End-to-end videos/s of `adamml predict`'s path (decoding, the policy's inputs, the policy, optical flow
+    only where chosen, the recognizers) on real video files, at the sizes of ``config`` with random weights:
+    AdaMML's policy runs on every segment and its decisions then give way to exactly ``rates`` of the segments
+    of each video (random places, fixed per video); weighted fusion and the unimodal models compute every cell.
+    Each model predicts the first video once unmeasured (allocations), then every video once, timed."""
+    from adamml.predict import STAGES, Predictor
+
+    console = console or Console(stderr=True, soft_wrap=True)
+    cfg = load_config(config, overrides)
+    model_cfg = dataclasses.replace(cfg.model, fusion=dataclasses.replace(cfg.model.fusion, kind="weighted"))
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA device on this machine")
+    rate_list = parse_rates(rates, model_cfg.modalities)
+    s = model_cfg.num_segments
+    torch.manual_seed(seed)
+    model = optimize_for_inference(build_model(model_cfg).eval()).to(dev)
+    draws = iter(range(1, 1 << 30))
+
+    def fixed_rates(_decisions: torch.Tensor) -> torch.Tensor:
+        return exact_decisions(1, s, rate_list, seed + next(draws))
+
+    plans: dict[str, Predictor] = {
+        "adamml": Predictor(model, cfg, {"stage": "adamml"}, None, flow, device, precision, override=fixed_rates),
+        "fusion": Predictor(model, cfg, {"stage": "fusion"}, None, flow, device, precision),
+    }
+    if unimodal:
+        for name in model_cfg.modalities:
+            single = dataclasses.replace(cfg, model=dataclasses.replace(model_cfg, modalities=(name,)))
+            torch.manual_seed(seed)
+            net = optimize_for_inference(build_model(single.model).eval()).to(dev)
+            plans[name] = Predictor(net, single, {"stage": "unimodal"}, None, flow, device, precision)
+    console.print(f"{config}: {', '.join(model_cfg.modalities)}; {len(videos)} video files end to end, "
+                  f"{s} segments, flow {flow}; input {model_cfg.input_size}, ResNet-{model_cfg.resnet.depth}; {dev}"
+                  + (f", {torch.get_num_threads()} CPU threads" if dev.type == "cpu" else "") + f"; {precision}")
+    rows: dict[str, dict[str, Any]] = {}
+    for name, predictor in plans.items():
+        predictor(videos[0])  # warm-up: first-call allocations, cuDNN's algorithm choice
+        seconds = {stage: 0.0 for stage in STAGES}
+        gflops = pairs = 0.0
+        start = time.perf_counter()
+        for video in videos:
+            result, _ = predictor(video)
+            gflops += result.gflops
+            pairs += result.flow_pairs
+            for stage, value in result.seconds.items():
+                seconds[stage] += value
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        total = time.perf_counter() - start
+        rows[name] = {"gflops": gflops / len(videos), "top1": None, "network_videos_per_second": None,
+                      "end_to_end_videos_per_second": len(videos) / total, "flow_pairs_per_video": pairs / len(videos),
+                      "seconds_per_video": {k: round(v / len(videos), 4) for k, v in seconds.items()}}
+        parts = ", ".join(f"{k} {1000 * v / len(videos):.0f} ms" for k, v in seconds.items() if v)
+        console.print(f"  {name}: {len(videos) / total:.3g} videos/s ({parts} per video)")
+    return _with_speedups({"baseline": "fusion", "config": config, "device": str(dev), "videos": len(videos),
+                           "flow": flow, "precision": precision, "threads": torch.get_num_threads(),
+                           "segments": s, "rates": dict(zip(model_cfg.modalities, rate_list)), "rows": rows})
+
+
 def _speed(videos_per_second: float) -> str:
     return f"{videos_per_second:.1f}" if videos_per_second >= 10 else f"{videos_per_second:.3g}"
 
@@ -206,16 +290,20 @@ def bench_table(result: dict[str, Any]) -> Table:
     """The measurements as a table; the end-to-end columns only where they were measured."""
     table = Table(title=f"speed against {result['baseline']} (same machine, same run)")
     with_e2e = any("end_to_end_videos_per_second" in r for r in result["rows"].values())
-    columns = ["model", "top-1 (%)", "GFLOPs / video", "GFLOPs ratio", "network videos/s", "speed-up",
-               "speed-up / ratio"]
+    with_network = any(r.get("network_videos_per_second") is not None for r in result["rows"].values())
+    columns = ["model", "top-1 (%)", "GFLOPs / video", "GFLOPs ratio"]
+    if with_network:
+        columns += ["network videos/s", "speed-up", "speed-up / ratio"]
     if with_e2e:
         columns += ["end-to-end videos/s", "speed-up", "speed-up / ratio", "flow pairs / video"]
     for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, r in result["rows"].items():
         cells = [name, f"{r['top1']:.2f}" if r["top1"] is not None else "-", f"{r['gflops']:.4g}",
-                 f"{r['gflops_ratio']:.2f}x", _speed(r["network_videos_per_second"]), f"{r['network_speedup']:.2f}x",
-                 f"{r['network_efficiency']:.2f}"]
+                 f"{r['gflops_ratio']:.2f}x"]
+        if with_network:
+            cells += [_speed(r["network_videos_per_second"]), f"{r['network_speedup']:.2f}x",
+                      f"{r['network_efficiency']:.2f}"]
         if with_e2e:
             e2e = "end_to_end_videos_per_second" in r
             cells += [_speed(r["end_to_end_videos_per_second"]) if e2e else "-",

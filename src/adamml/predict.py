@@ -52,7 +52,7 @@ from adamml.prepare.flow import (
 )
 from adamml.stages import get_stage
 
-STAGES = ("decode", "policy inputs", "policy", "flow", "recognizers")
+STAGES = ("decode", "policy inputs", "policy", "rgb", "flow", "recognizers")
 
 
 class InMemoryFrames:
@@ -234,7 +234,7 @@ class Predictor:
             for seg in np.flatnonzero(chosen[:, model.modalities.index("rgb")]):
                 rgb[seg] = rgb_segment(source, indices[seg], crop)
             batch["rgb"] = torch.from_numpy(rgb)[None].to(self.device)
-        lap("policy inputs")
+        lap("rgb")
         if "flow" in model.modalities:
             column = model.modalities.index("flow")
             flow = np.zeros((s, cfg.frames, 10, cfg.input_size, cfg.input_size), np.float32)

@@ -13,6 +13,9 @@ fusion on one V100.
 random weights and random inputs at the configured sizes; AdaMML runs its policy on every segment and then each
 recognizer on exactly --rates of the cells (chosen at random, the same for every pass), weighted fusion every
 recognizer on every cell, each unimodal model its recognizer on every cell. Speed does not depend on the weights.
+With --videos (a folder or video files) it measures (b) instead, at those sizes: `adamml predict`'s whole path on
+each file (decoding, the policy's inputs, the policy, --flow only for the segments that chose flow, the
+recognizers), AdaMML's decisions replaced by exactly --rates of each video's segments.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", dest="checkpoints", action="append", metavar="NAME=PATH",
                    help="a trained model (repeatable), e.g. adamml=runs/demo/adamml/best.pt")
     p.add_argument("--data", type=Path, help="prepared store (network-only pass)")
-    p.add_argument("--videos", type=Path, help="folder the store's sources are relative to (end-to-end pass)")
+    p.add_argument("--videos", type=Path, nargs="+", help="folder the store's sources are relative to (end-to-end "
+                   "pass); with --synthetic, video files or folders of them")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=positive_int, help="end to end: at most this many videos")
     p.add_argument("--flow", default="dis", help="end to end: the optical flow method of the store")
@@ -58,7 +62,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from adamml.bench import bench, bench_synthetic, bench_table, parse_named
+    from adamml.bench import (
+        bench,
+        bench_synthetic,
+        bench_synthetic_end_to_end,
+        bench_table,
+        parse_named,
+        video_files,
+    )
     from adamml.jsonfile import write_json
 
     console = Console(stderr=True, soft_wrap=True)
@@ -68,13 +79,21 @@ def run(args: argparse.Namespace) -> int:
         if args.synthetic:
             if args.checkpoints or args.data:
                 raise UserError("--synthetic measures random models: give it no --checkpoint or --data")
-            result = bench_synthetic(args.synthetic, args.set, args.num_videos, args.batch_size or 2, args.rates,
-                                     args.device, args.repeats, unimodal=not args.no_unimodal, console=console,
-                                     precision=args.precision)
+            if args.videos:
+                result = bench_synthetic_end_to_end(args.synthetic, args.set, video_files(args.videos, args.limit),
+                                                    args.flow, args.rates, args.device, unimodal=not args.no_unimodal,
+                                                    console=console, precision=args.precision)
+            else:
+                result = bench_synthetic(args.synthetic, args.set, args.num_videos, args.batch_size or 2, args.rates,
+                                         args.device, args.repeats, unimodal=not args.no_unimodal, console=console,
+                                         precision=args.precision)
         else:
             if not args.checkpoints or args.data is None:
                 raise UserError("give --checkpoint NAME=PATH (repeatable) and --data STORE, or --synthetic CONFIG")
-            result = bench(parse_named(args.checkpoints), args.data, args.videos, args.split, args.limit,
+            if args.videos is not None and len(args.videos) > 1:
+                raise UserError("--videos takes one folder (the store's sources are relative to it)")
+            result = bench(parse_named(args.checkpoints), args.data, args.videos[0] if args.videos else None,
+                           args.split, args.limit,
                            args.flow, args.baseline, console, args.repeats, args.batch_size, args.precision)
     except ValueError as error:
         raise UserError(str(error)) from error
