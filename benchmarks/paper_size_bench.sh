@@ -8,13 +8,20 @@
 #      10 test segments, random weights, which do not change the speed), RGB+Audio and RGB+Flow+Audio, batches
 #      of 1, 8 and 32 videos, fp32 and bf16;
 #   3. the data loader's training samples/s per worker at the paper's settings (benchmarks/loader_speed.py, on a
-#      made-up store of JPEG frames, flow and audio written first).
+#      made-up store of JPEG frames, flow and audio written first);
+#   4. end to end on video files (`adamml bench --synthetic CONFIG --videos`): `adamml predict`'s whole path at
+#      the paper's sizes (decoding, the policy's inputs, the policy, optical flow only where chosen, ResNet-50s),
+#      AdaMML at RATES against weighted fusion, with DIS and with TV-L1 flow, on 10-second videos written by
+#      `adamml synth` at 320 x 320 (E2E_VIDEOS of them). TV-L1 (E2E_TVL1=1, on the first video only) runs on the
+#      CPU and costs about 1 s a field, some 8 minutes for the two models: outside the 8-minute budget, off by
+#      default. Needs PyAV: skipped without it, or installed from a folder of wheels given as WHEELS (the GPU box
+#      has no internet).
 #
 #   bash benchmarks/paper_size_bench.sh                         # GPU; JSON and a log under runs/paper-size-bench
 #   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 24 \
 #     --seconds 4" bash benchmarks/paper_size_bench.sh                         # a quick check on a CPU
 #
-# Needs only torch, numpy, opencv, rich and pyyaml (runs from src/ without installing; no PyAV). The paper
+# Parts 1-3 need only torch, numpy, opencv, rich and pyyaml (runs from src/ without installing; no PyAV). The paper
 # (supplementary Sec. F, one V100, PyTorch 1.2): 1.96x over weighted fusion on Kinetics-Sounds (11.6 vs 5.9
 # videos/s), 1.42x on ActivityNet. RATES (default 0.5 per modality, about the paper's 35-55 % saving) sets the
 # share of segments each recognizer runs on. Each part has its own time limit, so one slow part cannot take the
@@ -31,6 +38,9 @@ RATES=${RATES:-0.5}
 TRAIN_BATCH=${TRAIN_BATCH:-6}
 TRAIN_STEPS=${TRAIN_STEPS:-10}
 LOADER_ARGS=${LOADER_ARGS:-"--workers 1 4 8 12 --max-batches 6 --samples 2"}
+E2E_VIDEOS=${E2E_VIDEOS:-4}
+E2E_CONFIG=${E2E_CONFIG:-paper-rgb-flow-audio}
+E2E_TVL1=${E2E_TVL1:-0}
 OUT=${OUT:-runs/paper-size-bench}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -62,6 +72,23 @@ done
 # shellcheck disable=SC2086
 part "data loader" 200 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
   --json "$OUT/loader-speed.json"
+if "$PYTHON" -c "import av" 2>/dev/null || { [ -n "${WHEELS:-}" ] && "$PYTHON" -m pip install -q --no-index \
+     --find-links "$WHEELS" av; }; then
+  per_class=$(( (E2E_VIDEOS + 1) / 2 ))
+  part "videos for end to end" 120 "$PYTHON" -m adamml.cli synth --out "$OUT/e2e-videos" --classes 2 \
+    --train-per-class 1 --val-per-class 1 --test-per-class "$per_class" --segments 10 --frames-per-segment 32 \
+    --size 320 --quiet
+  part "end to end, DIS flow" 180 "$PYTHON" -m adamml.cli.bench --synthetic "$E2E_CONFIG" --device "$DEVICE" \
+    --videos "$OUT/e2e-videos/videos/test" --limit "$E2E_VIDEOS" --flow dis --rates "$RATES" --no-unimodal \
+    --json "$OUT/e2e-dis.json"
+  if [ "$E2E_TVL1" = 1 ]; then
+    part "end to end, TV-L1 flow" 900 "$PYTHON" -m adamml.cli.bench --synthetic "$E2E_CONFIG" --device "$DEVICE" \
+      --videos "$OUT/e2e-videos/videos/test" --limit 1 --flow tvl1 --rates "$RATES" --no-unimodal \
+      --json "$OUT/e2e-tvl1.json"
+  fi
+else
+  echo "=== end to end: skipped (no PyAV; give WHEELS=folder with an av wheel for this Python)"
+fi
 "$PYTHON" benchmarks/summarize_paper_bench.py "$OUT" || failed=$((failed + 1))
 echo "wrote $OUT/*.json; parts failed: $failed"
 exit $((failed > 0))

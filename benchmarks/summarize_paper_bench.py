@@ -61,11 +61,26 @@ def loader_table(loader: dict, training: list[dict]) -> list[str]:
     return lines
 
 
+def end_to_end_table(runs: list[dict]) -> list[str]:
+    """`bench --synthetic --videos` results: videos/s, speed-up over fusion and where each video's time went."""
+    lines = ["| flow | model | GFLOPs / video | end-to-end videos/s | speed-up | / GFLOPs ratio | flow fields / video "
+             "| ms per video: decode, policy inputs, policy, rgb, flow, recognizers |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for run in runs:
+        for name, row in run["rows"].items():
+            parts = ", ".join(f"{1000 * v:.0f}" for v in row["seconds_per_video"].values())
+            lines.append(f"| {run['flow']} | {name} | {row['gflops']:.1f} | {row['end_to_end_videos_per_second']:.3g} | "
+                         f"{row['end_to_end_speedup']:.2f}x | {row['end_to_end_efficiency']:.2f} | "
+                         f"{row['flow_pairs_per_video']:.0f} | {parts} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     folder = Path((argv or sys.argv[1:] or ["runs/paper-size-bench"])[0])
     training = _load(folder / "train-speed.json") or []
     benches = [r for p in sorted(folder.glob("paper-*-batch*.json")) if (r := _load(p))]
     loader = _load(folder / "loader-speed.json")
+    end_to_end = [r for name in ("e2e-dis.json", "e2e-tvl1.json") if (r := _load(folder / name))]
     out: list[str] = []
     if training:
         out += ["## Training steps (AdaMML stage, batch %d per GPU)" % training[0]["batch"], ""] + training_table(training)
@@ -73,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         out += ["", "## Network speed against weighted fusion (10 test segments)", ""] + bench_table(benches)
     if loader:
         out += ["", "## Data loader (training samples, paper settings)", ""] + loader_table(loader, training)
+    if end_to_end:
+        out += ["", f"## End to end on video files ({end_to_end[0]['config']}, {end_to_end[0]['videos']} videos)",
+                ""] + end_to_end_table(end_to_end)
     text = "\n".join(out) + "\n"
     (folder / "summary.md").write_text(text, encoding="utf-8")
     print(text)
