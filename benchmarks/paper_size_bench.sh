@@ -8,7 +8,9 @@
 #      10 test segments, random weights, which do not change the speed), RGB+Audio and RGB+Flow+Audio, batches
 #      of 1, 8 and 32 videos, fp32 and bf16;
 #   3. the data loader's training samples/s per worker at the paper's settings (benchmarks/loader_speed.py, on a
-#      made-up store of JPEG frames, flow and audio written first).
+#      made-up store of JPEG frames, flow and audio written first);
+#   4. on a GPU, the same loader with the JPEGs decoded, cropped and finished on the GPU (`data.decode: device`:
+#      the workers only read the files' bytes), on the same store.
 #
 #   bash benchmarks/paper_size_bench.sh                         # GPU; JSON and a log under runs/paper-size-bench
 #   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 24 \
@@ -31,6 +33,7 @@ RATES=${RATES:-0.5}
 TRAIN_BATCH=${TRAIN_BATCH:-6}
 TRAIN_STEPS=${TRAIN_STEPS:-10}
 LOADER_ARGS=${LOADER_ARGS:-"--workers 1 4 8 12 --max-batches 6 --samples 2"}
+DECODE_ARGS=${DECODE_ARGS:-"--workers 1 4 8 --max-batches 6 --samples 2"}
 OUT=${OUT:-runs/paper-size-bench}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -62,6 +65,11 @@ done
 # shellcheck disable=SC2086
 part "data loader" 200 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
   --json "$OUT/loader-speed.json"
+if [ "$DEVICE" = cuda ]; then
+  # shellcheck disable=SC2086
+  part "data loader, JPEGs decoded on the GPU" 120 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" \
+    --decode device $DECODE_ARGS --json "$OUT/loader-speed-device.json"
+fi
 "$PYTHON" benchmarks/summarize_paper_bench.py "$OUT" || failed=$((failed + 1))
 echo "wrote $OUT/*.json; parts failed: $failed"
 exit $((failed > 0))
