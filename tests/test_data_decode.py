@@ -12,6 +12,7 @@ import torch
 
 from adamml.cli.main import main
 from adamml.config import ConfigError, load_config
+from adamml.data import jpeg
 from adamml.data.batch import finish_batch
 from adamml.data.dataset import SegmentDataset, Store, default_sampling
 from adamml.data.jpeg import at_key, collate_encoded, decode_batch, key
@@ -61,10 +62,11 @@ def _datasets(store, modalities, train):
 
 
 @pytest.mark.parametrize("modalities", [("rgb", "flow", "audio"), ("rgbdiff", "audio")])
-def test_device_decoding_gives_the_cpu_paths_uint8_batch(store, modalities):
+def test_device_decoding_gives_the_cpu_paths_uint8_batch(store, modalities, monkeypatch):
     """rgb, rgbdiff (policy input, or recognizer input at every frame) and flow, random crops and flips and centre
-    crops, a one-frame video without flow and two source sizes in one batch: the decoded batch is the CPU path's
-    within a level or two, and finishes into the same network inputs."""
+    crops, a one-frame video without flow and two source sizes in one batch, warped a few images at a time: the
+    decoded batch is the CPU path's within a level or two, and finishes into the same network inputs."""
+    monkeypatch.setattr(jpeg, "_CHUNK_ELEMENTS", 7 * 48 * 64)  # chunks of 7 flow or 2 RGB images
     for train in (True, False):
         cpu, device = _datasets(store, modalities, train)
         expected = [cpu[i] for i in range(len(cpu))]

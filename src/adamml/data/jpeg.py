@@ -12,7 +12,8 @@ offset), bilinear, edges replicated, here `grid_sample` with ``align_corners=Tru
 OpenCV's warp uses 1/32-pixel fixed-point positions and weights, so the two differ by a level or two at edges.
 
 Only JPEG files are decoded this way: a file that is not one (a PNG saved under a .jpg name) is refused by the
-worker, a corrupt one by the decode step, both naming the file.
+worker, a corrupt one by the decode step, both naming the file. EXIF orientation is not applied (nvJPEG cannot):
+`adamml prepare` keeps a JPEG's bytes only when it is upright and re-encodes the others.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ GROUPS = {"image": ImageReadMode.RGB, "flow": ImageReadMode.GRAY}
 PLACES = {"rgb": "image", "rgbdiff": "image", "flow": "flow"}
 NO_MOTION = 128  # a quantised flow value of 0 (one-frame videos have no flow files)
 _JPEG_START = b"\xff\xd8"
-_CHUNK_ELEMENTS = 1 << 27  # float source pixels warped at once (512 MB)
+_CHUNK_ELEMENTS = 1 << 26  # float source pixels warped at once (256 MB)
 _CROP_COLUMNS = 6  # file, x, y, side, flip, negate
 
 
@@ -192,8 +193,8 @@ def warp(source: Tensor, table: Tensor, size: int) -> Tensor:
     step = (side / size)[:, None]
     gx = 2 * (x[:, None] + columns * step) / max(width - 1, 1) - 1  # (n, size)
     gy = 2 * (y[:, None] + u * step) / max(height - 1, 1) - 1  # (n, size)
+    gx, gy = gx.float(), gy.float()  # positions in float64 above, the grid itself float32
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (n, size, size, 2)
-    warped = F.grid_sample(source.float(), grid.float(), mode="bilinear", padding_mode="border",
-                           align_corners=True)
+    warped = F.grid_sample(source.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     q = warped.round_().clamp_(0, 255).to(torch.uint8)
     return torch.where(negate[:, None, None, None] > 0, 255 - q, q)  # flipped flow x: 255 - q
