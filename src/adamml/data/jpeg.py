@@ -153,19 +153,25 @@ def decoded_crops(batch: dict, group: str, device: torch.device, size: int) -> T
     if len(table):
         buffers = list(torch.split(batch[key(group, "bytes")], batch[key(group, "lengths")].tolist()))
         images = decode(buffers, GROUPS[group], device, batch[key(group, "paths")])
-        files = table[:, 0].long().tolist()
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for c, f in enumerate(files):
-            by_shape.setdefault(tuple(images[f].shape), []).append(c)
-        for shape, members in by_shape.items():
-            step = max(1, _CHUNK_ELEMENTS // (shape[0] * shape[1] * shape[2]))
-            for i in range(0, len(members), step):
-                chunk = members[i:i + step]
-                source = torch.stack([images[files[c]] for c in chunk])  # (n, C, H, W) uint8
-                out[chunk] = warp(source, table[chunk].to(device, non_blocking=True), size)
+        warp_all(images, table, out)
     if channels == 3:
         return out.flip(1).permute(0, 2, 3, 1).contiguous()  # RGB (C, 3, H, W) -> BGR (C, H, W, 3)
     return out[:, 0]
+
+
+def warp_all(images: list[Tensor], table: Tensor, out: Tensor) -> None:
+    """Write into `out` (C, channels, size, size) each crop of `table` (C, 6) taken of its file among the decoded
+    `images`, warped in batches of images of one size (at most `_CHUNK_ELEMENTS` float pixels at a time)."""
+    files = table[:, 0].long().tolist()
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for c, f in enumerate(files):
+        by_shape.setdefault(tuple(images[f].shape), []).append(c)
+    for shape, members in by_shape.items():
+        step = max(1, _CHUNK_ELEMENTS // (shape[0] * shape[1] * shape[2]))
+        for i in range(0, len(members), step):
+            chunk = members[i:i + step]
+            source = torch.stack([images[files[c]] for c in chunk])  # (n, channels, H, W) uint8
+            out[chunk] = warp(source, table[chunk].to(out.device, non_blocking=True), out.shape[-1])
 
 
 def decode(buffers: list[Tensor], mode: ImageReadMode, device: torch.device, paths: list[str]) -> list[Tensor]:
