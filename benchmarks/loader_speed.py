@@ -12,9 +12,14 @@ for the policy. It reports
     batches (the workers' start);
 each in both transports: `float` (the workers send normalised float32 tensors) and `uint8` (the workers send the
 uint8 crops, the training process finishes them on its device: `data.normalize_on_device`, the paper presets').
+With `--decode device` (`data.decode: device`) the workers only read the JPEG files' bytes and the training process
+decodes, crops and finishes each batch on its device (`adamml.data.jpeg`; uint8 transport only, reported as
+`device_decode`): the timings include that work (synchronised on CUDA), and the one-process split shows the
+workers' part alone as `<modality> worker`.
 
     python benchmarks/loader_speed.py                           # paper-rgb-flow-audio, workers 0 1 2 4 8
     python benchmarks/loader_speed.py --workers 0 1 --videos 12 --seconds 4   # a quick check
+    python benchmarks/loader_speed.py --decode device --workers 1 4 8 # JPEGs decoded on the GPU
 
 A GPU that trains V videos/s needs V / (samples/s per worker) loader cores. Needs torch, numpy, opencv, pyyaml.
 """
@@ -39,6 +44,7 @@ import torch  # noqa: E402
 from adamml.config import load_config  # noqa: E402
 from adamml.data.batch import finish_batch  # noqa: E402
 from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
+from adamml.data.jpeg import collate_encoded, decode_batch  # noqa: E402
 from adamml.data.loader import make_loader  # noqa: E402
 from adamml.distributed import DistInfo  # noqa: E402
 from adamml.jsonfile import write_json  # noqa: E402
@@ -109,34 +115,50 @@ def make_store(store: Path, videos: int, seconds: float) -> Path:
     return store
 
 
-def _sampling(cfg, uint8: bool):
-    return dataclasses.replace(sampling_config(cfg), raw=uint8)
+def _sampling(cfg, uint8: bool, decode: str = "cpu"):
+    return dataclasses.replace(sampling_config(cfg), raw=uint8, decode=decode)
 
 
-def per_modality_ms(store: Store, cfg, samples: int, uint8: bool, device: torch.device) -> dict[str, float]:
+def _finished(item: dict, cfg, device: torch.device, decode: str) -> dict:
+    """One uint8 sample as a batch finished on `device` (decoded there first with `decode` "device")."""
+    if decode == "device":
+        batch = decode_batch(collate_encoded([item]), device, cfg.model.input_size)
+        return finish_batch({k: v.to(device) for k, v in batch.items()}, cfg.model)
+    return finish_batch({k: v[None].to(device) for k, v in item.items()}, cfg.model)
+
+
+def per_modality_ms(store: Store, cfg, samples: int, uint8: bool, device: torch.device, decode: str = "cpu"
+                    ) -> dict[str, float]:
     """Milliseconds per training sample in this process, for each modality alone and for all of them (uint8:
-    with the finishing on `device`)."""
+    with the finishing on `device`; `decode` "device": with the decoding there too, and the workers' part alone
+    as "<name> worker")."""
     out = {}
     for name, modalities in [(m, (m,)) for m in cfg.model.modalities] + [("all", cfg.model.modalities)]:
-        data = SegmentDataset(store, "train", modalities, train=True, sampling=_sampling(cfg, uint8))
-        data[0]  # first-call costs
+        data = SegmentDataset(store, "train", modalities, train=True, sampling=_sampling(cfg, uint8, decode))
+        if uint8:
+            _finished(data[0], cfg, device, decode)  # first-call costs
+        reading = 0.0
         start = time.perf_counter()
         for i in range(samples):
+            begin = time.perf_counter()
             item = data[i % len(data)]
+            reading += time.perf_counter() - begin
             if uint8:
-                finish_batch({k: v[None].to(device) for k, v in item.items()}, cfg.model)
+                _finished(item, cfg, device, decode)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         out[name] = 1000 * (time.perf_counter() - start) / samples
+        if decode == "device":
+            out[f"{name} worker"] = 1000 * reading / samples
     return out
 
 
 def loader_rate(store: Store, cfg, workers: int, batch: int, epochs: int, uint8: bool, device: torch.device,
-                max_batches: int | None = None) -> float:
-    """Samples/s through the trainer's loader (batches on `device`, finished there for uint8), not counting each
-    epoch's first `workers` batches (its workers' start, then one batch each in parallel); at most `max_batches`
-    timed batches an epoch."""
-    data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=_sampling(cfg, uint8))
+                max_batches: int | None = None, decode: str = "cpu") -> float:
+    """Samples/s through the trainer's loader (batches on `device`, finished there for uint8, decoded there with
+    `decode` "device"), not counting each epoch's first `workers` batches (its workers' start, then one batch each
+    in parallel); at most `max_batches` timed batches an epoch."""
+    data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=_sampling(cfg, uint8, decode))
     if len(data) < batch * (workers + 2):
         raise SystemExit(f"{len(data)} videos give too few batches of {batch} for {workers} workers: more --videos")
     info = DistInfo(device=device)
@@ -173,28 +195,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1, help="loader passes per measurement (default 1)")
     parser.add_argument("--max-batches", type=int, help="timed batches per pass at most (default: the whole pass)")
     parser.add_argument("--samples", type=int, default=6, help="samples per modality for the split (default 6)")
-    parser.add_argument("--transports", nargs="+", default=["float", "uint8"], choices=["float", "uint8"])
+    parser.add_argument("--transports", nargs="+", choices=["float", "uint8"],
+                        help="default: float and uint8 (uint8 alone with --decode device)")
+    parser.add_argument("--decode", default="cpu", choices=["cpu", "device"],
+                        help="where the JPEGs are decoded (data.decode; device: uint8 transport only)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.transports is None:
+        args.transports = ["uint8"] if args.decode == "device" else ["float", "uint8"]
+    if args.decode == "device" and "float" in args.transports:
+        parser.error("--decode device gives uint8 pixels to the device: the float transport does not apply")
     cv2.setNumThreads(1)  # one core per worker, as the trainer's workers run
     torch.set_num_threads(1)
     cfg = load_config(args.config)
     store = Store.open(make_store(args.store, args.videos, args.seconds))
     device = torch.device(args.device)
-    result: dict = {"config": args.config, "batch": args.batch, "cpu_count": os.cpu_count(), "device": str(device)}
+    result: dict = {"config": args.config, "batch": args.batch, "cpu_count": os.cpu_count(), "device": str(device),
+                    "decode": args.decode}
     for transport in args.transports:
         uint8 = transport == "uint8"
-        ms = per_modality_ms(store, cfg, args.samples, uint8, device)
-        print(f"{transport}: one process, ms per training sample: " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items()),
+        name = "device_decode" if args.decode == "device" else transport
+        ms = per_modality_ms(store, cfg, args.samples, uint8, device, args.decode)
+        print(f"{name}: one process, ms per training sample: " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items()),
               flush=True)
         rates = {}
         for workers in args.workers:
-            rate = loader_rate(store, cfg, workers, args.batch, args.epochs, uint8, device, args.max_batches)
+            rate = loader_rate(store, cfg, workers, args.batch, args.epochs, uint8, device, args.max_batches,
+                               args.decode)
             rates[str(workers)] = {"samples_per_second": rate, "per_worker": rate / max(1, workers)}
-            print(f"  {transport}, {workers} workers: {rate:.1f} samples/s ({rate / max(1, workers):.2f} per worker)",
+            print(f"  {name}, {workers} workers: {rate:.1f} samples/s ({rate / max(1, workers):.2f} per worker)",
                   flush=True)
-        result[transport] = {"ms_per_sample": ms, "loader": rates}
+        result[name] = {"ms_per_sample": ms, "loader": rates}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result, indent=1)

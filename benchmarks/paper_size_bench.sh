@@ -9,7 +9,9 @@
 #      of 1, 8 and 32 videos, fp32 and bf16;
 #   3. the data loader's training samples/s per worker at the paper's settings (benchmarks/loader_speed.py, on a
 #      made-up store of JPEG frames, flow and audio written first);
-#   4. end to end on video files (`adamml bench --synthetic CONFIG --videos`): `adamml predict`'s whole path at
+#   4. on a GPU, the same loader with the JPEGs decoded, cropped and finished on the GPU (`data.decode: device`:
+#      the workers only read the files' bytes), on the same store;
+#   5. end to end on video files (`adamml bench --synthetic CONFIG --videos`): `adamml predict`'s whole path at
 #      the paper's sizes (decoding, the policy's inputs, the policy, optical flow only where chosen, ResNet-50s),
 #      AdaMML at RATES against weighted fusion, with DIS and with TV-L1 flow, on 10-second videos written by
 #      `adamml synth` at 320 x 320 (E2E_VIDEOS of them). TV-L1 (E2E_TVL1=1, on the first video only) runs on the
@@ -17,7 +19,10 @@
 #      default. Needs PyAV: skipped without it, or installed from a folder of wheels given as WHEELS (the GPU box
 #      has no internet).
 #
+# All five take more than 8 minutes on one GPU (1 and 2: about 6 on an H200); PARTS picks some of them:
+#
 #   bash benchmarks/paper_size_bench.sh                         # GPU; JSON and a log under runs/paper-size-bench
+#   PARTS="loader decode e2e" bash benchmarks/paper_size_bench.sh   # parts 3-5 only (train bench loader decode e2e)
 #   DEVICE=cpu VIDEOS=4 BATCHES="2" PRECISIONS=fp32 TRAIN_STEPS=2 LOADER_ARGS="--workers 0 1 --videos 24 \
 #     --seconds 4" bash benchmarks/paper_size_bench.sh                         # a quick check on a CPU
 #
@@ -41,6 +46,8 @@ LOADER_ARGS=${LOADER_ARGS:-"--workers 1 4 8 12 --max-batches 6 --samples 2"}
 E2E_VIDEOS=${E2E_VIDEOS:-4}
 E2E_CONFIG=${E2E_CONFIG:-paper-rgb-flow-audio}
 E2E_TVL1=${E2E_TVL1:-0}
+DECODE_ARGS=${DECODE_ARGS:-"--workers 1 4 8 --max-batches 6 --samples 2"}
+PARTS=${PARTS:-"train bench loader decode e2e"}
 OUT=${OUT:-runs/paper-size-bench}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -55,12 +62,16 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, report its time
   echo "=== $name: exit $rc after $((SECONDS - start)) s"
   [ $rc -eq 0 ] || failed=$((failed + 1))
 }
+wanted() { [[ " $PARTS " == *" $1 "* ]]; }
 if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; fi
 "$PYTHON" -c 'import torch, os; print("torch", torch.__version__, "cpus", os.cpu_count())'
-# shellcheck disable=SC2086
-part "training steps" 150 "$PYTHON" benchmarks/train_speed.py --device "$DEVICE" --batch "$TRAIN_BATCH" \
-  --steps "$TRAIN_STEPS" --precision $PRECISIONS --json "$OUT/train-speed.json"
+if wanted train; then
+  # shellcheck disable=SC2086
+  part "training steps" 150 "$PYTHON" benchmarks/train_speed.py --device "$DEVICE" --batch "$TRAIN_BATCH" \
+    --steps "$TRAIN_STEPS" --precision $PRECISIONS --json "$OUT/train-speed.json"
+fi
 for precision in $PRECISIONS; do
+  wanted bench || break
   for config in $CONFIGS; do
     for batch in $BATCHES; do
       part "bench $config batch $batch $precision" 60 "$PYTHON" -m adamml.cli.bench --synthetic "$config" \
@@ -69,10 +80,19 @@ for precision in $PRECISIONS; do
     done
   done
 done
-# shellcheck disable=SC2086
-part "data loader" 200 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
-  --json "$OUT/loader-speed.json"
-if "$PYTHON" -c "import av" 2>/dev/null || { [ -n "${WHEELS:-}" ] && "$PYTHON" -m pip install -q --no-index \
+if wanted loader; then
+  # shellcheck disable=SC2086
+  part "data loader" 200 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
+    --json "$OUT/loader-speed.json"
+fi
+if wanted decode && [ "$DEVICE" = cuda ]; then
+  # shellcheck disable=SC2086
+  part "data loader, JPEGs decoded on the GPU" 120 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" \
+    --decode device $DECODE_ARGS --json "$OUT/loader-speed-device.json"
+fi
+if ! wanted e2e; then
+  :
+elif "$PYTHON" -c "import av" 2>/dev/null || { [ -n "${WHEELS:-}" ] && "$PYTHON" -m pip install -q --no-index \
      --find-links "$WHEELS" av; }; then
   per_class=$(( (E2E_VIDEOS + 1) / 2 ))
   part "videos for end to end" 120 "$PYTHON" -m adamml.cli synth --out "$OUT/e2e-videos" --classes 2 \

@@ -39,7 +39,7 @@ def bench_table(results: list[dict]) -> list[str]:
 
 
 def loader_table(loader: dict, training: list[dict]) -> list[str]:
-    transports = [t for t in ("float", "uint8") if t in loader]
+    transports = [t for t in ("float", "uint8", "device_decode") if t in loader]
     lines = ["| loader workers | " + " | ".join(f"{t}: samples/s | per worker" for t in transports) + " |",
              "| ---: |" + " ---: | ---: |" * len(transports)]
     for workers in loader[transports[0]]["loader"]:
@@ -50,14 +50,38 @@ def loader_table(loader: dict, training: list[dict]) -> list[str]:
     for t in transports:
         lines.append(f"- {t}, one process, ms per training sample: "
                      + ", ".join(f"{k} {v:.0f}" for k, v in loader[t]["ms_per_sample"].items()))
-    best = loader[transports[-1]]["loader"]
-    per_worker = max((row["per_worker"] for w, row in best.items() if int(w) > 0), default=None)
+    for transport in transports[1:]:
+        if transport == "device_decode":
+            lines += _device_decode_cores(loader[transport], training)
+        else:
+            lines += _cores_needed(loader[transport]["loader"], transport, training)
+    return lines
+
+
+def _device_decode_cores(result: dict, training: list[dict]) -> list[str]:
+    """With the JPEGs decoded on the GPU the workers only read files: their CPU time per sample ("all worker")
+    gives the cores needed, and the loader's best samples/s what the GPU's decoding gives at most."""
+    worker_ms = result["ms_per_sample"].get("all worker")
+    best = max(row["samples_per_second"] for row in result["loader"].values())
+    lines = [f"- device_decode: at most {best:.1f} samples/s through the loader (workers + decoding on the GPU)"]
+    if worker_ms and training:
+        for run in training:
+            need = max(run["rows"][k]["videos_per_second"] for k in ("recognition", "policy") if k in run["rows"])
+            lines.append(f"- {run['precision']}: {need:.1f} videos/s at {worker_ms:.0f} ms of worker CPU per sample "
+                         f"(device_decode) takes {need * worker_ms / 1000:.1f} loader cores")
+    return lines
+
+
+def _cores_needed(rates: dict, transport: str, training: list[dict]) -> list[str]:
+    """How many loader cores the GPU's training speed needs at the best samples/s per worker of `transport`."""
+    per_worker = max((row["per_worker"] for w, row in rates.items() if int(w) > 0), default=None)
+    lines = []
     if per_worker and training:
         for run in training:
             # the loader feeds the recognition step and the paper's policy step (cached passes need no loader)
             need = max(run["rows"][k]["videos_per_second"] for k in ("recognition", "policy") if k in run["rows"])
             lines.append(f"- {run['precision']}: the GPU trains {need:.1f} videos/s at most; at {per_worker:.2f} "
-                         f"samples/s per worker ({transports[-1]}) that takes {need / per_worker:.0f} loader cores")
+                         f"samples/s per worker ({transport}) that takes {need / per_worker:.0f} loader cores")
     return lines
 
 
@@ -81,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     benches = [r for p in sorted(folder.glob("paper-*-batch*.json")) if (r := _load(p))]
     loader = _load(folder / "loader-speed.json")
     end_to_end = [r for name in ("e2e-dis.json", "e2e-tvl1.json") if (r := _load(folder / name))]
+    device_decode = _load(folder / "loader-speed-device.json")
+    if loader and device_decode and "device_decode" in device_decode:
+        loader["device_decode"] = device_decode["device_decode"]
     out: list[str] = []
     if training:
         out += ["## Training steps (AdaMML stage, batch %d per GPU)" % training[0]["batch"], ""] + training_table(training)

@@ -37,6 +37,7 @@ Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
 # how the inputs are formed: adamml's own, or the official AdaMML code's (what its published checkpoints were
 # trained on; `adamml convert-official` sets it): see docs/official.md
 Conventions = Literal["adamml", "official"]
+Decode = Literal["cpu", "device"]  # where the store's JPEG frames are decoded (see DataConfig.decode)
 # AdaMML's late fusion (Sec. 3.2), with the policy's decisions or always on; the rest are the always-on fusion
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
@@ -193,10 +194,16 @@ class DataConfig:
     # input conventions: "official" forms RGBDiff as the official code does, a (d + 255) / 2 image normalised
     # like an RGB frame, for checkpoints converted from it; "adamml" the difference of normalised frames
     conventions: Conventions = "adamml"
+    # where the frames are decoded: "cpu" in the loader's workers; "device": the workers only read the JPEG files'
+    # bytes and the training process decodes, crops and flips a whole batch on its device (torchvision's nvJPEG
+    # decoder on a GPU: `adamml.data.jpeg`), implying the uint8 transport of `normalize_on_device`
+    decode: Decode = "cpu"
 
     def __post_init__(self) -> None:
         if self.conventions not in ("adamml", "official"):
             raise ValueError(f"data.conventions must be adamml or official, got {self.conventions!r}")
+        if self.decode not in ("cpu", "device"):
+            raise ValueError(f"data.decode must be cpu or device, got {self.decode!r}")
         if self.train_segments < 1 or self.stride < 1 or self.workers < 0:
             raise ValueError("data.train_segments and data.stride must be positive, data.workers >= 0")
         if len(self.train_scale) != 2 or not 0 < self.train_scale[0] <= self.train_scale[1]:

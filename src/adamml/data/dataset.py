@@ -15,7 +15,9 @@ with S segments (5 random in training, 10 uniform at test) of T = 8 frames at st
 With `SamplingConfig.raw` (`data.normalize_on_device`) the pixels stay uint8 as cropped: `rgb` (S, T, H, W, 3)
 BGR, `rgbdiff` (S, T', 6, H, W, 3) BGR (the frames of the differences), `flow` (S, T, 10, H, W) quantised;
 `adamml.data.batch.finish_batch` turns a batch of them into the items above on the training process's device
-(`make_loader` does it for every batch).
+(`make_loader` does it for every batch). With `SamplingConfig.decode` "device" (`data.decode: device`) an item holds
+the JPEG files' bytes and tables of the crops to take of them instead of the pixels (`adamml.data.jpeg`), decoded
+into that uint8 layout on the device.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from torch.utils.data import Dataset
 
 from adamml.config import Config, ModelConfig
 from adamml.data.batch import network_ready
+from adamml.data.jpeg import JpegPacker, at_key
 from adamml.data.sampling import (
     diff_frame_indices,
     eval_segment_starts,
@@ -93,6 +96,13 @@ class SamplingConfig:
     raw: bool = False  # uint8 pixels, finished on the device (see the module docstring)
     audio_window: int = WINDOW_SAMPLES
     conventions: str = "adamml"  # `data.conventions`: how RGBDiff is formed (adamml or official)
+    decode: str = "cpu"  # `data.decode`: "device" sends the JPEG files' bytes, decoded on the device (raw only)
+
+    def __post_init__(self) -> None:
+        if self.decode not in ("cpu", "device"):
+            raise ValueError(f"SamplingConfig.decode must be cpu or device, got {self.decode!r}")
+        if self.decode == "device" and not self.raw:
+            raise ValueError("SamplingConfig: decode 'device' gives the uint8 layout, set raw=True with it")
 
 
 def sampling_config(cfg: Config) -> SamplingConfig:
@@ -107,8 +117,9 @@ def sampling_config(cfg: Config) -> SamplingConfig:
         test_short_side=cfg.data.test_short_side,
         policy_frames=cfg.model.policy.frames,
         network=cfg.model,
-        raw=cfg.data.normalize_on_device,
+        raw=cfg.data.normalize_on_device or cfg.data.decode == "device",  # device decoding implies uint8 pixels
         conventions=cfg.data.conventions,
+        decode=cfg.data.decode,
     )
 
 
@@ -238,32 +249,15 @@ class SegmentDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         indices = self.frame_indices(row, rng)  # (S, T)
         folder = self.store.root / row["frames_dir"]
-        reader = _FrameCache(folder)
         width, height = int(row["width"]), int(row["height"])
         crops = [self._crop(width, height, rng) for _ in range(len(indices))]
-        out: dict[str, torch.Tensor] = {}
-        raw = self.cfg.raw
-        if "rgb" in self.keys:
-            out["rgb"] = torch.from_numpy(np.stack([
-                rgb_segment(reader, seg, crop, raw) for seg, crop in zip(indices, crops)
-            ]))  # (S, T, 3, H, W); raw: (S, T, H, W, 3) uint8
-        if "rgbdiff" in self.keys:
-            positions = indices
-            recognizers = self.cfg.network.modalities if self.cfg.network is not None else self.modalities
-            if "rgbdiff" not in recognizers:  # only the policy looks at it: frame positions 0, 2, 4, 6
-                positions = policy_positions(indices, self.cfg)
-            out["rgbdiff"] = torch.from_numpy(np.stack([
-                rgbdiff_segment(reader, seg, crop, int(row["num_frames"]), raw, self.cfg.conventions)
-                for seg, crop in zip(positions, crops)
-            ]))  # (S, T', 15, H, W); raw: (S, T', 6, H, W, 3) uint8
-        if "flow" in self.keys:
-            out["flow"] = torch.from_numpy(np.stack([
-                flow_segment(reader, seg, crop, int(row.get("num_flow", 0)), self.cfg.input_size, raw)
-                for seg, crop in zip(indices, crops)
-            ]))  # (S, T, 10, H, W), raw: uint8
+        if self.cfg.decode == "device":
+            out = self._encoded_pixels(row, indices, crops)
+        else:
+            out = self._pixels(row, _FrameCache(folder), indices, crops)
         if "audio" in self.keys:
             out["audio"] = torch.from_numpy(self._audio(row, indices))  # (S, 1, 256, 256)
-        if self.cfg.network is not None and not raw:
+        if self.cfg.network is not None and not self.cfg.raw:
             shaped = network_ready({k: v.unsqueeze(0) for k, v in out.items()}, self.cfg.network)
             out = {k: v.squeeze(0) for k, v in shaped.items()}
         label_ids = row.get("label_ids", [])
@@ -273,6 +267,55 @@ class SegmentDataset(Dataset):
         out["target"] = target
         out["index"] = torch.tensor(index, dtype=torch.int64)
         return out
+
+    def _diff_positions(self, indices: np.ndarray) -> np.ndarray:
+        """The frame positions of RGBDiff: every frame, or the policy's 0, 2, 4, 6 when only it looks at it."""
+        recognizers = self.cfg.network.modalities if self.cfg.network is not None else self.modalities
+        return indices if "rgbdiff" in recognizers else policy_positions(indices, self.cfg)
+
+    def _pixels(self, row: dict, reader: FrameSource, indices: np.ndarray, crops: list[Crop]
+                ) -> dict[str, torch.Tensor]:
+        """The decoded and cropped visual inputs of one item (see the module docstring)."""
+        out: dict[str, torch.Tensor] = {}
+        raw = self.cfg.raw
+        if "rgb" in self.keys:
+            out["rgb"] = torch.from_numpy(np.stack([
+                rgb_segment(reader, seg, crop, raw) for seg, crop in zip(indices, crops)
+            ]))  # (S, T, 3, H, W); raw: (S, T, H, W, 3) uint8
+        if "rgbdiff" in self.keys:
+            out["rgbdiff"] = torch.from_numpy(np.stack([
+                rgbdiff_segment(reader, seg, crop, int(row["num_frames"]), raw, self.cfg.conventions)
+                for seg, crop in zip(self._diff_positions(indices), crops)
+            ]))  # (S, T', 15, H, W); raw: (S, T', 6, H, W, 3) uint8
+        if "flow" in self.keys:
+            out["flow"] = torch.from_numpy(np.stack([
+                flow_segment(reader, seg, crop, int(row.get("num_flow", 0)), self.cfg.input_size, raw)
+                for seg, crop in zip(indices, crops)
+            ]))  # (S, T, 10, H, W), raw: uint8
+        return out
+
+    def _encoded_pixels(self, row: dict, indices: np.ndarray, crops: list[Crop]) -> dict:
+        """The visual inputs of one item for `data.decode: device` (`adamml.data.jpeg`): the files' bytes, the
+        crops to take and tables placing them like `_pixels`'s raw layout: ``jpeg_at_rgb`` (S, T), ``jpeg_at_rgbdiff``
+        (S, T', 6), ``jpeg_at_flow`` (S, T, 10) (-1: no motion, a one-frame video)."""
+        packer = JpegPacker(self.store.root / row["frames_dir"])
+
+        def frame(i: int, crop: Crop) -> int:
+            return packer.crop("image", IMG_TEMPLATE.format(int(i) + 1), (crop.x, crop.y, crop.side, crop.flip))
+
+        out: dict = {}
+        if "rgb" in self.keys:
+            out[at_key("rgb")] = torch.tensor([[frame(i, crop) for i in seg] for seg, crop in zip(indices, crops)])
+        if "rgbdiff" in self.keys:
+            n = int(row["num_frames"])
+            out[at_key("rgbdiff")] = torch.tensor([
+                [[frame(i, crop) for i in six] for six in diff_frame_indices(seg, DIFFS, n)]
+                for seg, crop in zip(self._diff_positions(indices), crops)])
+        if "flow" in self.keys:
+            out[at_key("flow")] = torch.tensor(np.stack([
+                encoded_flow_segment(packer, seg, crop, int(row.get("num_flow", 0)))
+                for seg, crop in zip(indices, crops)]))
+        return {**out, **packer.tensors()}
 
     def _crop(self, width: int, height: int, rng: np.random.Generator | None) -> Crop:
         cfg = self.cfg
@@ -347,6 +390,20 @@ def flow_segment(reader: FrameSource, positions: np.ndarray, crop: Crop, num_flo
                 x, y = reader.flow(i)
                 cropped[i] = (component(x, crop, True), component(y, crop, False))
             out[t, 2 * k], out[t, 2 * k + 1] = cropped[i]
+    return out
+
+
+def encoded_flow_segment(packer: JpegPacker, positions: np.ndarray, crop: Crop, num_flow: int) -> np.ndarray:
+    """`flow_segment` for device decoding: (T, 10) indices of the crops of `packer` (x negated under a flip) at
+    x0, y0, ..., x4, y4 of each position; -1 (no motion) in a one-frame video."""
+    if num_flow < 1:
+        return np.full((len(positions), 2 * FLOW_STACK), -1, np.int64)
+    box = (crop.x, crop.y, crop.side, crop.flip)
+    out = np.empty((len(positions), 2 * FLOW_STACK), np.int64)
+    for t, stack in enumerate(flow_stack_indices(positions, FLOW_STACK, num_flow)):  # (5,) flow indices
+        for k, i in enumerate(stack):
+            out[t, 2 * k] = packer.crop("flow", FLOW_X_TEMPLATE.format(int(i) + 1), box, negate=crop.flip)
+            out[t, 2 * k + 1] = packer.crop("flow", FLOW_Y_TEMPLATE.format(int(i) + 1), box)
     return out
 
 

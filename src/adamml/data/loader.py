@@ -1,5 +1,6 @@
 """Batches for one process: a global batch order that N processes split exactly as one process would see it,
-and, for stores read as uint8 pixels (``data.normalize_on_device``), batches finished on the device."""
+and, for stores read as uint8 pixels (``data.normalize_on_device``), batches finished on the device (with
+``data.decode: device``, decoded there too)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from adamml.data.batch import finish_batch
+from adamml.data.jpeg import collate_encoded, decode_batch
 from adamml.distributed import DistInfo
 
 
@@ -50,26 +52,34 @@ class GlobalBatchSampler(Sampler[list[int]]):
 def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int
                 ) -> DataLoader | DeviceLoader:
     """Batches of `dataset` for this process; a store read with uint8 pixels (``data.normalize_on_device``)
-    gives batches already on the device and finished there (`DeviceLoader`)."""
+    gives batches already on the device and finished there (`DeviceLoader`), decoded there first with
+    ``data.decode: device`` (training and evaluation alike)."""
     batch = min(global_batch, len(dataset) - len(dataset) % info.world) if train else global_batch
     batch = max(info.world, batch - batch % info.world)
     sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                        pin_memory=info.device.type == "cuda")
     sampling = getattr(dataset.dataset if isinstance(dataset, Subset) else dataset, "cfg", None)
-    if getattr(sampling, "raw", False) and sampling.network is not None:
-        return DeviceLoader(loader, info.device,
-                            lambda b: finish_batch(b, sampling.network, conventions=sampling.conventions))
+    encoded = getattr(sampling, "decode", "cpu") == "device"
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
+                        pin_memory=info.device.type == "cuda", collate_fn=collate_encoded if encoded else None)
+    if encoded or (getattr(sampling, "raw", False) and sampling.network is not None):
+        network = sampling.network
+        return DeviceLoader(
+            loader, info.device,
+            (lambda b: finish_batch(b, network, conventions=sampling.conventions)) if network is not None else None,
+            decode=(lambda b, device: decode_batch(b, device, sampling.input_size)) if encoded else None)
     return loader
 
 
 class DeviceLoader:
     """A DataLoader whose batches are moved to `device` (asynchronously from pinned memory) and finished there
-    by `finish` (`adamml.data.batch.finish_batch`): the loader's workers send uint8 pixels, the device converts them."""
+    by `finish` (`adamml.data.batch.finish_batch`): the loader's workers send uint8 pixels, the device converts them.
+    With `decode` (``data.decode: device``: `adamml.data.jpeg.decode_batch`) the workers send JPEG bytes, decoded
+    and cropped on the device first."""
 
     def __init__(self, loader: DataLoader, device: torch.device,
-                 finish: Callable[[dict[str, Tensor]], dict[str, Tensor]]) -> None:
-        self.loader, self.device, self.finish = loader, device, finish
+                 finish: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None,
+                 decode: Callable[[dict, torch.device], dict[str, Tensor]] | None = None) -> None:
+        self.loader, self.device, self.finish, self.decode = loader, device, finish, decode
         self.batch_sampler = loader.batch_sampler
 
     def __len__(self) -> int:
@@ -77,7 +87,10 @@ class DeviceLoader:
 
     def __iter__(self):
         for batch in self.loader:
-            yield self.finish(to_device(batch, self.device))
+            if self.decode is not None:
+                batch = self.decode(batch, self.device)
+            batch = to_device(batch, self.device)
+            yield self.finish(batch) if self.finish is not None else batch
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
