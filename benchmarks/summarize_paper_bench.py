@@ -93,7 +93,7 @@ def end_to_end_table(runs: list[dict]) -> list[str]:
     for run in runs:
         for name, row in run["rows"].items():
             parts = ", ".join(f"{1000 * v:.0f}" for v in row["seconds_per_video"].values())
-            lines.append(f"| {run['flow']} | {name} | {row['gflops']:.1f} | {row['end_to_end_videos_per_second']:.3g} | "
+            lines.append(f"| {run['flow']} | {name} | {row['gflops']:.4g} | {row['end_to_end_videos_per_second']:.3g} | "
                          f"{row['end_to_end_speedup']:.2f}x | {row['end_to_end_efficiency']:.2f} | "
                          f"{row['flow_pairs_per_video']:.0f} | {parts} |")
     return lines
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         out += ["## Training steps (AdaMML stage, batch %d per GPU)" % training[0]["batch"], ""] + training_table(training)
     if benches:
         out += ["", "## Network speed against weighted fusion (10 test segments)", ""] + bench_table(benches)
-    if loader:
+    if loader and any(t in loader for t in ("float", "uint8")):
         out += ["", "## Data loader (training samples, paper settings)", ""] + loader_table(loader, training)
     if end_to_end:
         out += ["", f"## End to end on video files ({end_to_end[0]['config']}, {end_to_end[0]['videos']} videos)",
