@@ -93,7 +93,7 @@ fi
 if ! wanted e2e; then
   :
 elif "$PYTHON" -c "import av" 2>/dev/null || { [ -n "${WHEELS:-}" ] && "$PYTHON" -m pip install -q --no-index \
-     --find-links "$WHEELS" av; }; then
+     --no-deps --no-compile --target "$OUT/site" "$WHEELS"/av-*.whl && export PYTHONPATH="src:$OUT/site"; }; then
   per_class=$(( (E2E_VIDEOS + 1) / 2 ))
   part "videos for end to end" 120 "$PYTHON" -m adamml.cli synth --out "$OUT/e2e-videos" --classes 2 \
     --train-per-class 1 --val-per-class 1 --test-per-class "$per_class" --segments 10 --frames-per-segment 32 \
@@ -107,7 +107,7 @@ elif "$PYTHON" -c "import av" 2>/dev/null || { [ -n "${WHEELS:-}" ] && "$PYTHON"
       --json "$OUT/e2e-tvl1.json"
   fi
 else
-  echo "=== end to end: skipped (no PyAV; give WHEELS=folder with an av wheel for this Python)"
+  echo "=== end to end: skipped (no PyAV; give WHEELS=a folder with PyAV's wheel for this Python, e.g. from pip download)"
 fi
 "$PYTHON" benchmarks/summarize_paper_bench.py "$OUT" || failed=$((failed + 1))
 echo "wrote $OUT/*.json; parts failed: $failed"
