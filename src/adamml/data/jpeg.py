@@ -18,6 +18,7 @@ worker, a corrupt one by the decode step, both naming the file. EXIF orientation
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -177,16 +178,25 @@ def warp_all(images: list[Tensor], table: Tensor, out: Tensor) -> None:
 def decode(buffers: list[Tensor], mode: ImageReadMode, device: torch.device, paths: list[str]) -> list[Tensor]:
     """`decode_jpeg` of a batch of files on `device`; a file it cannot decode named in a `StoreError`."""
     try:
-        return decode_jpeg(buffers, mode=mode, device=device)
+        return _decode_jpeg(buffers, mode, device)
     except RuntimeError:
         for buffer, path in zip(buffers, paths):
             try:
-                decode_jpeg(buffer, mode=mode, device=device)
+                _decode_jpeg(buffer, mode, device)
             except RuntimeError as one:
                 reason = str(one).strip().splitlines()[-1].split(", ")[-1]
                 raise StoreError(f"{path}: not a decodable JPEG ({reason}); run the same `adamml prepare` again "
                                  "to redo it") from one
         raise
+
+
+def _decode_jpeg(data: Tensor | list[Tensor], mode: ImageReadMode, device: torch.device) -> Tensor | list[Tensor]:
+    """torchvision's decoder without its deprecation warning (torchvision 0.29, which the project pins, marks its
+    image decoders deprecated in favour of TorchCodec; they work, and the warning would repeat in every run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                                category=DeprecationWarning)
+        return decode_jpeg(data, mode=mode, device=device)
 
 
 def warp(source: Tensor, table: Tensor, size: int) -> Tensor:
