@@ -127,6 +127,46 @@ def test_flow_is_computed_only_for_segments_that_chose_it(setup):
     assert result.flow_pairs <= result.flow_pairs_always_on
 
 
+def test_frames_are_converted_only_for_the_policy_and_the_chosen_cells(setup, tmp_path):
+    """Decoded pictures are resized and converted when read: with no cell chosen, only the policy's frames
+    (and those of its RGB differences); with every cell chosen, every frame the segments use."""
+    from adamml.data.dataset import DIFFS, policy_positions
+    from adamml.data.sampling import diff_frame_indices
+
+    import dataclasses
+
+    _root, _store, checkpoint, _classes = setup
+    predictor = load_predictor(checkpoint, "dis")
+    # 8 frames 4 apart: the policy's (every other one, with the 5 next for its RGB differences) are fewer
+    predictor.sampling = dataclasses.replace(predictor.sampling, frames=8, stride=4)
+    video = make_clip(tmp_path / "long.mp4", frames=120, size=(48, 32))
+    converted, logits = {}, {}
+    for chosen in (0.0, 1.0):
+        predictor.override = lambda decisions, value=chosen: torch.full_like(decisions, value)
+        result, figure = predictor(video)
+        converted[chosen], logits[chosen] = figure["frames"].converted, result.logits
+    n = result.num_frames
+    policy = policy_positions(predictor.segment_indices(n), predictor.sampling)
+    needed = set()
+    if "rgb" in predictor.policy_inputs:
+        needed |= set(policy.ravel().tolist())
+    if "rgbdiff" in predictor.policy_inputs:
+        needed |= set(diff_frame_indices(policy, DIFFS, n).ravel().tolist())
+    assert needed and converted[0.0] == len(needed)
+    assert converted[1.0] == len(predictor.frames_used(n)) > len(needed)
+    # the pictures converted late are those converted at once (prediction with everything held converted)
+    import adamml.predict as predict_module
+
+    saved = predict_module.DEFER_BYTES
+    try:
+        predict_module.DEFER_BYTES = 0
+        eager, figure = predictor(video)
+    finally:
+        predict_module.DEFER_BYTES = saved
+    assert figure["frames"].converted == len(predictor.frames_used(n))
+    assert eager.logits == logits[1.0]
+
+
 def test_video_without_audio_and_very_short_video(setup, tmp_path):
     root, _store, checkpoint, _classes = setup
     predictor = load_predictor(checkpoint, "dis", threshold=0.0)

@@ -1,11 +1,12 @@
 """Single videos, end to end: the library behind `adamml predict` (`adamml.cli.predict` says what it does).
 
-Only the frames the segments read are kept while the video decodes, so memory does not grow with its length."""
+Only the frames the segments read are kept while the video decodes, so memory does not grow with its length, and
+they are resized and converted only when read: the policy's frames, then those of the cells it chose."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.policy import DecisionRule
 from adamml.precision import amp_for
-from adamml.prepare.decode import DecodedAudio, VideoError, VideoReader, count_video_packets
+from adamml.prepare.decode import DecodedAudio, DeferredFrame, VideoError, VideoReader, count_video_packets
 from adamml.prepare.flow import (
     DEFAULT_BOUND,
     FLOW_METHODS,
@@ -53,13 +54,37 @@ from adamml.prepare.flow import (
 from adamml.stages import get_stage
 
 STAGES = ("decode", "policy inputs", "policy", "rgb", "flow", "recognizers")
+# decoded pictures held unconverted per video, at most (a 1080p picture takes 3 MB): past this, the frames are
+# converted as they are decoded (the same pixels, only sooner)
+DEFER_BYTES = 256 * 2**20
+
+
+class DecodedFrames(Mapping[int, np.ndarray]):
+    """The frames of one video by index, each resized and converted the first time it is read."""
+
+    def __init__(self, frames: dict[int, np.ndarray | DeferredFrame]) -> None:
+        self._frames = frames
+        self.converted = sum(isinstance(f, np.ndarray) for f in frames.values())  # frames converted so far
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        frame = self._frames[index]
+        if isinstance(frame, DeferredFrame):
+            frame = self._frames[index] = frame.array()
+            self.converted += 1
+        return frame
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
 
 
 class InMemoryFrames:
     """Decoded frames by index (those the segments use); optical flow computed on demand (and counted), quantised
     as the store quantises it."""
 
-    def __init__(self, frames: dict[int, np.ndarray], method: str, bound: float = DEFAULT_BOUND) -> None:
+    def __init__(self, frames: Mapping[int, np.ndarray], method: str, bound: float = DEFAULT_BOUND) -> None:
         self.frames = frames
         self.method = method
         self.bound = bound
@@ -157,19 +182,21 @@ class Predictor:
             used.update((flows + 1).tolist())  # flow i lies between frames i and i + 1
         return used
 
-    def decode(self, path: Path) -> tuple[dict[int, np.ndarray], int, float, DecodedAudio | None]:
-        """The frames the video's segments use, by index, its frame count, frame rate and audio. Only those frames
-        are kept while decoding, so memory does not grow with the video's length: which ones follows from the
-        frame count, guessed from the container's packets and checked once decoded (a wrong guess costs a second
-        decoding pass, never a wrong frame)."""
+    def decode(self, path: Path) -> tuple[DecodedFrames, tuple[int, int], int, float, DecodedAudio | None]:
+        """The frames the video's segments may use, by index (converted when read), their (width, height), the
+        frame count, frame rate and audio. Only those frames are kept while decoding, so memory does not grow
+        with the video's length: which ones follows from the frame count, guessed from the container's packets
+        and checked once decoded (a wrong guess costs a second decoding pass, never a wrong frame)."""
         guess = max(1, count_video_packets(path))
         for _attempt in range(2):
             keep = self.frames_used(guess)
             with VideoReader(path, short_side=self.sampling.test_short_side) as reader:
-                frames = dict(reader.frames_at(keep))
+                frames = dict(reader.deferred_frames_at(keep, DEFER_BYTES))
             n = reader.num_frames
             if self.frames_used(n) <= frames.keys():
-                return frames, n, reader.measured_fps(), reader.audio
+                width, height = reader.size
+                size = (height, width) if reader.rotation in (90, 270) else (width, height)
+                return DecodedFrames(frames), size, n, reader.measured_fps(), reader.audio
             guess = n
         raise VideoError(f"{path}: decoded {n} frames, then a different number when decoded again")
 
@@ -185,9 +212,8 @@ class Predictor:
             clock = now
 
         cfg, model = self.sampling, self.model
-        frames, n, fps, audio = self.decode(path)
+        frames, (width, height), n, fps, audio = self.decode(path)
         lap("decode")
-        height, width = next(iter(frames.values())).shape[:2]
         indices = self.segment_indices(n)  # (S, T)
         crop = centre_crop(width, height, cfg.input_size, cfg.test_short_side)
         source = InMemoryFrames(frames, self.flow_method)

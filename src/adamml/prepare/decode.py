@@ -153,6 +153,30 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+class DeferredFrame:
+    """A decoded picture, resized and converted the first time `array()` is called: (H, W, 3) uint8 at the
+    reader's size and pixel format, turned upright. It holds the decoder's picture (its full size) until then."""
+
+    __slots__ = ("_frame", "_size", "_format", "turns", "_array")
+
+    def __init__(self, frame: av.VideoFrame, size: tuple[int, int], pixel_format: str) -> None:
+        self._frame: av.VideoFrame | None = frame
+        self._size, self._format = size, pixel_format
+        self.turns = quarter_turns(getattr(frame, "rotation", 0))
+        self._array: np.ndarray | None = None
+
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            assert self._frame is not None
+            width, height = self._size
+            image = self._frame.reformat(width=width, height=height, format=self._format,
+                                         interpolation="BILINEAR").to_ndarray()
+            if self.turns:
+                image = np.ascontiguousarray(np.rot90(image, self.turns))  # upright, as it is shown
+            self._array, self._frame = image, None
+        return self._array
+
+
 class VideoReader:
     """Decodes one video in a single demuxing pass.
 
@@ -205,15 +229,25 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for _index, image in self._decode(None):
-            yield image
+            yield image if isinstance(image, np.ndarray) else image.array()
 
     def frames_at(self, keep: Container[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(index, frame) of the frames whose index is in `keep`, decoding the whole video (frame times and
         audio as `__iter__` gives them) but converting and handing out only those: a caller that holds what it
         gets holds `len(keep)` frames, whatever the video's length."""
-        return self._decode(keep)
+        for index, image in self._decode(keep):
+            yield index, image if isinstance(image, np.ndarray) else image.array()
 
-    def _decode(self, keep: Container[int] | None) -> Iterator[tuple[int, np.ndarray]]:
+    def deferred_frames_at(self, keep: Container[int],
+                           max_bytes: int) -> Iterator[tuple[int, np.ndarray | DeferredFrame]]:
+        """As `frames_at`, but the frames come decoded and not yet resized and converted (`DeferredFrame`, whose
+        `array()` gives what `frames_at` would have) while the decoded pictures handed out so far take at most
+        `max_bytes`; past that, converted ones. A caller that needs only some of the frames (prediction, once
+        the policy has decided) converts only those, and the same pixels as `frames_at`'s."""
+        return self._decode(keep, max_bytes)
+
+    def _decode(self, keep: Container[int] | None,
+                defer_bytes: int = 0) -> Iterator[tuple[int, np.ndarray | DeferredFrame]]:
         container = self._container
         vstream = container.streams.video[0]
         vstream.thread_type = "AUTO"
@@ -230,6 +264,7 @@ class VideoReader:
         audio_start: float | None = None
         width, height = self.size
         index = 0
+        deferred = 0  # bytes of the decoded pictures handed out unconverted
         try:
             for packet in container.demux(*streams):
                 for frame in packet.decode():
@@ -239,17 +274,14 @@ class VideoReader:
                         index += 1
                         if keep is not None and index - 1 not in keep:
                             continue
-                        image = frame.reformat(
-                            width=width,
-                            height=height,
-                            format=self.pixel_format,
-                            interpolation="BILINEAR",
-                        ).to_ndarray()
-                        turns = quarter_turns(getattr(frame, "rotation", 0))
-                        if turns:
-                            image = np.ascontiguousarray(np.rot90(image, turns))  # upright, as it is shown
-                        self.rotation = 90 * turns
-                        yield index - 1, image
+                        picture = DeferredFrame(frame, (width, height), self.pixel_format)
+                        self.rotation = 90 * picture.turns
+                        size = sum(plane.buffer_size for plane in frame.planes)
+                        if deferred + size <= defer_bytes:
+                            deferred += size
+                            yield index - 1, picture
+                        else:
+                            yield index - 1, picture.array()
                     elif resampler is not None:
                         if audio_start is None and frame.time is not None:
                             audio_start = float(frame.time)
