@@ -14,7 +14,7 @@
 #   5. end to end on video files (`adamml bench --synthetic CONFIG --videos`): `adamml predict`'s whole path at
 #      the paper's sizes (decoding, the policy's inputs, the policy, optical flow only where chosen, ResNet-50s),
 #      AdaMML at RATES against weighted fusion, with DIS and with TV-L1 flow, on 10-second videos written by
-#      `adamml synth` at 320 x 320 (E2E_VIDEOS of them). TV-L1 (E2E_TVL1=1, on the first video only) runs on the
+#      `adamml synth` at 320 x 320 as ordinary H.264 (--crf 23; E2E_VIDEOS of them). TV-L1 (E2E_TVL1=1, on the first video only) runs on the
 #      CPU and costs about 1 s a field, some 8 minutes for the two models: outside the 8-minute budget, off by
 #      default. Needs PyAV: skipped without it, or installed from a folder of wheels given as WHEELS (the GPU box
 #      has no internet).
@@ -97,7 +97,7 @@ elif "$PYTHON" -c "import av" 2>/dev/null || { [ -n "${WHEELS:-}" ] && "$PYTHON"
   per_class=$(( (E2E_VIDEOS + 1) / 2 ))
   part "videos for end to end" 120 "$PYTHON" -m adamml.cli synth --out "$OUT/e2e-videos" --classes 2 \
     --train-per-class 1 --val-per-class 1 --test-per-class "$per_class" --segments 10 --frames-per-segment 32 \
-    --size 320 --quiet
+    --size 320 --crf 23 --quiet
   part "end to end, DIS flow" 180 "$PYTHON" -m adamml.cli.bench --synthetic "$E2E_CONFIG" --device "$DEVICE" \
     --videos "$OUT/e2e-videos/videos/test" --limit "$E2E_VIDEOS" --flow dis --rates "$RATES" --no-unimodal \
     --json "$OUT/e2e-dis.json"
