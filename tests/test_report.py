@@ -58,6 +58,18 @@ def test_demo_page_has_every_method_and_the_ground_truth(tmp_path):
     assert text.count('class="pt k-') == 2 + 3  # two methods and AdaMML's sweep of three thresholds
 
 
+def test_unimodal_points_are_told_apart_by_their_modality():
+    from adamml.report.plots import accuracy_gflops
+
+    methods = [{"label": label, "stage": stage, "modalities": modalities, "gflops": gflops, "top1": top1, "sweep": []}
+               for label, stage, modalities, gflops, top1 in (("RGB", "unimodal", "rgb", 0.11, 21.0),
+                                                             ("Audio", "unimodal", "audio", 0.03, 25.0),
+                                                             ("Weighted fusion", "fusion", "rgb+audio", 0.14, 80.0))]
+    plot = accuracy_gflops(methods)
+    expected = ["k-unimodal u-rgb", "k-unimodal u-audio", "k-fusion"]
+    assert [p["css"] for p in plot["points"]] == expected == [entry["css"] for entry in plot["legend"]]
+
+
 def test_bad_input_is_named_and_the_page_written_without_what_is_missing(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err

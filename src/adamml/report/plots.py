@@ -57,6 +57,15 @@ def _frame(x: Axis, y: Axis, xticks: list[float], yticks: list[float]) -> dict[s
             "yticks": [{"px": y(t), "text": tick_text(t)} for t in yticks]}
 
 
+def _marker_class(method: dict[str, Any]) -> str:
+    """CSS classes of a method's point: its stage (k-STAGE); a unimodal model also its modality (u-MODALITY),
+    drawn as a ring of that modality's colour so that the unimodal points are told apart."""
+    css = f"k-{method['stage']}"
+    if method["stage"] == "unimodal" and method.get("modalities"):
+        css += f" u-{method['modalities']}"
+    return css
+
+
 def accuracy_gflops(methods: list[dict[str, Any]]) -> dict[str, Any]:
     """Points of the methods (`label`, `stage`, `gflops`, `top1`, `sweep` of {threshold, gflops, top1})."""
     sweeps = [s for m in methods for s in m.get("sweep", [])]
@@ -69,14 +78,17 @@ def accuracy_gflops(methods: list[dict[str, Any]]) -> dict[str, Any]:
         if sweep:
             lines.append(" ".join(f"{x(s['gflops'])},{y(s['top1'])}" for s in sweep))
         for s in sweep:
-            points.append({"x": x(s["gflops"]), "y": y(s["top1"]), "kind": "sweep", "method": m["label"],
+            points.append({"x": x(s["gflops"]), "y": y(s["top1"]), "kind": "sweep", "css": "k-sweep",
+                           "method": m["label"],
                            "tip": f"{m['label']}, threshold {s['threshold']:g}: {s['top1']:.2f} % at "
                                   f"{s['gflops']:.4g} GFLOPs"})
         threshold = f", threshold {m['threshold']:g}" if m.get("threshold") is not None else ""
-        points.append({"x": x(m["gflops"]), "y": y(m["top1"]), "kind": m["stage"], "method": m["label"],
+        points.append({"x": x(m["gflops"]), "y": y(m["top1"]), "kind": m["stage"], "css": _marker_class(m),
+                       "method": m["label"],
                        "tip": f"{m['label']}{threshold}: {m['top1']:.2f} % at {m['gflops']:.4g} GFLOPs"})
     return {**_frame(x, y, xticks, yticks), "points": points, "lines": lines,
-            "legend": [{"label": m["label"], "kind": m["stage"], "y": TOP + 8 + 18 * i} for i, m in enumerate(methods)]}
+            "legend": [{"label": m["label"], "kind": m["stage"], "css": _marker_class(m), "y": TOP + 8 + 18 * i}
+                       for i, m in enumerate(methods)]}
 
 
 def gflops_histogram(hist: dict[str, Any], always_on: float, mean: float) -> dict[str, Any]:
