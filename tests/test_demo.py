@@ -34,6 +34,11 @@ def test_scaled_down_demo_runs_every_stage_and_reuses_its_work(tmp_path, capsys)
     assert len(report["targets"]) == 4 and (precision is None or 0.0 <= precision <= 1.0)
     assert report["reports"]["fusion"]["selection_rate"] == {"rgb": 1.0, "flow": 1.0, "audio": 1.0}
     assert "| Weighted fusion |" in (out / "report.md").read_text()
+    # the machine the figures depend on: its kernels' instruction set and thread count
+    import torch
+
+    assert report["machine"]["kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert report["machine"]["threads"] == torch.get_num_threads() and "## Machine" in (out / "report.md").read_text()
     first = report["seconds"]
     capsys.readouterr()
     assert main(["demo", "--out", str(out), *SMALL]) == 0  # everything reused

@@ -17,6 +17,7 @@ from rich.table import Table
 from adamml.config import load_config
 from adamml.data.dataset import read_wav_window
 from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
+from adamml.devices import machine_info
 from adamml.jsonfile import write_json
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
@@ -270,12 +271,21 @@ def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[
     lines += [f"| {r.threshold:g} | {r.top1:.2f} | {r.gflops_per_video:.4f} |" for r in ada.sweep]
     lines += ["", "## Wall time", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in times.items()]
-    lines += [f"| total, this run | {total:.1f} |", "", "Figures: `selections.png`, `pareto.png`."]
+    lines += [f"| total, this run | {total:.1f} |", ""]
+    machine = machine_info()
+    lines += ["## Machine", "",
+              "The trainings amplify float rounding, and PyTorch picks its CPU kernels by instruction set and splits "
+              "its sums by thread count: the same code and data on another machine give other figures (by a few "
+              "points; bit for bit on the same machine). This table was made on:", "",
+              "| " + " | ".join(machine) + " |", "| " + " | ".join("---" for _ in machine) + " |",
+              "| " + " | ".join(str(v) for v in machine.values()) + " |", "",
+              "Figures: `selections.png`, `pareto.png`."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text, encoding="utf-8")
     payload = {"reports": {name: r.to_json() for name, r in reports.items()}, "policy_vs_truth": vs_truth, "saving_vs_fusion": saving,
                "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets],
-               "seconds": times, "total_seconds": total, "prepare_frames_per_second": prepared.frames_per_second}
+               "seconds": times, "total_seconds": total, "prepare_frames_per_second": prepared.frames_per_second,
+               "machine": machine}
     write_json(out / "report.json", payload, indent=1, default=str)
     summary = (f"AdaMML {ada.top1:.1f} % at {ada.gflops_per_video:.4f} GFLOPs vs weighted fusion "
                f"{fusion.top1:.1f} % at {fusion.gflops_per_video:.4f} ({100 * saving:.1f} % saved); "

@@ -1,7 +1,10 @@
 """The torch device a ``--device`` argument names; a GPU asked for on a machine without one is a clear error,
-not a CUDA traceback."""
+not a CUDA traceback. Also what a result depends on of the machine that made it (`machine_info`)."""
 
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import torch
 
@@ -24,3 +27,23 @@ def torch_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise UserError(f"--device {name!r}: only cpu and cuda are supported")
     return device
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, str | int]:
+    """The machine a training ran on, as far as its numbers depend on it: the CPU, the instruction set PyTorch's
+    CPU kernels were picked for (AVX2, AVX-512, ...) and the threads they split their sums over. The same code
+    and data on another CPU, or with another thread count, train to other weights (float rounding, amplified)."""
+    return {"cpu": _cpu_name(), "architecture": platform.machine(),
+            "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
