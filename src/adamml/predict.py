@@ -191,7 +191,7 @@ class Predictor:
         for _attempt in range(2):
             keep = self.frames_used(guess)
             with VideoReader(path, short_side=self.sampling.test_short_side) as reader:
-                frames = dict(reader.deferred_frames_at(keep, DEFER_BYTES))
+                frames = dict(reader.frames_at(keep, DEFER_BYTES))
             n = reader.num_frames
             if self.frames_used(n) <= frames.keys():
                 width, height = reader.size

@@ -231,20 +231,15 @@ class VideoReader:
         for _index, image in self._decode(None):
             yield image if isinstance(image, np.ndarray) else image.array()
 
-    def frames_at(self, keep: Container[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def frames_at(self, keep: Container[int],
+                  defer_bytes: int = 0) -> Iterator[tuple[int, np.ndarray | DeferredFrame]]:
         """(index, frame) of the frames whose index is in `keep`, decoding the whole video (frame times and
-        audio as `__iter__` gives them) but converting and handing out only those: a caller that holds what it
-        gets holds `len(keep)` frames, whatever the video's length."""
-        for index, image in self._decode(keep):
-            yield index, image if isinstance(image, np.ndarray) else image.array()
-
-    def deferred_frames_at(self, keep: Container[int],
-                           max_bytes: int) -> Iterator[tuple[int, np.ndarray | DeferredFrame]]:
-        """As `frames_at`, but the frames come decoded and not yet resized and converted (`DeferredFrame`, whose
-        `array()` gives what `frames_at` would have) while the decoded pictures handed out so far take at most
-        `max_bytes`; past that, converted ones. A caller that needs only some of the frames (prediction, once
-        the policy has decided) converts only those, and the same pixels as `frames_at`'s."""
-        return self._decode(keep, max_bytes)
+        audio as `__iter__` gives them) but handing out only those: a caller that holds what it gets holds
+        `len(keep)` frames, whatever the video's length. While the pictures handed out take at most
+        `defer_bytes`, they come decoded but not yet resized and converted (`DeferredFrame`: `array()` gives the
+        same pixels), so a caller that turns out to need only some of them (prediction, once the policy has
+        decided) converts only those; past that, and with the default 0, converted arrays."""
+        return self._decode(keep, defer_bytes)
 
     def _decode(self, keep: Container[int] | None,
                 defer_bytes: int = 0) -> Iterator[tuple[int, np.ndarray | DeferredFrame]]:
