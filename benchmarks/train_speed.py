@@ -35,7 +35,12 @@ from adamml.jsonfile import write_json  # noqa: E402
 from adamml.models.build import build_model  # noqa: E402
 from adamml.precision import PRECISIONS, Amp, channels_last  # noqa: E402
 from adamml.train.loop import train_epoch  # noqa: E402
-from adamml.train.stages import _efficiency, _recognition_params, _set_trainable, _trained_policy_params  # noqa: E402
+from adamml.train.optim import (  # noqa: E402
+    efficiency_terms,
+    recognition_params,
+    set_trainable,
+    trained_policy_params,
+)
 
 
 def _batches(cfg, batch: int, count: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
@@ -60,21 +65,21 @@ def measure(config: str, overrides: list[str], precision: str, device: torch.dev
     # distinct batches, cycled: each step reads new inputs, as it would from a loader
     data = _batches(cfg, batch, min(steps, 4), device)
     feed = [data[i % len(data)] for i in range(steps)]
-    rec_opt = torch.optim.SGD(_recognition_params(model), lr=cfg.train.alternating.lr, momentum=0.9,
+    rec_opt = torch.optim.SGD(recognition_params(model), lr=cfg.train.alternating.lr, momentum=0.9,
                               weight_decay=1e-4)
-    pol_opt = torch.optim.Adam(_trained_policy_params(model, cfg), lr=cfg.train.policy_lr)
+    pol_opt = torch.optim.Adam(trained_policy_params(model, cfg), lr=cfg.train.policy_lr)
     cells = cfg.data.train_segments * len(cfg.model.modalities)
     with torch.no_grad():
         recognized = torch.randn(steps * batch, cfg.data.train_segments, len(cfg.model.modalities),
                                  cfg.model.num_classes, device=device)
     kinds = {
         "recognition": (dict(recognizers=True, policy=False), [rec_opt], None, None),
-        "policy": (dict(recognizers=False, policy=True), [pol_opt], _efficiency(cfg), None),
-        "policy-cached": (dict(recognizers=False, policy=True), [pol_opt], _efficiency(cfg), recognized),
+        "policy": (dict(recognizers=False, policy=True), [pol_opt], efficiency_terms(cfg), None),
+        "policy-cached": (dict(recognizers=False, policy=True), [pol_opt], efficiency_terms(cfg), recognized),
     }
     rows = {}
     for name, (trainable, optimizers, efficiency, cached) in kinds.items():
-        _set_trainable(model, **trainable, extractors=not cfg.train.freeze_policy_extractors)
+        set_trainable(model, **trainable, extractors=not cfg.train.freeze_policy_extractors)
         scaler = amp.scaler()
 
         def run(batches):

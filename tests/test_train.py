@@ -119,11 +119,16 @@ def test_policy_learns_to_pick_the_informative_modality():
     rec = torch.optim.SGD(list(model.recognizers.parameters()) + list(model.fusion.parameters()), lr=0.05,
                           momentum=0.9)
     model.train()
-    for epoch in range(12):  # recognizers first, always on; a lower rate at the end lets batch norm settle
+    # recognizers first, on random halves of the cells: trained always on, the fusion leaned on the RGB net's
+    # constant output as a bias, so dropping RGB cost accuracy and the policy's outcome turned on float rounding
+    # (it failed on an AVX-512 CPU); a lower rate at the end lets batch norm settle
+    from adamml.decisions import random_policy
+
+    for epoch in range(12):
         for group in rec.param_groups:
             group["lr"] = 0.05 if epoch < 8 else 0.005
-        train_epoch(model, model, loader, [rec], info, decisions_fn=always_on(model), efficiency=None,
-                    multi_label=False)
+        train_epoch(model, model, loader, [rec], info, decisions_fn=random_policy(model, (0.5, 0.5), None),
+                    efficiency=None, multi_label=False)
     for p in list(model.recognizers.parameters()) + list(model.fusion.parameters()):
         p.requires_grad_(False)
     model.recognizers.eval()
@@ -440,7 +445,7 @@ def test_policy_pretraining_can_learn_each_segments_usefulness():
 
 
 def test_chance_is_the_most_frequent_class(tiny_store):
-    from adamml.train.stages import chance_score
+    from adamml.train.run import chance_score
 
     store = Store.open(tiny_store)
     val = SegmentDataset(store, "val", ("rgb",), train=False)

@@ -1,5 +1,6 @@
-"""The driver of the training stages (the table is `adamml.stages`): a run's model, data and optimisers, one epoch
-of each phase, validation and model selection, checkpoints and logs. Model selection uses the validation split
+"""The driver of the training stages (the table is `adamml.stages`; a run's model and data are set up in
+`adamml.train.run`, each phase's optimisers in `adamml.train.optim`): one epoch of each phase, validation and model
+selection, checkpoints and logs. Model selection uses the validation split
 only. `last.pt` is written after every epoch with everything needed to resume; `best.pt` holds the best
 validation model. Recognition SGD, policy Adam; every learning-rate schedule is attached to the optimiser that
 is actually stepped, and stepped once per epoch of its phase.
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -23,38 +22,33 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from torch.utils.data import Dataset, Subset
 
 from adamml.checkpoint import (
     CheckpointError,
     checkpoint_config,
     load_checkpoint,
     load_model_state,
-    load_recognizer,
     model_payload,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config, dump_config
-from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.config import Config, dump_config
+from adamml.data.dataset import SegmentDataset, sampling_config
 from adamml.data.loader import make_loader
 from adamml.decisions import random_rates, stage_decisions
-from adamml.distributed import DistInfo, barrier, sync_batch_norm, wrap
+from adamml.distributed import DistInfo, barrier, wrap
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.jsonfile import write_json
 from adamml.models.adamml import AdaMML
-from adamml.models.baselines import BLEND_FUSED
-from adamml.models.build import Model, build_model
-from adamml.precision import FP32, Amp, amp_for, channels_last
+from adamml.models.build import Model
 from adamml.predictions import predict, summarize
-from adamml.stages import Phase, Stage, get_stage
-from adamml.train.blending import BlendState, HeadLosses, holdout_split
+from adamml.stages import Phase, get_stage
+from adamml.train.blending import HeadLosses
 from adamml.train.logs import RunLog
 from adamml.train.loop import (
     EpochStats,
     MemoryDataset,
-    PolicyProbe,
     TrainingDiverged,
     distillation_teachers,
     mean_head_losses,
@@ -63,133 +57,18 @@ from adamml.train.loop import (
     recompute_batch_norm,
     train_epoch,
 )
+from adamml.train.optim import PhaseState, efficiency_terms, set_trainable
+from adamml.train.run import Run, build_run, chance_score, stage_config, training_data
 
 # the policy's inputs of an alternating epoch are kept in memory for its passes up to this size (the tiny preset's
 # take about 130 MB; the paper's, some 38 MB a video, are read again each pass)
 POLICY_INPUTS_BYTES = 2 << 30
 # a run whose best validation top-1 is within this many points of always answering the most frequent class learnt
-# nothing (reported as such); and the fewest training steps per epoch a preset's schedule is meant for
+# nothing (reported as such)
 CHANCE_MARGIN = 5.0
-MIN_STEPS_PER_EPOCH = 10
-
-
-def stage_config(cfg: Config, stage: str) -> Config:
-    """The configuration `stage` trains: a baseline stage sets `model.fusion.kind` to its own name; the other
-    stages use AdaMML's late fusion (weighted or average)."""
-    kind = cfg.model.fusion.kind
-    if stage in BASELINE_STAGES:
-        if kind != stage and kind not in LATE_FUSION_KINDS:
-            raise ValueError(f"--stage {stage} trains the {stage!r} fusion, but the configuration sets "
-                             f"model.fusion.kind={kind!r} (drop it, or train --stage {kind})")
-        fusion = dataclasses.replace(cfg.model.fusion, kind=stage)
-        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fusion=fusion))
-    if stage in STAGES and kind not in LATE_FUSION_KINDS:
-        raise ValueError(f"the {stage} stage uses AdaMML's late fusion (model.fusion.kind weighted or average), "
-                         f"the configuration sets {kind!r}: train that baseline with --stage {kind}")
-    return cfg
 
 
 # ---------------------------------------------------------------------------------------------- the driver
-
-
-@dataclass
-class Run:
-    """Everything one training run holds."""
-
-    cfg: Config
-    stage: str
-    out: Path
-    info: DistInfo
-    model: Model
-    train_set: SegmentDataset
-    val_set: SegmentDataset
-    multi_label: bool
-    console: Console
-    best_score: float = float("-inf")
-    log: RunLog = dataclasses.field(default_factory=RunLog)
-    classes: list[str] = dataclasses.field(default_factory=list)  # the store's, saved in checkpoints
-    policy_set: SegmentDataset | None = None  # the policy's inputs only (policy pre-training)
-    # gradient blending: the training split's indices trained on, and the eval-mode sets its loss weights are
-    # measured on (held-out part, as many training videos)
-    train_part: list[int] | None = None
-    blend_sets: tuple[Dataset, Dataset] | None = None
-    amp: Amp = FP32  # train.precision on this device
-
-    @property
-    def record(self) -> Stage:
-        return get_stage(self.stage)
-
-
-def chance_score(data: SegmentDataset, multi_label: bool) -> float | None:
-    """Top-1 (%) of always answering the most frequent class of `data` (None for multi-label data: mAP)."""
-    if multi_label:
-        return None
-    labels = [(row.get("label_ids") or [-1])[0] for row in data.rows]
-    labels = [label for label in labels if label >= 0]
-    if not labels:
-        return None
-    return 100.0 * max(labels.count(label) for label in set(labels)) / len(labels)
-
-
-def _warn_small_training_set(run: Run) -> None:
-    """Say so when the training split gives fewer steps than the schedule needs to move the weights."""
-    steps = len(run.train_set) // max(1, run.cfg.train.batch_size)
-    if steps < MIN_STEPS_PER_EPOCH and run.info.is_main:
-        run.console.print(f"[yellow]warning:[/yellow] {len(run.train_set)} training videos make {steps} steps of "
-                          f"{run.cfg.train.batch_size} per epoch (fewer than {MIN_STEPS_PER_EPOCH}): the "
-                          "preset's schedule was set for more data and may learn nothing. Add videos, lower "
-                          "train.batch_size, or raise the epochs of each phase.")
-
-
-def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
-              init: list[Path]) -> Run:
-    if stage == "unimodal" and len(cfg.model.modalities) != 1:
-        raise ValueError(f"the unimodal stage trains one modality, got {list(cfg.model.modalities)} "
-                         "(give --modalities NAME)")
-    store = Store.open(data)
-    if len(store.classes) != cfg.model.num_classes:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(store.classes)))
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model)
-    for path in init:
-        payload = load_checkpoint(path)
-        have = [m for m in checkpoint_config(payload, path).model.modalities if m in cfg.model.modalities]
-        if not have:
-            raise CheckpointError(f"{path}: none of its modalities are in this model ({list(cfg.model.modalities)})")
-        for name in have:
-            load_recognizer(model, name, payload, path)
-    model = channels_last(sync_batch_norm(model, info).to(info.device), info.device)
-    sampling = sampling_config(cfg)
-    train_set = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling,
-                               seed=cfg.train.seed)
-    val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
-    run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
-              amp=amp_for(cfg.train.precision, info.device))
-    _warn_small_training_set(run)
-    if run.record.holds_out:
-        _split_for_blending(run)
-    return run
-
-
-def _split_for_blending(run: Run) -> None:
-    """Hold out part of the training split for gradient blending's estimates (see `adamml.train.blending`)."""
-    cfg = run.cfg
-    labels = [(row.get("label_ids") or [-1])[0] for row in run.train_set.rows]
-    train_part, held_out = holdout_split(labels, cfg.train.blend.holdout, cfg.train.seed)
-    probe = [train_part[i] for i in np.random.default_rng([cfg.train.seed, 7753]).permutation(len(train_part))]
-    probe = sorted(probe[: len(held_out)])
-    measured = SegmentDataset(run.train_set.store, "train", cfg.model.modalities, train=False,
-                              sampling=sampling_config(cfg))
-    run.train_part = train_part
-    run.blend_sets = (Subset(measured, probe), Subset(measured, held_out))
-    if run.info.is_main:
-        run.console.print(f"gradient blending: {len(train_part)} training videos, {len(held_out)} held out to "
-                          f"estimate the loss weights")
-
-
-def _training_data(run: Run) -> Dataset:
-    """What the stage trains on: the training split (less gradient blending's held-out part)."""
-    return run.train_set if run.train_part is None else Subset(run.train_set, run.train_part)
 
 
 def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
@@ -205,124 +84,6 @@ def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
         note = "" if "gain" in entry else " (initial)"
         note = " (no head generalised: weights kept)" if entry.get("kept_previous") else note
         run.console.print(f"  gradient blending at epoch {epoch + 1}: weights {weights}{note}")
-
-
-def _set_trainable(model: Model, recognizers: bool, policy: bool, extractors: bool = True) -> None:
-    """Freeze or unfreeze the two sides, modes included: a frozen side neither learns nor moves its batch-norm
-    statistics (frozen recognizers also drop dropout); a frozen policy keeps sampling its Gumbel decisions.
-    `extractors=False` keeps the policy's feature extractors frozen while the rest of a trained policy learns.
-    A fusion baseline has no policy: its recognition side is everything."""
-    model.train()
-    for p in _recognition_params(model):
-        p.requires_grad_(recognizers)
-    if not recognizers:
-        model.recognizers.eval()
-    if not isinstance(model, AdaMML):
-        return
-    for p in model.policy.parameters():
-        p.requires_grad_(policy)
-    frozen = model.policy if not policy else None if extractors else model.policy.extractors
-    if frozen is not None:
-        for p in frozen.parameters():
-            p.requires_grad_(False)
-        for module in frozen.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
-
-
-def _trained_policy_params(model: AdaMML, cfg: Config) -> list[torch.nn.Parameter]:
-    """What the alternating phase's policy optimiser trains: the whole policy, or all but its feature extractors
-    (`train.freeze_policy_extractors`)."""
-    if not cfg.train.freeze_policy_extractors:
-        return list(model.policy.parameters())
-    kept = {id(p) for p in model.policy.extractors.parameters()}
-    return [p for p in model.policy.parameters() if id(p) not in kept]
-
-
-def _recognition_params(model: Model) -> list[torch.nn.Parameter]:
-    return list(model.recognizers.parameters()) + list(model.fusion.parameters())
-
-
-def _sgd(params, opt) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-
-
-def _schedule(optimizer: torch.optim.Optimizer, opt) -> torch.optim.lr_scheduler.MultiStepLR:
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.lr_decay)
-
-
-class PhaseState:
-    """The optimisers and schedulers of one phase, created explicitly for it."""
-
-    def __init__(self, run: Run, phase: Phase) -> None:
-        cfg, model = run.cfg.train, run.model
-        self.phase = phase
-        self.rec_opt: torch.optim.Optimizer | None = None
-        self.rec_sched = None
-        self.pol_opt: torch.optim.Optimizer | None = None
-        self.pol_sched = None
-        self.probe: PolicyProbe | None = None
-        self.blend: BlendState | None = None
-        self.scaler = run.amp.scaler()  # fp16's loss scale, carried from epoch to epoch (a no-op otherwise)
-        if phase.spec.pretrains_policy:
-            outputs = 1 if cfg.policy_pretrain_target == "usefulness" else run.cfg.model.num_classes
-            self.probe = PolicyProbe(model.policy, outputs).to(run.info.device)
-            self.pol_opt = torch.optim.Adam(self.probe.parameters(), lr=cfg.policy_pretrain.lr,
-                                            weight_decay=cfg.policy_pretrain.weight_decay)
-            self.pol_sched = _schedule(self.pol_opt, cfg.policy_pretrain)
-            return
-        settings = getattr(cfg, phase.spec.section)
-        self.rec_opt = _sgd(_recognition_params(model), settings)
-        self.rec_sched = _schedule(self.rec_opt, settings)
-        if phase.spec.alternates:
-            self.pol_opt = torch.optim.Adam(_trained_policy_params(model, run.cfg), lr=cfg.policy_lr,
-                                            weight_decay=cfg.policy_weight_decay)
-            self.pol_sched = _schedule(self.pol_opt, cfg.alternating)
-        if run.record.holds_out:
-            self.blend = BlendState(tuple(model.modalities) + (BLEND_FUSED,))
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        if self.rec_opt is not None:
-            state.update(rec_opt=self.rec_opt.state_dict(), rec_sched=self.rec_sched.state_dict())
-        if self.pol_opt is not None:
-            state.update(pol_opt=self.pol_opt.state_dict(), pol_sched=self.pol_sched.state_dict())
-        if self.probe is not None:
-            state["probe_heads"] = self.probe.heads.state_dict()
-        if self.blend is not None:
-            state["blend"] = self.blend.state_dict()
-        if self.scaler.is_enabled():
-            state["scaler"] = self.scaler.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.rec_opt is not None:
-            self.rec_opt.load_state_dict(state["rec_opt"])
-            self.rec_sched.load_state_dict(state["rec_sched"])
-        if self.pol_opt is not None:
-            self.pol_opt.load_state_dict(state["pol_opt"])
-            self.pol_sched.load_state_dict(state["pol_sched"])
-        if self.probe is not None:
-            self.probe.heads.load_state_dict(state["probe_heads"])
-        if self.blend is not None:
-            self.blend.load_state_dict(state["blend"])
-        if self.scaler.is_enabled() and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-
-    def step_schedules(self) -> None:
-        if self.rec_opt is not None:
-            self.rec_sched.step()
-        if self.pol_sched is not None:
-            self.pol_sched.step()
-
-
-def _efficiency(cfg: Config) -> tuple[tuple[float, ...], float]:
-    weights = dict(cfg.train.efficiency_weights)
-    missing = [m for m in cfg.model.modalities if m not in weights]
-    if missing:
-        raise ValueError(f"train.efficiency_weights has no weight for {missing} (set e.g. "
-                         f"--set train.efficiency_weights.{missing[0]}=1.0)")
-    return tuple(float(weights[m]) for m in cfg.model.modalities), cfg.train.gamma
 
 
 def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None = None, init: list[Path] = (),
@@ -425,16 +186,16 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     if state.blend is not None and epoch % t.blend.interval == 0:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
     for part, rec, pol in parts:
-        _set_trainable(model, rec, pol, extractors=not t.freeze_policy_extractors)
+        set_trainable(model, rec, pol, extractors=not t.freeze_policy_extractors)
         if part == "policy" and t.policy_passes > 1:
             _policy_passes(run, state, phase, epoch)
             continue
         forward = wrap(model, info)
         optimizers = [state.rec_opt] if rec else [state.pol_opt]
         decisions_fn = stage_decisions(model, run.stage, cfg, training=True)
-        efficiency = _efficiency(cfg) if part == "policy" else None
+        efficiency = efficiency_terms(cfg) if part == "policy" else None
         head_weights = list(state.blend.weights) if state.blend is not None else None
-        loader = make_loader(_training_data(run), t.batch_size, info,
+        loader = make_loader(training_data(run), t.batch_size, info,
                              t.seed * 1000 + _global_epoch(run, phase, epoch), train=True, workers=cfg.data.workers)
         label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part}" if len(parts) > 1 else "")
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
@@ -445,7 +206,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     state.step_schedules()
     if phase.spec.alternates:
         model.policy.set_temperature(float(model.policy.temperature) * t.temperature_decay)
-    _set_trainable(model, True, True)
+    set_trainable(model, True, True)
     if phase.spec.alternates:
         _precise_policy_bn(run, phase, epoch)
     if not phase.spec.validates:  # warm-up: the policy is still random, nothing to select yet
@@ -479,7 +240,7 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
     cfg, model, info = run.cfg, run.model, run.info
     t = cfg.train
     global_epoch = _global_epoch(run, phase, epoch)
-    data = _training_data(run)
+    data = training_data(run)
     every = make_loader(data, t.batch_size, info, 0, train=False, workers=cfg.data.workers)
     label = f"{phase.name} {epoch + 1}/{phase.epochs} recognizer logits"
     cached = _with_progress(run, label, len(every), lambda on_step: recognizer_logits(
@@ -491,7 +252,7 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
         policy_data, workers = _policy_set(run), cfg.data.workers
         policy_data.set_epoch(global_epoch)
     forward = wrap(model, info)
-    efficiency = _efficiency(cfg)
+    efficiency = efficiency_terms(cfg)
     loader = make_loader(policy_data, t.batch_size, info, t.seed * 1000 + global_epoch, train=True, workers=workers)
     for index in range(t.policy_passes):
         loader.batch_sampler.set_epoch(index)
@@ -550,7 +311,7 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
     stats = _with_progress(run, label, len(loader), body)
     _log(run, phase, epoch, "policy", stats, state)
     state.step_schedules()
-    _set_trainable(model, True, True)
+    set_trainable(model, True, True)
     _precise_policy_bn(run, phase, epoch)
     if info.is_main:
         _write_logs(run)

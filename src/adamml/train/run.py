@@ -1,0 +1,147 @@
+"""One training run: the configuration a stage trains, its model (initialised from earlier checkpoints), its data
+sets and what it holds out, and the checks made before it starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch.utils.data import Dataset, Subset
+
+from adamml.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    load_checkpoint,
+    load_recognizer,
+)
+from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.distributed import DistInfo, sync_batch_norm
+from adamml.models.build import Model, build_model
+from adamml.precision import FP32, Amp, amp_for, channels_last
+from adamml.stages import Stage, get_stage
+from adamml.train.blending import holdout_split
+from adamml.train.logs import RunLog
+
+# the fewest training steps per epoch a preset's schedule is meant for (fewer: a warning)
+MIN_STEPS_PER_EPOCH = 10
+
+
+def stage_config(cfg: Config, stage: str) -> Config:
+    """The configuration `stage` trains: a baseline stage sets `model.fusion.kind` to its own name; the other
+    stages use AdaMML's late fusion (weighted or average)."""
+    kind = cfg.model.fusion.kind
+    if stage in BASELINE_STAGES:
+        if kind != stage and kind not in LATE_FUSION_KINDS:
+            raise ValueError(f"--stage {stage} trains the {stage!r} fusion, but the configuration sets "
+                             f"model.fusion.kind={kind!r} (drop it, or train --stage {kind})")
+        fusion = dataclasses.replace(cfg.model.fusion, kind=stage)
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fusion=fusion))
+    if stage in STAGES and kind not in LATE_FUSION_KINDS:
+        raise ValueError(f"the {stage} stage uses AdaMML's late fusion (model.fusion.kind weighted or average), "
+                         f"the configuration sets {kind!r}: train that baseline with --stage {kind}")
+    return cfg
+
+
+@dataclass
+class Run:
+    """Everything one training run holds."""
+
+    cfg: Config
+    stage: str
+    out: Path
+    info: DistInfo
+    model: Model
+    train_set: SegmentDataset
+    val_set: SegmentDataset
+    multi_label: bool
+    console: Console
+    best_score: float = float("-inf")
+    log: RunLog = dataclasses.field(default_factory=RunLog)
+    classes: list[str] = dataclasses.field(default_factory=list)  # the store's, saved in checkpoints
+    policy_set: SegmentDataset | None = None  # the policy's inputs only (policy pre-training)
+    # gradient blending: the training split's indices trained on, and the eval-mode sets its loss weights are
+    # measured on (held-out part, as many training videos)
+    train_part: list[int] | None = None
+    blend_sets: tuple[Dataset, Dataset] | None = None
+    amp: Amp = FP32  # train.precision on this device
+
+    @property
+    def record(self) -> Stage:
+        return get_stage(self.stage)
+
+
+def chance_score(data: SegmentDataset, multi_label: bool) -> float | None:
+    """Top-1 (%) of always answering the most frequent class of `data` (None for multi-label data: mAP)."""
+    if multi_label:
+        return None
+    labels = [(row.get("label_ids") or [-1])[0] for row in data.rows]
+    labels = [label for label in labels if label >= 0]
+    if not labels:
+        return None
+    return 100.0 * max(labels.count(label) for label in set(labels)) / len(labels)
+
+
+def _warn_small_training_set(run: Run) -> None:
+    """Say so when the training split gives fewer steps than the schedule needs to move the weights."""
+    steps = len(run.train_set) // max(1, run.cfg.train.batch_size)
+    if steps < MIN_STEPS_PER_EPOCH and run.info.is_main:
+        run.console.print(f"[yellow]warning:[/yellow] {len(run.train_set)} training videos make {steps} steps of "
+                          f"{run.cfg.train.batch_size} per epoch (fewer than {MIN_STEPS_PER_EPOCH}): the "
+                          "preset's schedule was set for more data and may learn nothing. Add videos, lower "
+                          "train.batch_size, or raise the epochs of each phase.")
+
+
+def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
+              init: list[Path]) -> Run:
+    if stage == "unimodal" and len(cfg.model.modalities) != 1:
+        raise ValueError(f"the unimodal stage trains one modality, got {list(cfg.model.modalities)} "
+                         "(give --modalities NAME)")
+    store = Store.open(data)
+    if len(store.classes) != cfg.model.num_classes:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(store.classes)))
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    for path in init:
+        payload = load_checkpoint(path)
+        have = [m for m in checkpoint_config(payload, path).model.modalities if m in cfg.model.modalities]
+        if not have:
+            raise CheckpointError(f"{path}: none of its modalities are in this model ({list(cfg.model.modalities)})")
+        for name in have:
+            load_recognizer(model, name, payload, path)
+    model = channels_last(sync_batch_norm(model, info).to(info.device), info.device)
+    sampling = sampling_config(cfg)
+    train_set = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=sampling,
+                               seed=cfg.train.seed)
+    val_set = SegmentDataset(store, cfg.data.val_split, cfg.model.modalities, train=False, sampling=sampling)
+    run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
+              amp=amp_for(cfg.train.precision, info.device))
+    _warn_small_training_set(run)
+    if run.record.holds_out:
+        _split_for_blending(run)
+    return run
+
+
+def _split_for_blending(run: Run) -> None:
+    """Hold out part of the training split for gradient blending's estimates (see `adamml.train.blending`)."""
+    cfg = run.cfg
+    labels = [(row.get("label_ids") or [-1])[0] for row in run.train_set.rows]
+    train_part, held_out = holdout_split(labels, cfg.train.blend.holdout, cfg.train.seed)
+    probe = [train_part[i] for i in np.random.default_rng([cfg.train.seed, 7753]).permutation(len(train_part))]
+    probe = sorted(probe[: len(held_out)])
+    measured = SegmentDataset(run.train_set.store, "train", cfg.model.modalities, train=False,
+                              sampling=sampling_config(cfg))
+    run.train_part = train_part
+    run.blend_sets = (Subset(measured, probe), Subset(measured, held_out))
+    if run.info.is_main:
+        run.console.print(f"gradient blending: {len(train_part)} training videos, {len(held_out)} held out to "
+                          f"estimate the loss weights")
+
+
+def training_data(run: Run) -> Dataset:
+    """What the stage trains on: the training split (less gradient blending's held-out part)."""
+    return run.train_set if run.train_part is None else Subset(run.train_set, run.train_part)
