@@ -254,31 +254,3 @@ def test_wav_window_reads_the_centre(store, tmp_path):
     row = next(r for r in store.rows if r["has_audio"])
     x = read_wav_window(store.root / row["audio"], 0.8, 2400)
     assert x.shape == (2400,) and np.abs(x).max() > 0.3
-
-
-class _ThreadsSeen(torch.utils.data.Dataset):
-    """Items that say how many threads OpenCV would use where they are made."""
-
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        import cv2
-
-        return {"threads": torch.tensor(cv2.getNumThreads())}
-
-
-def test_loader_workers_decode_with_one_opencv_thread():
-    # N workers on N cores: OpenCV's own thread pool in every worker would make them contend for the machine
-    import cv2
-
-    from adamml.data.loader import make_loader
-    from adamml.distributed import DistInfo
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(2)  # what a worker would inherit from its parent otherwise
-    try:
-        batches = list(make_loader(_ThreadsSeen(), 2, DistInfo(), seed=0, train=False, workers=2))
-    finally:
-        cv2.setNumThreads(before)
-    assert [b["threads"].tolist() for b in batches] == [[1, 1], [1, 1]]

@@ -60,8 +60,7 @@ def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bo
     sampling = getattr(dataset.dataset if isinstance(dataset, Subset) else dataset, "cfg", None)
     encoded = getattr(sampling, "decode", "cpu") == "device"
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                        pin_memory=info.device.type == "cuda", collate_fn=collate_encoded if encoded else None,
-                        worker_init_fn=one_opencv_thread if workers > 0 else None)
+                        pin_memory=info.device.type == "cuda", collate_fn=collate_encoded if encoded else None)
     if encoded or (getattr(sampling, "raw", False) and sampling.network is not None):
         network = sampling.network
         return DeviceLoader(
@@ -69,14 +68,6 @@ def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bo
             (lambda b: finish_batch(b, network, conventions=sampling.conventions)) if network is not None else None,
             decode=(lambda b, device: decode_batch(b, device, sampling.input_size)) if encoded else None)
     return loader
-
-
-def one_opencv_thread(_worker_id: int) -> None:
-    """A loader worker decodes and crops with one OpenCV thread (torch already gives it one): N workers then use
-    N cores, instead of each starting a thread per core and all of them contending for the machine."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 class DeviceLoader:
