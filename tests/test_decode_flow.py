@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
+import av
 import numpy as np
 import pytest
 
@@ -52,6 +55,71 @@ def test_a_display_rotation_gives_upright_frames(tmp_path, degrees, corner):
     with VideoReader(write_raw_codec(tmp_path / "plain.mp4", frames, "libx264"), short_side=16) as reader:
         plain = list(reader)
     assert plain[0].shape[:2] == (16, 24) and plain[0][:4, :4].mean() > 200 and reader.rotation == 0
+
+
+def write_collection_clip(path, vcodec: str, pix_fmt: str, acodec: str, rate: int, layout: str,
+                          sample_format: str | None = None, audio_start: float = 0.0, frames: int = 20):
+    """A clip as real collections hold them: a smooth moving picture, a 440 Hz tone at 0.3 of full scale on every
+    channel of `layout`, the audio starting `audio_start` seconds after the first frame."""
+    y, x = np.mgrid[0:48, 0:64]
+    pictures = [np.stack([(x * 4 + 6 * i) % 256, y * 5, np.full_like(x, 90)], -1).astype(np.uint8) for i in range(frames)]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(vcodec, rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, pix_fmt
+        audio = container.add_stream(acodec, rate=rate, layout=layout)
+        if sample_format:
+            audio.format = sample_format
+        for picture in pictures:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(video.encode(None))
+        channels = len(av.AudioLayout(layout).channels)
+        start, total = int(audio_start * rate), int((frames / 25 - audio_start) * rate)
+        wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
+        for at in range(0, total, 1024):
+            chunk = av.AudioFrame.from_ndarray(np.tile(wave[at:at + 1024], (channels, 1)), format="fltp", layout=layout)
+            chunk.sample_rate, chunk.pts, chunk.time_base = rate, start + at, Fraction(1, rate)
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    return path, np.stack(pictures)
+
+
+@pytest.mark.parametrize("name, vcodec, pix_fmt, acodec, rate, layout, sample_format", [
+    ("vp9_opus.webm", "libvpx-vp9", "yuv420p", "libopus", 48_000, "stereo", None),
+    ("hevc_opus.mkv", "libx265", "yuv420p", "libopus", 48_000, "stereo", None),
+    ("h264_10bit_aac44k.mp4", "libx264", "yuv420p10le", "aac", 44_100, "stereo", None),
+    ("prores_10bit_pcm_5.1.mov", "prores", "yuv422p10le", "pcm_s16le", 48_000, "5.1", "s16"),
+    ("mjpeg_pcm_mono_8k.avi", "mjpeg", "yuvj420p", "pcm_s16le", 8_000, "mono", "s16"),
+    ("mpeg2_mp2.ts", "mpeg2video", "yuv420p", "mp2", 48_000, "stereo", None),
+])
+def test_the_codecs_and_audio_layouts_of_real_collections(tmp_path, name, vcodec, pix_fmt, acodec, rate, layout,
+                                                         sample_format):
+    """Web video (VP9 / HEVC with Opus), 10-bit H.264 and ProRes, 5.1 and 8 kHz PCM, MJPEG in AVI, MPEG-2 in a
+    transport stream: every frame decoded in its colours, the audio resampled to 24 kHz mono at its loudness."""
+    clip, pictures = write_collection_clip(tmp_path / name, vcodec, pix_fmt, acodec, rate, layout, sample_format)
+    with VideoReader(clip, short_side=0, audio_rate=24_000) as reader:
+        frames = np.stack(list(reader))
+    assert frames.shape == pictures.shape
+    error = np.abs(frames.astype(int) - pictures[..., ::-1])  # the reader gives BGR, as OpenCV writes it
+    assert error.mean() < 6, error.mean()  # lossy codecs, chroma subsampling
+    assert reader.measured_fps() == pytest.approx(25, rel=0.01)
+    samples = reader.audio.samples.astype(np.float64) / 32767
+    assert reader.audio.rate == 24_000 and abs(samples.size - 24_000 * 20 / 25) <= 2048
+    middle = samples[4000:16000]
+    assert np.sqrt((middle ** 2).mean()) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)  # downmixed, not summed
+    spectrum = np.abs(np.fft.rfft(middle))
+    assert np.fft.rfftfreq(middle.size, 1 / 24_000)[spectrum.argmax()] == pytest.approx(440, abs=4)
+
+
+def test_audio_that_starts_late_is_placed_at_its_time(tmp_path):
+    """An audio track that starts 0.4 s after the first frame gets 0.4 s of silence before it, so that a segment's
+    sound stays the sound of its frames."""
+    clip, _ = write_collection_clip(tmp_path / "late.mkv", "libx264", "yuv420p", "aac", 48_000, "stereo",
+                                    audio_start=0.4)
+    with VideoReader(clip, short_side=0, audio_rate=24_000) as reader:
+        list(reader)
+    samples = reader.audio.samples.astype(np.float64) / 32767
+    assert np.abs(samples[:int(0.38 * 24_000)]).max() < 0.01
+    assert np.sqrt((samples[int(0.45 * 24_000):int(0.75 * 24_000)] ** 2).mean()) > 0.15
 
 
 def test_decode_without_audio_has_no_audio(tmp_path):
