@@ -161,6 +161,31 @@ def test_lists_prepared_one_after_another_all_stay_listed(clips, tmp_path, capsy
     assert sorted(_rows(store)) == ["cat/a", "cat/b", "dog/c"]
 
 
+def test_overwrite_redoes_its_list_and_keeps_the_others_that_still_hold(clips, tmp_path, capsys):
+    store = tmp_path / "store"
+    train = _csv(tmp_path / "train.csv", "path,label,split\ncat/a.mp4,cat,train\ndog/c.mp4,dog,train\n")
+    val = _csv(tmp_path / "val.csv", "path,label,split\ncat/b.mp4,cat,val\ndog/d.mp4,dog,val\n")
+    assert _prepare(train, clips, store) == 0 and _prepare(val, clips, store) == 0
+    before = _rows(store)
+    # the same settings: the val videos are prepared again, the train videos stay listed as they were
+    assert _prepare(val, clips, store, "--overwrite") == 0
+    rows = _rows(store)
+    assert sorted(rows) == ["cat/a", "cat/b", "dog/c", "dog/d"]
+    assert rows["cat/b"]["seconds"] != before["cat/b"]["seconds"]  # done again
+    assert rows["dog/c"] == before["dog/c"] and rows["cat/a"] == before["cat/a"]
+    # a list naming only "cat": the store's classes become ["cat"]; a "dog" video cannot keep a class id and goes
+    cats = _csv(tmp_path / "cats.csv", "path,label,split\ncat/b.mp4,cat,val\n")
+    capsys.readouterr()
+    assert _prepare(cats, clips, store, "--overwrite") == 0
+    assert (store / "classes.txt").read_text() == "cat\n"
+    assert sorted(_rows(store)) == ["cat/a", "cat/b"] and _rows(store)["cat/a"]["label_ids"] == [0]
+    assert "2 videos of other lists are no longer listed" in capsys.readouterr().err
+    # other settings: the videos of other lists were made with the old ones and go, with a warning saying so
+    assert _prepare(cats, clips, store, "--overwrite", "--short-side", "24") == 0
+    assert sorted(_rows(store)) == ["cat/b"]
+    assert "prepared with other settings" in capsys.readouterr().err
+
+
 def test_a_resumed_video_is_checked_on_disk_and_redone_when_incomplete(clips, tmp_path):
     store = tmp_path / "store"
     listing = _csv(tmp_path / "l.csv", "cat/a.mp4,cat\ncat/b.mp4,cat\ndog/c.mp4,dog\ndog/d.mp4,dog\n")

@@ -245,11 +245,6 @@ def run_prepare(
 
 
 def _prepare_locked(entries, classes, root, store, settings, workers, shard, overwrite, on_start, on_row):
-    if overwrite:
-        for name in (SETTINGS_NAME, CLASSES_NAME, MANIFEST_NAME):
-            (store / name).unlink(missing_ok=True)
-    check_store_settings(store, settings)
-    write_classes(store, classes)
     if shard is not None:
         entries = select_shard(entries, *shard)
         manifest_path = store / shard_manifest_name(*shard)
@@ -257,14 +252,23 @@ def _prepare_locked(entries, classes, root, store, settings, workers, shard, ove
     else:
         manifest_path = store / MANIFEST_NAME
         tmp_prefix = ""  # this run holds the store alone: every leftover in .tmp is a killed run's
+    summary = PrepareSummary(manifest=manifest_path)
+    if overwrite:
+        previous, dropped = _other_lists_on_overwrite(store, manifest_path, settings, classes, {e.id for e in entries})
+        if dropped:
+            summary.warnings.append((str(manifest_path), dropped))
+        for name in (SETTINGS_NAME, CLASSES_NAME, MANIFEST_NAME):
+            (store / name).unlink(missing_ok=True)
+    else:
+        previous = read_manifest(manifest_path) if manifest_path.exists() else {}
+    check_store_settings(store, settings)
+    write_classes(store, classes)
     _remove_leftovers(store / TMP_DIR, tmp_prefix)
     tmp_name = f"{tmp_prefix or 'run-'}{os.getpid()}"
 
     position = {name: i for i, name in enumerate(classes)}
-    previous = {} if overwrite or not manifest_path.exists() else read_manifest(manifest_path)
     writer = ManifestWriter(manifest_path, list(previous) + [e.id for e in entries if e.id not in previous])
     writer.rows.update(previous)  # videos of other lists stay listed
-    summary = PrepareSummary(manifest=manifest_path)
 
     def label_ids(entry: VideoEntry) -> list[int]:
         return [position[label] for label in entry.labels if label in position]
@@ -314,6 +318,35 @@ def _prepare_locked(entries, classes, root, store, settings, workers, shard, ove
         shutil.rmtree(store / TMP_DIR / tmp_name, ignore_errors=True)
         _remove_if_empty(store / TMP_DIR)
     return summary
+
+
+def _other_lists_on_overwrite(store: Path, manifest_path: Path, settings: PrepareSettings, classes: list[str],
+                              ids: set[str]) -> tuple[dict[str, dict], str | None]:
+    """With --overwrite, the rows of videos outside this list that stay listed: prepared with the settings asked now,
+    their labels among this list's classes (class ids renumbered to them). Returns them and, when some must go, a
+    warning saying how many and why."""
+    if not manifest_path.exists():
+        return {}, None
+    try:
+        others = {i: r for i, r in read_manifest(manifest_path).items() if i not in ids}
+    except StoreError as exc:
+        return {}, f"the videos it listed before are no longer listed: {exc}"
+    if not others:
+        return {}, None
+    try:
+        have = json.loads((store / SETTINGS_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        have = None
+    if have != {"format": STORE_FORMAT, "version": STORE_VERSION, **settings.to_dict()}:
+        return {}, (f"{len(others)} videos of other lists are no longer listed: they were prepared with other "
+                    "settings; prepare their lists again")
+    position = {name: i for i, name in enumerate(classes)}
+    kept = {i: {**r, "label_ids": [position[label] for label in r.get("labels", [])]} for i, r in others.items()
+            if all(label in position for label in r.get("labels", []))}
+    if len(kept) == len(others):
+        return kept, None
+    return kept, (f"{len(others) - len(kept)} videos of other lists are no longer listed: their labels are not "
+                  "among this list's classes; prepare their lists again")
 
 
 def _remove_leftovers(tmp: Path, prefix: str) -> None:
