@@ -11,13 +11,15 @@ Run `make demo` first (it makes the store, the unimodal models and weighted fusi
 Prints one row per seed and the mean / min / max: top-1, GFLOPs per video and its fraction of fusion's, fusion's
 top-1 and the gap to it, the gap to the random policy at the same rates, and the share of the computed RGB and flow cells that were
 informative (audio is left out of that share: it is always worth its small cost here, see the README). Finished
-trainings and evaluations are reused, so an interrupted run picks up where it stopped. Writes seeds.json.
+trainings and evaluations are reused, so an interrupted run picks up where it stopped; so are the demo's own runs
+where they were trained with the same configuration (its seed, no --set). Writes seeds.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -35,11 +37,23 @@ def _value(result):
     return result.value if isinstance(result, Reused) else result
 
 
+def reuse_demo_run(demo: Path, name: str, cfg, folder: Path) -> None:
+    """Copy the demo's run `name` into `folder` when the demo trained it with exactly `cfg` (the demo's own seed, no
+    overrides): the same training again would give the same checkpoint on this machine."""
+    saved = demo / name / "config.yaml"
+    if (folder / name).exists() or not (demo / name / "summary.json").exists() or not saved.exists():
+        return
+    if load_config(str(saved)) == cfg:
+        shutil.copytree(demo / name, folder / name)
+
+
 def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path], classes: int,
              console: Console) -> dict:
     folder = args.out / f"seed{seed}"
     overrides = [f"model.num_classes={classes}", f"train.seed={seed}", *args.overrides]
     cfg = load_config(args.config, overrides)
+    reuse_demo_run(args.demo, "adamml", cfg, folder)
+    reuse_demo_run(args.demo, "fusion", cfg, folder)
     started = time.perf_counter()
     trained = train_once(cfg, "adamml", store, folder / "adamml", console, init)
     train_seconds = None if isinstance(trained, Reused) else time.perf_counter() - started
@@ -48,6 +62,7 @@ def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path],
                             list(SWEEP)))
     rates = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in MODALITIES]
     random_cfg = load_config(args.config, overrides + rates)
+    reuse_demo_run(args.demo, "random", random_cfg, folder)
     train_once(random_cfg, "random", store, folder / "random", console, init)
     rnd = _value(eval_once(folder / "random" / "best.pt", store, "test", folder / "random" / "eval-test", console))
     train_once(cfg, "fusion", store, folder / "fusion", console, init)
