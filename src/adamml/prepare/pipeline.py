@@ -79,7 +79,7 @@ def select_shard(entries: list[VideoEntry], index: int, count: int) -> list[Vide
 def check_store_settings(store: Path, settings: PrepareSettings) -> None:
     """Create store.json, or check that an existing store was prepared with the same settings."""
     path = store / SETTINGS_NAME
-    wanted = {"format": STORE_FORMAT, "version": STORE_VERSION, **settings.to_dict()}
+    wanted = _settings_record(settings)
     if path.exists():
         try:
             have = json.loads(path.read_text(encoding="utf-8"))
@@ -93,6 +93,11 @@ def check_store_settings(store: Path, settings: PrepareSettings) -> None:
             )
         return
     atomic_write_text(path, json.dumps(wanted, indent=1) + "\n")
+
+
+def _settings_record(settings: PrepareSettings) -> dict:
+    """What store.json holds for a store prepared with `settings`."""
+    return {"format": STORE_FORMAT, "version": STORE_VERSION, **settings.to_dict()}
 
 
 def write_classes(store: Path, classes: list[str]) -> None:
@@ -337,7 +342,7 @@ def _other_lists_on_overwrite(store: Path, manifest_path: Path, settings: Prepar
         have = json.loads((store / SETTINGS_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         have = None
-    if have != {"format": STORE_FORMAT, "version": STORE_VERSION, **settings.to_dict()}:
+    if have != _settings_record(settings):
         return {}, (f"{len(others)} videos of other lists are no longer listed: they were prepared with other "
                     "settings; prepare their lists again")
     position = {name: i for i, name in enumerate(classes)}
