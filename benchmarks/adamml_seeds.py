@@ -9,8 +9,8 @@ Run `make demo` first (it makes the store, the unimodal models and weighted fusi
     .venv/bin/python benchmarks/adamml_seeds.py --seeds 0 1 2 3 4 --set train.policy_passes=4 --out runs/seeds-p4
 
 Prints one row per seed and the mean / min / max: top-1, GFLOPs per video and its fraction of fusion's, fusion's
-top-1 and the gap to it, the gap to the random policy at the same rates, and the share of the computed RGB and flow cells that were
-informative (audio is left out of that share: it is always worth its small cost here, see the README). Finished
+top-1 and the gap to it, the gap to the random policy at the same rates, and the share of the computed RGB and
+flow cells that were informative (audio is left out of that share: it is always worth its small cost here, see the README). Finished
 trainings and evaluations are reused, so an interrupted run picks up where it stopped; so are the demo's own runs
 where they were trained with the same configuration (its seed, no --set). Writes seeds.json.
 """
@@ -122,6 +122,7 @@ def main() -> None:
                   "same seed's baseline")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "seeds.json").write_text(json.dumps({"overrides": args.overrides, "seeds": rows}, indent=1))
+
 
 if __name__ == "__main__":
     main()
