@@ -145,6 +145,32 @@ def test_temperature_is_a_buffer() -> None:
         model.policy.set_temperature(0.0)
 
 
+def test_scaled_gumbel_noise_moves_training_samples_to_the_evaluation_decisions() -> None:
+    """Noise scale 1 is the paper's Gumbel-Softmax (same draws), 0 takes the evaluation's P(use) >= 0.5 in training
+    mode (gradients still straight-through), and in between the samples disagree with it less and less."""
+    model = build(small_cfg(), seed=1).train()
+    batch = make_batch(b=4, s=4)
+    torch.manual_seed(5)
+    paper = model.decide(batch).decisions
+    model.policy.set_noise_scale(1.0)
+    torch.manual_seed(5)
+    torch.testing.assert_close(model.decide(batch).decisions, paper)
+    model.policy.set_noise_scale(0.0)
+    out = model.decide(batch)
+    torch.testing.assert_close(out.decisions.detach(), (out.probs >= 0.5).float())
+    assert not torch.equal(out.decisions, paper)
+    assert out.decisions.requires_grad
+    logits = torch.randn(20000, 2)
+    disagree = []
+    for scale in (1.0, 0.5, 0.1):
+        model.policy.set_noise_scale(scale)
+        sampled = model.policy._one_hot(logits)[..., 1]
+        disagree.append(float((sampled != (logits[:, 1] >= logits[:, 0]).float()).float().mean()))
+    assert disagree[0] > disagree[1] > disagree[2] > 0.0 and disagree[0] == pytest.approx(0.28, abs=0.03)
+    with pytest.raises(ValueError, match="noise scale"):
+        model.policy.set_noise_scale(1.5)
+
+
 # ------------------------------------------------------------------------------------------------ decisions
 
 

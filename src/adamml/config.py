@@ -285,6 +285,12 @@ class TrainConfig:
     # alternating phase: only the MLP, LSTM and decision heads learn (a departure; the paper trains all of it)
     freeze_policy_extractors: bool = False
     temperature_decay: float = 0.965  # per alternating epoch
+    # the Gumbel noise of the policy's training samples is multiplied by this once per alternating epoch (the first
+    # samples with P(use); fine-tuning uses the scale after the last), so that the decisions the recognizers and
+    # the policy are trained with approach those taken at evaluation, P(use) >= 0.5. A hard sample's odds do not
+    # depend on the temperature: without this, a cell at P(use) = 0.3 is computed in 30 % of training samples and
+    # never at test. 1.0 is the paper's recipe (a departure below it)
+    gumbel_noise_decay: float = 1.0
     efficiency_weights: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "audio": 0.05})  # lambda_k
     gamma: float = 10.0  # efficiency loss for a wrong prediction
     random_rates: dict[str, float] = field(default_factory=dict)  # random-policy baseline (default 0.5 each)
@@ -311,6 +317,8 @@ class TrainConfig:
                              f"{self.policy_lr}, {self.policy_weight_decay}")
         if not 0.0 < self.temperature_decay <= 1.0:
             raise ValueError(f"train.temperature_decay must be in (0, 1], got {self.temperature_decay}")
+        if not 0.0 <= self.gumbel_noise_decay <= 1.0:
+            raise ValueError(f"train.gumbel_noise_decay must be in [0, 1], got {self.gumbel_noise_decay}")
         if self.gamma < 0:
             raise ValueError(f"train.gamma must be non-negative, got {self.gamma}")
         for name, weight in self.efficiency_weights.items():

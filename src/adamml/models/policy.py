@@ -8,6 +8,9 @@ cell (256) whose input also holds the previous segment's decision logits (zeros 
 gives the decision logits (index 1 = "use").
 
 Training: hard Gumbel-Softmax with a temperature, straight-through, so gradients reach every policy parameter.
+A hard sample uses a modality with probability P(use) whatever the temperature (the temperature shapes only the
+gradient); ``noise_scale`` < 1 scales the Gumbel noise down, so the samples move towards the decisions taken at
+evaluation (0: exactly those; see ``train.gumbel_noise_decay``).
 Evaluation: deterministic, a modality is used when P(use) >= threshold (settable at test time to trade accuracy
 for cost); ``random_at_test`` reproduces the official code's random Gumbel sampling at test time.
 """
@@ -69,12 +72,22 @@ class PolicyNetwork(nn.Module):
         self.threshold = cfg.threshold
         self.random_at_test = cfg.random_at_test
         self.feed = cfg.feed
+        # scale of the Gumbel noise of training samples (1: the paper's Gumbel-Softmax); set by the trainer, not
+        # saved in checkpoints (it does not change evaluation)
+        self.noise_scale = 1.0
 
     def set_temperature(self, temperature: float) -> None:
         """Set the Gumbel-Softmax temperature (the trainer decays it by 0.965 per alternating epoch)."""
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature.fill_(float(temperature))
+
+    def set_noise_scale(self, scale: float) -> None:
+        """Scale the Gumbel noise of training samples: 1 samples with P(use), 0 takes P(use) >= 0.5 (straight-through
+        gradients either way)."""
+        if not 0.0 <= scale <= 1.0:
+            raise ValueError(f"the Gumbel noise scale must be in [0, 1], got {scale}")
+        self.noise_scale = float(scale)
 
     def forward_features(self, inputs: dict[str, Tensor]) -> Tensor:
         """Policy inputs keyed by name, each ``(B, S, ...)`` -> MLP features ``(B, S, D)``.
@@ -124,6 +137,8 @@ class PolicyNetwork(nn.Module):
         float32 whatever the autocast precision. `rule` overrides the configured threshold / test-time sampling."""
         logits = logits.float()
         rule = rule or DecisionRule()
+        if self.training and self.noise_scale != 1.0:
+            return _scaled_gumbel_softmax(logits, float(self.temperature), self.noise_scale)
         if self.training or self.random_at_test or rule.sample:
             return F.gumbel_softmax(logits, tau=float(self.temperature), hard=True)
         threshold = self.threshold if rule.threshold is None else rule.threshold
@@ -141,3 +156,13 @@ class PolicyNetwork(nn.Module):
         else:
             decisions, probs = taken[..., 1], logits.float().softmax(dim=-1)[..., 1]
         return PolicyOutput(decisions=decisions, probs=probs, logits=logits)
+
+
+def _scaled_gumbel_softmax(logits: Tensor, tau: float, scale: float) -> Tensor:
+    """Hard, straight-through Gumbel-Softmax over the last dimension with the noise multiplied by `scale` (the same
+    random draws as ``F.gumbel_softmax``): the sample is argmax(logits + scale * g), so at 1 it follows the softmax
+    and at 0 it is the argmax."""
+    gumbels = -torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_().log()
+    soft = ((logits + scale * gumbels) / tau).softmax(dim=-1)
+    hard = torch.zeros_like(logits).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
+    return hard - soft.detach() + soft

@@ -183,6 +183,8 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         return
     parts = phase.spec.parts
     run.train_set.set_epoch(_global_epoch(run, phase, epoch))
+    if isinstance(model, AdaMML):
+        model.policy.set_noise_scale(t.gumbel_noise_decay ** _alternating_epochs_before(run, phase, epoch))
     if state.blend is not None and epoch % t.blend.interval == 0:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
     for part, rec, pol in parts:
@@ -326,6 +328,17 @@ def _global_epoch(run: Run, phase: Phase, epoch: int) -> int:
     return epoch
 
 
+def _alternating_epochs_before(run: Run, phase: Phase, epoch: int) -> int:
+    """How many alternating epochs the stage has run before `epoch` of `phase` (the Gumbel noise decays with them;
+    computed, not stored, so a resumed run continues with the same scale)."""
+    done = 0
+    for p in run.record.phases_for(run.cfg.train):
+        if p.name == phase.name:
+            return done + (epoch if p.spec.alternates else 0)
+        done += p.epochs if p.spec.alternates else 0
+    return done
+
+
 def validate(run: Run) -> dict[str, Any]:
     loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
                          workers=run.cfg.data.workers)
@@ -350,6 +363,8 @@ def _with_progress(run: Run, label: str, total: int, body, show: bool = True):
         task = progress.add_task(label, total=total, status="")
         temperature = _temperature(run.model)
         shown = f" T {temperature:.2f}" if temperature is not None else ""
+        noise = _noise_scale(run.model)
+        shown += f" noise {noise:.2f}" if noise is not None and noise != 1.0 else ""
 
         def on_step(stats: EpochStats | None) -> None:
             if not show or stats is None:
@@ -366,6 +381,11 @@ def _temperature(model: Model) -> float | None:
     return float(model.policy.temperature) if isinstance(model, AdaMML) else None
 
 
+def _noise_scale(model: Model) -> float | None:
+    """The scale of the policy's Gumbel noise in training (None without a policy)."""
+    return model.policy.noise_scale if isinstance(model, AdaMML) else None
+
+
 def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state: PhaseState) -> None:
     row = {"phase": phase.name, "epoch": epoch + 1, "part": part,
            "lr": state.rec_opt.param_groups[0]["lr"] if part != "policy" else state.pol_opt.param_groups[0]["lr"],
@@ -373,6 +393,7 @@ def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state
     temperature = _temperature(run.model)
     if temperature is not None:
         row["temperature"] = temperature
+        row["gumbel_noise"] = _noise_scale(run.model)
     row.update({"seconds": stats.seconds, **{f"train_sel_{m}": r for m, r in stats.selection.items()}})
     if state.blend is not None:
         row.update({f"blend_weight_{h}": w for h, w in zip(state.blend.heads, state.blend.weights)})
