@@ -10,9 +10,9 @@ Run `make demo` first (it makes the store, the unimodal models and weighted fusi
 
 Prints one row per seed and the mean / min / max: top-1, GFLOPs per video and its fraction of fusion's, fusion's
 top-1 and the gap to it, the gap to the random policy at the same rates, and the share of the computed RGB and
-flow cells that were informative (audio is left out of that share: it is always worth its small cost here, see the README). Finished
-trainings and evaluations are reused, so an interrupted run picks up where it stopped; so are the demo's own runs
-where they were trained with the same configuration (its seed, no --set). Writes seeds.json.
+flow cells that were informative (audio is left out of that share: it is always worth its small cost here, see the
+README). Finished trainings and evaluations are reused, so an interrupted run picks up where it stopped; so are the
+demo's own runs where they were trained with the same configuration (its seed, no --set). Writes seeds.json.
 """
 
 from __future__ import annotations

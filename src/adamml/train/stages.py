@@ -142,8 +142,9 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None 
             first = start_epoch
         for epoch in range(first, phase.epochs):
             _run_epoch(run, state, phase, epoch)
-            save_checkpoint(last, {**model_payload(run.model, cfg, classes=run.classes), **_progress(run, stage, index, epoch, state)}) \
-                if info.is_main else None
+            if info.is_main:
+                save_checkpoint(last, {**model_payload(run.model, cfg, classes=run.classes),
+                                       **_progress(run, stage, index, epoch, state)})
             barrier(info)
     run.log.close()
     summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
@@ -279,8 +280,8 @@ def _precise_policy_bn(run: Run, phase: Phase, epoch: int) -> None:
     cfg, model = run.cfg, run.model
     data = _policy_set(run)
     data.set_epoch(_global_epoch(run, phase, epoch))
-    loader = make_loader(data, cfg.train.batch_size, run.info, cfg.train.seed * 1000 + 7919 + _global_epoch(run, phase, epoch),
-                         train=True, workers=cfg.data.workers)
+    seed = cfg.train.seed * 1000 + 7919 + _global_epoch(run, phase, epoch)
+    loader = make_loader(data, cfg.train.batch_size, run.info, seed, train=True, workers=cfg.data.workers)
     recompute_batch_norm(model.policy, lambda batch: model.policy(model.policy_inputs(batch)), loader, run.info,
                          cfg.train.precise_bn_batches)
 
