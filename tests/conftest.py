@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -50,12 +51,15 @@ def set_display_rotation(path: Path, degrees: int) -> Path:
     return path
 
 
-def write_raw_codec(path: Path, frames: np.ndarray, codec: str) -> Path:
-    """A video in a codec that accepts any frame size (H.264 needs even sizes)."""
+def write_raw_codec(path: Path, frames: np.ndarray, codec: str, sample_aspect: Fraction | None = None) -> Path:
+    """A video in a codec that accepts any frame size (H.264 needs even sizes); `sample_aspect` makes its pixels
+    non-square (anamorphic), as the codec's headers say."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=25)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
+        if sample_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)

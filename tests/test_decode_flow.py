@@ -57,6 +57,21 @@ def test_a_display_rotation_gives_upright_frames(tmp_path, degrees, corner):
     assert plain[0].shape[:2] == (16, 24) and plain[0][:4, :4].mean() > 200 and reader.rotation == 0
 
 
+@pytest.mark.parametrize("aspect, shown", [(Fraction(2), (16, 48)), (Fraction(1, 2), (21, 16)), (Fraction(10), (16, 24))])
+def test_an_anamorphic_video_is_stored_at_the_shape_it_is_shown(tmp_path, aspect, shown):
+    """Non-square pixels (DVD, HDV) are scaled by the sample aspect ratio before the short side is resized, as a
+    player shows them; a ratio beyond 4:1 is a broken header and ignored."""
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    frames[:, :, :12] = 255  # the left quarter of the coded picture is white
+    clip = write_raw_codec(tmp_path / "dvd.mp4", frames, "libx264", sample_aspect=aspect)
+    assert probe(clip).sample_aspect == (float(aspect) if aspect <= 4 else 1.0)
+    with VideoReader(clip, short_side=16) as reader:
+        images = list(reader)
+    assert images[0].shape[:2] == shown and reader.size == shown[::-1]
+    quarter = shown[1] // 4  # still the left quarter of the picture as shown
+    assert images[0][:, :quarter - 1].mean() > 200 and images[0][:, quarter + 1:].mean() < 50
+
+
 def write_collection_clip(path, vcodec: str, pix_fmt: str, acodec: str, rate: int, layout: str,
                           sample_format: str | None = None, audio_start: float = 0.0, frames: int = 20):
     """A clip as real collections hold them: a smooth moving picture, a 440 Hz tone at 0.3 of full scale on every

@@ -8,6 +8,11 @@ Frames come out upright: a video whose container carries a display rotation (pho
 landscape pictures with a 90-degree display matrix) is turned by that many quarter turns, as players and the
 ffmpeg command line do, so its stored frames have the width and height it is shown at. Mirroring in the
 display matrix and angles that are not quarter turns are rounded to the nearest quarter turn.
+
+Frames come out at the shape they are shown at, too: an anamorphic video (non-square pixels: DVD-sourced 720 x 480
+pictures shown at 4:3 or 16:9, HDV's 1440 x 1080 shown at 1920 x 1080) is scaled by its sample aspect ratio before
+the short side is resized, as players show it, so a circle stays a circle in the store. (ffmpeg's scale filter
+keeps the coded shape and flags the aspect; a store of JPEGs has no such flag.)
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ class VideoInfo:
     duration: float  # seconds, 0.0 when unknown
     has_audio: bool
     audio_rate: int  # of the source audio stream, 0 without audio
+    sample_aspect: float = 1.0  # width / height of one pixel as shown (1.0: square pixels, or not said)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as a player shows the picture before any rotation: the coded width scaled by the
+        sample aspect ratio."""
+        if self.sample_aspect == 1.0:
+            return self.width, self.height
+        return max(1, round(self.width * self.sample_aspect)), self.height
 
 
 @dataclass
@@ -75,6 +89,24 @@ def quarter_turns(rotation: float | None) -> int:
 
 def _rate(value: Fraction | None) -> float:
     return float(value) if value else 0.0
+
+
+# Sample aspect ratios outside this range are taken for broken headers and ignored: those in use stay near 1
+# (HDV 4:3, NTSC DVD 8:9 to 40:33, PAL DVD 16:15 to 64:45, some web encodes 2:1).
+_SAR_RANGE = (0.25, 4.0)
+
+
+def sample_aspect(stream: av.video.stream.VideoStream) -> float:
+    """The stream's sample aspect ratio (pixel width / height as shown) from the container or the codec, 1.0 when
+    unset (0/1, 0/0) or outside 1:4 - 4:1."""
+    for source in (stream, stream.codec_context):
+        try:
+            value = _rate(getattr(source, "sample_aspect_ratio", None))
+        except (ZeroDivisionError, ValueError):
+            value = 0.0
+        if value > 0:
+            return value if _SAR_RANGE[0] <= value <= _SAR_RANGE[1] else 1.0
+    return 1.0
 
 
 def probe(path: Path) -> VideoInfo:
@@ -123,6 +155,7 @@ def _info(container: av.container.InputContainer, path: Path) -> VideoInfo:
         duration=duration,
         has_audio=audio is not None,
         audio_rate=int(audio.rate or 0) if audio is not None else 0,
+        sample_aspect=sample_aspect(vs),
     )
 
 
@@ -204,7 +237,7 @@ class VideoReader:
         except Exception:
             self._container.close()
             raise
-        self.size = resized_size(self.info.width, self.info.height, short_side)
+        self.size = resized_size(*self.info.display_size, short_side)
         if max(self.size) > MAX_RESIZED_SIDE:
             self._container.close()
             raise VideoError(
