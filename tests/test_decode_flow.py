@@ -57,7 +57,8 @@ def test_a_display_rotation_gives_upright_frames(tmp_path, degrees, corner):
     assert plain[0].shape[:2] == (16, 24) and plain[0][:4, :4].mean() > 200 and reader.rotation == 0
 
 
-@pytest.mark.parametrize("aspect, shown", [(Fraction(2), (16, 48)), (Fraction(1, 2), (21, 16)), (Fraction(10), (16, 24))])
+@pytest.mark.parametrize("aspect, shown",
+                         [(Fraction(2), (16, 48)), (Fraction(1, 2), (21, 16)), (Fraction(10), (16, 24))])
 def test_an_anamorphic_video_is_stored_at_the_shape_it_is_shown(tmp_path, aspect, shown):
     """Non-square pixels (DVD, HDV) are scaled by the sample aspect ratio before the short side is resized, as a
     player shows them; a ratio beyond 4:1 is a broken header and ignored."""
