@@ -57,8 +57,6 @@ class VideoInfo:
     def display_size(self) -> tuple[int, int]:
         """(width, height) as a player shows the picture before any rotation: the coded width scaled by the
         sample aspect ratio."""
-        if self.sample_aspect == 1.0:
-            return self.width, self.height
         return max(1, round(self.width * self.sample_aspect)), self.height
 
 
