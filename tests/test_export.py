@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from adamml.checkpoint import model_payload, save_checkpoint
@@ -40,6 +41,37 @@ def test_exported_parts_match_the_model(tmp_path):
             recognizer = torch.export.load(str(tmp_path / "export" / meta["files"][name])).module()
             cells = inputs[name].flatten(0, 1)[:5]  # any number of cells
             torch.testing.assert_close(recognizer(cells), model.recognize(name, cells), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("segment_mean", ["all", "modality"])
+def test_export_json_says_how_to_fuse_the_exported_recognizers_into_the_models_prediction(tmp_path, segment_mean):
+    """The exported recognizers on the cells the policy selected, fused as export.json and docs/cli.md say, give
+    the model's video logits."""
+    cfg = load_config("tiny", SMALL + [f"model.fusion.segment_mean={segment_mean}"])
+    torch.manual_seed(1)
+    model = build_model(cfg.model).eval()
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {**model_payload(model, cfg), "stage": "adamml"})
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export")]) == 0
+    meta = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert meta["segment_mean"] == segment_mean
+    inputs = example_inputs(model, videos=4)
+    with torch.no_grad():
+        model.policy.threshold = float(model.decide(inputs).probs.median())  # some cells used, some not
+        out = model(inputs)
+        use = out.decisions  # (B, S, M)
+        assert 0 < use.sum() < use.numel()
+        fused = 0.0
+        for m, name in enumerate(meta["modalities"]):
+            recognizer = torch.export.load(str(tmp_path / "export" / meta["files"][name])).module()
+            logits = recognizer(inputs[name].flatten(0, 1)).view(*use.shape[:2], -1)  # (B, S, K)
+            total = (logits * use[..., m, None]).sum(dim=1)
+            if segment_mean == "modality":
+                total = total / use[..., m].sum(dim=1, keepdim=True).clamp(min=1)
+            else:
+                total = total / meta["num_segments"]
+            fused = fused + meta["fusion_weights"][m] * total
+        torch.testing.assert_close(fused, out.logits, rtol=1e-4, atol=1e-5)
 
 
 def test_onnx_models_run_in_onnx_runtime_like_the_model(tmp_path):

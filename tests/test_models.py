@@ -332,6 +332,33 @@ def test_fusion_segment_means() -> None:
     torch.testing.assert_close(video, torch.zeros(1, 4))
 
 
+def test_one_computed_cell_counts_as_much_as_all_of_them_under_the_modality_mean() -> None:
+    """segment_mean "modality": each modality's logits are averaged over the segments that computed it, so one
+    informative RGB cell of four is not outvoted by modalities computed everywhere; always-on, it equals "all"."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 3, 5, requires_grad=True)  # (B, S, M, K)
+    fusion = LateFusion(3, "weighted", "modality")
+    with torch.no_grad():
+        fusion.free_weights.copy_(torch.tensor([0.5, 0.2]))
+    on = torch.ones(2, 4, 3)
+    torch.testing.assert_close(fusion(logits, on)[1], torch.einsum("bsmk,m->bk", logits, fusion.weights()) / 4)
+    rgb = torch.zeros(1, 4, 3, 5)
+    rgb[0, 2, 0] = torch.tensor([0.0, 4.0, 0.0, 0.0, 0.0])  # RGB computed in segment 2 only: says class 1
+    rgb[0, :, 1:] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])  # flow and audio everywhere: lean to class 0
+    decisions = torch.ones(1, 4, 3)
+    decisions[0, [0, 1, 3], 0] = 0.0
+    _, video = fusion(rgb, decisions)
+    # RGB's weight 0.5 x (0, 4, 0, 0, 0) + flow's 0.2 and audio's 0.3 x (1, 0, 0, 0, 0)
+    torch.testing.assert_close(video, torch.tensor([[0.5, 2.0, 0.0, 0.0, 0.0]]))
+    assert video.argmax().item() == 1
+    assert LateFusion(3, "weighted", "all")(rgb, decisions)[1].argmax().item() == 0  # diluted over 4 segments
+    _, nothing = fusion(rgb, torch.zeros(1, 4, 3))
+    torch.testing.assert_close(nothing, torch.zeros(1, 5))
+    decisions = torch.ones(2, 4, 3, requires_grad=True)
+    fusion(logits, decisions)[1].sum().backward()
+    assert decisions.grad.abs().sum() > 0 and fusion.free_weights.grad.abs().sum() > 0
+
+
 # ------------------------------------------------------------------------------------------------ weights
 
 

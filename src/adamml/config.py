@@ -30,7 +30,7 @@ from adamml.modalities import check_modalities
 
 FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
                      "gradient-blending"]
-SegmentMean = Literal["all", "selected"]
+SegmentMean = Literal["all", "selected", "modality"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
 Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
@@ -133,7 +133,8 @@ class FusionConfig:
     fusion baselines (``BASELINE_KINDS``, see ``adamml.models.baselines``)."""
 
     kind: FusionKind = "weighted"  # learnable weights (official), plain average, or a baseline
-    segment_mean: SegmentMean = "all"  # video logits: mean over all segments or over segments that used something
+    segment_mean: SegmentMean = "all"  # video logits: mean over all segments, over those that used something, or
+    # each modality's mean over the segments that used it (see adamml.models.fusion)
     hidden: int = 512  # gating, context-gating: width of the gate networks
     lateral_stages: tuple[int, ...] = (1, 2, 3)  # lateral-uni/bi: connections after these ResNet stages (layerN)
     dropout: float = 0.5  # gradient-blending: dropout before the fused classifier
@@ -142,8 +143,8 @@ class FusionConfig:
         kinds = LATE_FUSION_KINDS + BASELINE_KINDS
         if self.kind not in kinds:
             raise ValueError(f"fusion.kind must be one of {', '.join(kinds)}, got {self.kind!r}")
-        if self.segment_mean not in ("all", "selected"):
-            raise ValueError(f"fusion.segment_mean must be 'all' or 'selected', got {self.segment_mean!r}")
+        if self.segment_mean not in ("all", "selected", "modality"):
+            raise ValueError(f"fusion.segment_mean must be 'all', 'selected' or 'modality', got {self.segment_mean!r}")
         if self.hidden < 1:
             raise ValueError(f"fusion.hidden must be positive, got {self.hidden}")
         stages = list(self.lateral_stages)

@@ -68,7 +68,8 @@ def export(model: AdaMML, out: Path, onnx: bool = False) -> dict[str, str]:
             checks = check_onnx(model, out, onnx_files)
     meta = {"modalities": list(model.modalities), "policy_inputs": list(model.policy.inputs),
             "num_segments": model.cfg.num_segments, "threshold": model.policy.threshold,
-            "fusion_weights": model.fusion.weights().tolist(), "files": files}
+            "fusion_weights": model.fusion.weights().tolist(), "segment_mean": model.fusion.segment_mean,
+            "files": files}
     if onnx:
         meta.update(onnx_files=onnx_files, onnx_max_abs_difference=checks)
     (out / "export.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")

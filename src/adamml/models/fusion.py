@@ -5,8 +5,14 @@ the modality's logits. ``weighted``: M - 1 free weights initialised to 1/M, the 
 (the official learnable late fusion). ``average``: fixed ``w_m = 1/M`` (plain averaging, as the official code
 without learnable weights: unselected modalities still count in the denominator).
 
-Video logits: the mean over all segments (paper), or the mean over the segments where at least one modality
-was used (``segment_mean="selected"``; a video where nothing was used gets zero logits).
+Video logits: the mean over all segments (paper), the mean over the segments where at least one modality was
+used (``segment_mean="selected"``; a video where nothing was used gets zero logits), or the weighted sum of each
+modality's mean over the segments where that modality was used (``segment_mean="modality"``; a modality used
+nowhere adds zero). ``modality`` is a departure: with ``all``, one computed RGB cell of four reaches the video
+logits at a quarter of its strength, so a policy that rightly computes one informative cell of several is
+outvoted by the always-computed modalities; with ``modality`` one cell counts as much as four that say the same.
+``selected`` does not help there when a cheap modality (audio) is used in every segment. With every decision 1
+(always-on fusion) the three are the same.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ class LateFusion(nn.Module):
 
     def __init__(self, num_modalities: int, kind: FusionKind = "weighted", segment_mean: SegmentMean = "all") -> None:
         super().__init__()
-        if kind not in ("weighted", "average") or segment_mean not in ("all", "selected"):
+        if kind not in ("weighted", "average") or segment_mean not in ("all", "selected", "modality"):
             raise ValueError(f"unknown fusion kind {kind!r} or segment mean {segment_mean!r}")
         self.num_modalities = num_modalities
         self.kind = kind
@@ -43,10 +49,18 @@ class LateFusion(nn.Module):
         masked = modality_logits * decisions.unsqueeze(-1)  # (B, S, M, K)
         return torch.einsum("bsmk,m->bsk", masked, weights)
 
-    def forward_video(self, segment_logits: Tensor, decisions: Tensor) -> Tensor:
-        """``(B, S, K)`` fused segment logits -> video logits ``(B, K)``."""
+    def forward_video(self, segment_logits: Tensor, decisions: Tensor, modality_logits: Tensor | None = None) -> Tensor:
+        """``(B, S, K)`` fused segment logits -> video logits ``(B, K)`` (``modality``: from the ``(B, S, M, K)``
+        `modality_logits` instead). The counts of used segments are constants (detached): a cell's decision gets
+        the gradient of its logits' share, as with ``all``."""
         if self.segment_mean == "all":
             return segment_logits.mean(dim=1)
+        if self.segment_mean == "modality":
+            if modality_logits is None:
+                raise ValueError("segment_mean 'modality' needs the (B, S, M, K) modality logits")
+            count = decisions.detach().sum(dim=1).clamp(min=1.0)  # (B, M)
+            means = (modality_logits * decisions.unsqueeze(-1)).sum(dim=1) / count.unsqueeze(-1)  # (B, M, K)
+            return torch.einsum("bmk,m->bk", means, self.weights().to(means))
         used = decisions.detach().amax(dim=-1)  # (B, S): 1 where any modality was used
         count = used.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
         return (segment_logits * used.unsqueeze(-1)).sum(dim=1) / count
@@ -54,4 +68,4 @@ class LateFusion(nn.Module):
     def forward(self, modality_logits: Tensor, decisions: Tensor) -> tuple[Tensor, Tensor]:
         """Returns the fused segment logits ``(B, S, K)`` and the video logits ``(B, K)``."""
         segments = self.forward_segments(modality_logits, decisions)
-        return segments, self.forward_video(segments, decisions)
+        return segments, self.forward_video(segments, decisions, modality_logits)
