@@ -340,8 +340,10 @@ def test_one_computed_cell_counts_as_much_as_all_of_them_under_the_modality_mean
     fusion = LateFusion(3, "weighted", "modality")
     with torch.no_grad():
         fusion.free_weights.copy_(torch.tensor([0.5, 0.2]))
+    same = LateFusion(3, "weighted", "all")
+    same.load_state_dict(fusion.state_dict())
     on = torch.ones(2, 4, 3)
-    torch.testing.assert_close(fusion(logits, on)[1], torch.einsum("bsmk,m->bk", logits, fusion.weights()) / 4)
+    assert torch.equal(fusion(logits, on)[1], same(logits, on)[1])  # always-on: bit for bit the paper's mean
     rgb = torch.zeros(1, 4, 3, 5)
     rgb[0, 2, 0] = torch.tensor([0.0, 4.0, 0.0, 0.0, 0.0])  # RGB computed in segment 2 only: says class 1
     rgb[0, :, 1:] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])  # flow and audio everywhere: lean to class 0

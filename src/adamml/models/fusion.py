@@ -49,18 +49,10 @@ class LateFusion(nn.Module):
         masked = modality_logits * decisions.unsqueeze(-1)  # (B, S, M, K)
         return torch.einsum("bsmk,m->bsk", masked, weights)
 
-    def forward_video(self, segment_logits: Tensor, decisions: Tensor, modality_logits: Tensor | None = None) -> Tensor:
-        """``(B, S, K)`` fused segment logits -> video logits ``(B, K)`` (``modality``: from the ``(B, S, M, K)``
-        `modality_logits` instead). The counts of used segments are constants (detached): a cell's decision gets
-        the gradient of its logits' share, as with ``all``."""
+    def forward_video(self, segment_logits: Tensor, decisions: Tensor) -> Tensor:
+        """``(B, S, K)`` fused segment logits -> video logits ``(B, K)`` (``all`` or ``selected``)."""
         if self.segment_mean == "all":
             return segment_logits.mean(dim=1)
-        if self.segment_mean == "modality":
-            if modality_logits is None:
-                raise ValueError("segment_mean 'modality' needs the (B, S, M, K) modality logits")
-            count = decisions.detach().sum(dim=1).clamp(min=1.0)  # (B, M)
-            means = (modality_logits * decisions.unsqueeze(-1)).sum(dim=1) / count.unsqueeze(-1)  # (B, M, K)
-            return torch.einsum("bmk,m->bk", means, self.weights().to(means))
         used = decisions.detach().amax(dim=-1)  # (B, S): 1 where any modality was used
         count = used.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
         return (segment_logits * used.unsqueeze(-1)).sum(dim=1) / count
@@ -68,4 +60,11 @@ class LateFusion(nn.Module):
     def forward(self, modality_logits: Tensor, decisions: Tensor) -> tuple[Tensor, Tensor]:
         """Returns the fused segment logits ``(B, S, K)`` and the video logits ``(B, K)``."""
         segments = self.forward_segments(modality_logits, decisions)
-        return segments, self.forward_video(segments, decisions, modality_logits)
+        if self.segment_mean == "modality":
+            # each cell's decision scaled by S / (segments that computed its modality), a constant (detached): the
+            # mean over segments then gives each modality's mean over its computed cells, and with every decision
+            # 1 the scale is exactly 1, so always-on fusion computes what "all" computes, bit for bit
+            s = decisions.shape[1]
+            scale = s / decisions.detach().sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, M)
+            return segments, self.forward_segments(modality_logits, decisions * scale).mean(dim=1)
+        return segments, self.forward_video(segments, decisions)
