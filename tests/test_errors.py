@@ -113,6 +113,7 @@ def test_yaml_aliases_are_refused_and_values_in_messages_are_short(tmp_path, cap
     ("train.policy_lr=-.inf", "train.policy_lr"), ("model.policy.threshold=.nan", "model.policy.threshold"),
     ("train.temperature_decay=0", "train.temperature_decay"),
     ("train.gumbel_noise_decay=1.5", "train.gumbel_noise_decay"),
+    ("train.gumbel_noise_min=-0.1", "train.gumbel_noise_min"),
 ])
 def test_non_finite_and_out_of_range_config_values_name_the_key(capsys, override, key):
     _fails(capsys, ["flops", "--config", "tiny", "--set", override], key)

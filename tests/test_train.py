@@ -370,7 +370,7 @@ def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypat
                       "--set", "train.alternating.epochs=3", "--set", "train.alternating.milestones=[1,2]",
                       "--set", "train.alternating.lr=0.004", "--set", "train.policy_lr=0.02",
                       "--set", "train.temperature_decay=0.5", "--set", f"train.policy_passes={passes}",
-                      "--set", "train.gumbel_noise_decay=0.25",
+                      "--set", "train.gumbel_noise_decay=0.25", "--set", "train.gumbel_noise_min=0.1",
                       "--set", f"train.freeze_policy_extractors={str(freeze).lower()}")
     assert main(args) == 0
     phases = [(r["phase"], r["part"]) for r in csv.DictReader(open(tmp_path / "ada" / "log.csv"))]
@@ -398,9 +398,10 @@ def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypat
     assert rec_lr == pytest.approx([0.004, 0.0004, 0.00004]) and pol_lr == pytest.approx([0.02, 0.002, 0.0002])
     temperatures = [per_epoch[i * step + 1]["temperature"] for i in range(3)]
     assert temperatures == pytest.approx([5.0, 2.5, 1.25])  # x 0.5 after each alternating epoch
-    # the Gumbel noise: full in warm-up and the first alternating epoch, x 0.25 after each, fine-tuning after the last
+    # the Gumbel noise: full in warm-up and the first alternating epoch, x 0.25 after each but not below 0.1,
+    # fine-tuning after the last
     assert [s["noise"] for s in seen] == pytest.approx(
-        [1.0] + [n for n in (1.0, 0.25, 0.0625) for _ in range(step)] + [0.015625])
+        [1.0] + [n for n in (1.0, 0.25, 0.1) for _ in range(step)] + [0.1])
 
 
 def test_presets_carry_the_papers_loss_weights_and_classes():

@@ -292,6 +292,11 @@ class TrainConfig:
     # depend on the temperature: without this, a cell at P(use) = 0.3 is computed in 30 % of training samples and
     # never at test. 1.0 is the paper's recipe (a departure below it)
     gumbel_noise_decay: float = 1.0
+    # ... but never below this: with the noise near 0 the policy is trained on its own thresholded decisions, and a
+    # cell's P(use) only needs to sit on the right side of 0.5, so many settle just beside it (P(use) 0.45-0.55) and
+    # the threshold sweep falls off a cliff; a floor keeps a margin (a cell computed at this noise with P(use) = p is
+    # computed in most samples only once p is well above 0.5)
+    gumbel_noise_min: float = 0.0
     efficiency_weights: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "audio": 0.05})  # lambda_k
     gamma: float = 10.0  # efficiency loss for a wrong prediction
     random_rates: dict[str, float] = field(default_factory=dict)  # random-policy baseline (default 0.5 each)
@@ -320,6 +325,8 @@ class TrainConfig:
             raise ValueError(f"train.temperature_decay must be in (0, 1], got {self.temperature_decay}")
         if not 0.0 <= self.gumbel_noise_decay <= 1.0:
             raise ValueError(f"train.gumbel_noise_decay must be in [0, 1], got {self.gumbel_noise_decay}")
+        if not 0.0 <= self.gumbel_noise_min <= 1.0:
+            raise ValueError(f"train.gumbel_noise_min must be in [0, 1], got {self.gumbel_noise_min}")
         if self.gamma < 0:
             raise ValueError(f"train.gamma must be non-negative, got {self.gamma}")
         for name, weight in self.efficiency_weights.items():

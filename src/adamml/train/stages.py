@@ -185,7 +185,8 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     parts = phase.spec.parts
     run.train_set.set_epoch(_global_epoch(run, phase, epoch))
     if isinstance(model, AdaMML):
-        model.policy.set_noise_scale(t.gumbel_noise_decay ** _alternating_epochs_before(run, phase, epoch))
+        model.policy.set_noise_scale(max(t.gumbel_noise_decay ** _alternating_epochs_before(run, phase, epoch),
+                                         t.gumbel_noise_min))
     if state.blend is not None and epoch % t.blend.interval == 0:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
     for part, rec, pol in parts:
