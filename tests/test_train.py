@@ -121,12 +121,14 @@ def test_policy_learns_to_pick_the_informative_modality():
     model.train()
     # recognizers first, on random halves of the cells: trained always on, the fusion leaned on the RGB net's
     # constant output as a bias, so dropping RGB cost accuracy and the policy's outcome turned on float rounding
-    # (it failed on an AVX-512 CPU); a lower rate at the end lets batch norm settle
+    # (it failed on an AVX-512 CPU); a lower rate at the end lets batch norm settle. 24 epochs, not 12: with 12 the
+    # audio recognizer was left imperfect in 2 of 4 seeds on an AMD EPYC with AVX-512, and the policy, rightly,
+    # dropped it; with 24 all four seeds learn audio-only decisions and 100 % accuracy there
     from adamml.decisions import random_policy
 
-    for epoch in range(12):
+    for epoch in range(24):
         for group in rec.param_groups:
-            group["lr"] = 0.05 if epoch < 8 else 0.005
+            group["lr"] = 0.05 if epoch < 16 else 0.005
         train_epoch(model, model, loader, [rec], info, decisions_fn=random_policy(model, (0.5, 0.5), None),
                     efficiency=None, multi_label=False)
     for p in list(model.recognizers.parameters()) + list(model.fusion.parameters()):
