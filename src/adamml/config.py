@@ -143,8 +143,9 @@ class FusionConfig:
         kinds = LATE_FUSION_KINDS + BASELINE_KINDS
         if self.kind not in kinds:
             raise ValueError(f"fusion.kind must be one of {', '.join(kinds)}, got {self.kind!r}")
-        if self.segment_mean not in ("all", "selected", "modality"):
-            raise ValueError(f"fusion.segment_mean must be 'all', 'selected' or 'modality', got {self.segment_mean!r}")
+        if self.segment_mean not in typing.get_args(SegmentMean):
+            raise ValueError(f"fusion.segment_mean must be one of {list(typing.get_args(SegmentMean))}, "
+                             f"got {self.segment_mean!r}")
         if self.hidden < 1:
             raise ValueError(f"fusion.hidden must be positive, got {self.hidden}")
         stages = list(self.lateral_stages)

@@ -17,6 +17,8 @@ outvoted by the always-computed modalities; with ``modality`` one cell counts as
 
 from __future__ import annotations
 
+import typing
+
 import torch
 from torch import Tensor, nn
 
@@ -28,7 +30,7 @@ class LateFusion(nn.Module):
 
     def __init__(self, num_modalities: int, kind: FusionKind = "weighted", segment_mean: SegmentMean = "all") -> None:
         super().__init__()
-        if kind not in ("weighted", "average") or segment_mean not in ("all", "selected", "modality"):
+        if kind not in ("weighted", "average") or segment_mean not in typing.get_args(SegmentMean):
             raise ValueError(f"unknown fusion kind {kind!r} or segment mean {segment_mean!r}")
         self.num_modalities = num_modalities
         self.kind = kind
