@@ -13,6 +13,10 @@ top-1 and the gap to it, the gap to the random policy at the same rates, and the
 flow cells that were informative (audio is left out of that share: it is always worth its small cost here, see the
 README). Finished trainings and evaluations are reused, so an interrupted run picks up where it stopped; so are the
 demo's own runs where they were trained with the same configuration (its seed, no --set). Writes seeds.json.
+
+`--no-baselines` trains the AdaMML stage alone (a third of a seed's time): for a variant that changes only AdaMML's
+keys, copy each seed's `fusion` folder from an earlier run into OUT/seedN/ first and it is evaluated and compared;
+where none is there, the fusion and random columns stay empty.
 """
 
 from __future__ import annotations
@@ -60,19 +64,25 @@ def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path],
     val = _value(eval_once(folder / "adamml" / "best.pt", store, "val", folder / "adamml" / "eval-val", console))
     test = _value(eval_once(folder / "adamml" / "best.pt", store, "test", folder / "adamml" / "eval-test", console,
                             list(SWEEP)))
-    rates = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in MODALITIES]
-    random_cfg = load_config(args.config, overrides + rates)
-    reuse_demo_run(args.demo, "random", random_cfg, folder)
-    train_once(random_cfg, "random", store, folder / "random", console, init)
-    rnd = _value(eval_once(folder / "random" / "best.pt", store, "test", folder / "random" / "eval-test", console))
-    train_once(cfg, "fusion", store, folder / "fusion", console, init)
-    fusion = _value(eval_once(folder / "fusion" / "best.pt", store, "test", folder / "fusion" / "eval-test", console))
+    rnd = fusion = None
+    if not args.no_baselines:
+        rates = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in MODALITIES]
+        random_cfg = load_config(args.config, overrides + rates)
+        reuse_demo_run(args.demo, "random", random_cfg, folder)
+        train_once(random_cfg, "random", store, folder / "random", console, init)
+        rnd = _value(eval_once(folder / "random" / "best.pt", store, "test", folder / "random" / "eval-test",
+                               console))
+    if not args.no_baselines or (folder / "fusion" / "summary.json").exists():
+        train_once(cfg, "fusion", store, folder / "fusion", console, init)
+        fusion = _value(eval_once(folder / "fusion" / "best.pt", store, "test", folder / "fusion" / "eval-test",
+                                  console))
     truth = {row["id"]: row for row in read_jsonl(args.demo / "data" / "ground_truth.jsonl")}
     decisions = json.loads((folder / "adamml" / "eval-test" / "decisions.json").read_text())
     vs_truth = policy_vs_truth(decisions, truth)
     return {"seed": seed, "top1": test.top1, "gflops": test.gflops_per_video,
-            "selection": test.selection_rate, "random_top1": rnd.top1, "random_gflops": rnd.gflops_per_video,
-            "fusion_top1": fusion.top1, "fusion_gflops": fusion.gflops_per_video,
+            "selection": test.selection_rate,
+            "random_top1": rnd and rnd.top1, "random_gflops": rnd and rnd.gflops_per_video,
+            "fusion_top1": fusion and fusion.top1, "fusion_gflops": fusion and fusion.gflops_per_video,
             "visual_precision": vs_truth["visual_precision"],
             "coverage": {m: v["covered"] for m, v in vs_truth["per_modality"].items()},
             "val_top1": val.top1, "train_seconds": train_seconds,
@@ -86,6 +96,10 @@ def main() -> None:
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="train only the AdaMML stage: no random policy, and weighted fusion only where a "
+                             "finished one is already in OUT/seedN/fusion (copy it from an earlier run: always-on "
+                             "fusion does not depend on the AdaMML-only keys)")
     args = parser.parse_args()
     console = Console(stderr=True, soft_wrap=True)
     store = args.demo / "store"
@@ -101,22 +115,33 @@ def main() -> None:
                 "vs random", "rgb/flow cells informative", "train s"):
         table.add_column(col, justify="right")
 
+    def show(value, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    def gap(a, b):
+        return None if a is None or b is None else a - b
+
     def cells(top1, gflops, fusion, gap_fusion, fusion_gflops, rnd, gap_random, precision, seconds):
-        return [f"{top1:.2f}", f"{gflops:.4f}", f"{fusion:.2f}", f"{gap_fusion:+.2f}",
-                f"{100 * gflops / fusion_gflops:.1f} %", f"{rnd:.2f}", f"{gap_random:+.2f}",
+        share = None if fusion_gflops is None else 100 * gflops / fusion_gflops
+        return [f"{top1:.2f}", f"{gflops:.4f}", show(fusion, ".2f"), show(gap_fusion, "+.2f"),
+                show(share, ".1f") + (" %" if share is not None else ""), show(rnd, ".2f"), show(gap_random, "+.2f"),
                 f"{100 * precision:.1f} %", seconds]
 
     for r in rows:
-        table.add_row(str(r["seed"]), *cells(r["top1"], r["gflops"], r["fusion_top1"], r["top1"] - r["fusion_top1"],
+        table.add_row(str(r["seed"]), *cells(r["top1"], r["gflops"], r["fusion_top1"], gap(r["top1"], r["fusion_top1"]),
                                              r["fusion_gflops"],
-                                             r["random_top1"], r["top1"] - r["random_top1"], r["visual_precision"],
+                                             r["random_top1"], gap(r["top1"], r["random_top1"]), r["visual_precision"],
                                              "reused" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"))
     for name, fn in (("mean", statistics.mean), ("min", min), ("max", max)):
-        table.add_row(name, *cells(*(fn(r[k] for r in rows) for k in ("top1", "gflops", "fusion_top1")),
-                                   fn(r["top1"] - r["fusion_top1"] for r in rows),
-                                   *(fn(r[k] for r in rows) for k in ("fusion_gflops", "random_top1")),
-                                   fn(r["top1"] - r["random_top1"] for r in rows),
-                                   fn(r["visual_precision"] for r in rows), ""))
+        def over(values):
+            known = [v for v in values if v is not None]
+            return fn(known) if len(known) == len(rows) else None  # a baseline missing in any seed: no summary
+
+        table.add_row(name, *cells(*(over(r[k] for r in rows) for k in ("top1", "gflops", "fusion_top1")),
+                                   over(gap(r["top1"], r["fusion_top1"]) for r in rows),
+                                   *(over(r[k] for r in rows) for k in ("fusion_gflops", "random_top1")),
+                                   over(gap(r["top1"], r["random_top1"]) for r in rows),
+                                   over(r["visual_precision"] for r in rows), ""))
     console.print(table)
     console.print("min and max are taken per column; \"vs fusion\" and \"vs random\" pair each seed's AdaMML with the "
                   "same seed's baseline")
