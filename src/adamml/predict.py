@@ -43,7 +43,7 @@ from adamml.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.policy import DecisionRule
 from adamml.precision import amp_for
-from adamml.prepare.decode import DecodedAudio, DeferredFrame, VideoError, VideoReader, count_video_packets
+from adamml.prepare.decode import DecodedAudio, DeferredFrame, VideoError, VideoReader
 from adamml.prepare.flow import (
     DEFAULT_BOUND,
     FLOW_METHODS,
@@ -187,10 +187,11 @@ class Predictor:
         frame count, frame rate and audio. Only those frames are kept while decoding, so memory does not grow
         with the video's length: which ones follows from the frame count, guessed from the container's packets
         and checked once decoded (a wrong guess costs a second decoding pass, never a wrong frame)."""
-        guess = max(1, count_video_packets(path))
+        guess = 0
         for _attempt in range(2):
-            keep = self.frames_used(guess)
             with VideoReader(path, short_side=self.sampling.test_short_side) as reader:
+                guess = guess or max(1, reader.expected_frames)
+                keep = self.frames_used(guess)
                 frames = dict(reader.frames_at(keep, DEFER_BYTES))
             n = reader.num_frames
             if self.frames_used(n) <= frames.keys():

@@ -13,6 +13,13 @@ Frames come out at the shape they are shown at, too: an anamorphic video (non-sq
 pictures shown at 4:3 or 16:9, HDV's 1440 x 1080 shown at 1920 x 1080) is scaled by its sample aspect ratio before
 the short side is resized, as players show it, so a circle stays a circle in the store. (ffmpeg's scale filter
 keeps the coded shape and flags the aspect; a store of JPEGs has no such flag.)
+
+Frames come out at a constant rate: a variable-frame-rate video (phones lower the rate in dim light, screen
+recorders write a frame only when the screen changes) is put on an even grid of its own frame count over its own
+time span, each grid point taking the frame shown at that moment (the nearest one, as ffmpeg's ``fps`` filter
+does), so frame index i is at time i / fps everywhere downstream: segments sampled by index are evenly spread in
+time and the audio cut for a segment is the one heard with its frames. A video whose frames all lie within half a
+frame interval of that grid (every constant-rate file, with its rounding and jitter) is passed through untouched.
 """
 
 from __future__ import annotations
@@ -169,6 +176,58 @@ def count_video_packets(path: Path) -> int:
             raise VideoError(f"{path}: reading failed ({_reason(exc)}); the file is corrupt or truncated") from exc
 
 
+def packet_times(path: Path) -> tuple[int, list[float]]:
+    """The video stream's packet count and their presentation times (seconds, sorted), read without decoding
+    (about one frame a packet); the times are empty when a packet carries no timestamp (then nothing can be
+    said about the frame rate before decoding)."""
+    with open_container(path) as container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        count, times, timed = 0, [], True
+        try:
+            for packet in container.demux(stream):
+                if packet.size <= 0:
+                    continue
+                count += 1
+                if packet.pts is None or packet.time_base is None:
+                    timed = False
+                elif timed:
+                    times.append(float(packet.pts * packet.time_base))
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{path}: reading failed ({_reason(exc)}); the file is corrupt or truncated") from exc
+    return count, sorted(times) if timed else []
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """An even time grid for a variable-frame-rate video: `count` frames from `start`, `step` seconds apart."""
+
+    start: float
+    step: float
+    count: int
+
+    def time(self, index: int) -> float:
+        return self.start + index * self.step
+
+
+def constant_rate_grid(times: list[float]) -> FrameGrid | None:
+    """The grid a video with frames at `times` (sorted seconds) is resampled onto, or None when it needs none:
+    as many points as frames, evenly over the same span. None when every frame lies within half a step of its
+    grid point (resampling would then give every frame its own index back) or when there are too few frames or
+    timestamps to tell."""
+    n = len(times)
+    if n < 3:
+        return None
+    step = (times[-1] - times[0]) / (n - 1)
+    if not step > 0 or not math.isfinite(step):
+        return None
+    worst = max(abs(t - (times[0] + i * step)) for i, t in enumerate(times))
+    if worst <= 0.5 * step:
+        return None
+    return FrameGrid(start=times[0], step=step, count=n)
+
+
 class FrameSource(Protocol):
     """What `adamml.prepare.worker` reads a video through: a video file (`VideoReader`) or a folder of frame
     images (`adamml.prepare.worker.FrameFolderReader`)."""
@@ -176,6 +235,7 @@ class FrameSource(Protocol):
     audio: DecodedAudio | None  # available once the frames have been read (None: no audio)
     rotation: int  # degrees counter-clockwise the frames were turned to show upright
     declared_frames: int  # what the source says it holds (0: unknown)
+    source_frames: int  # frames read so far (a video file resampled to a constant rate hands out more or fewer)
     encoded: bytes | None  # the current frame's JPEG bytes when they can be stored as they are
 
     def __iter__(self) -> Iterator[np.ndarray]: ...  # (H, W, 3) uint8 BGR frames at the store's size
@@ -213,7 +273,10 @@ class VideoReader:
 
     Iterating yields resized frames as (H, W, 3) uint8 arrays in BGR order (OpenCV's), while the audio
     track is resampled on the way and available as `audio` once the iteration ends. `frame_times` holds
-    each frame's presentation time in seconds, so variable frame rates are known exactly.
+    each frame's presentation time in seconds. A variable-frame-rate video is resampled onto a constant-rate
+    grid (`grid`, found from the packets' timestamps before decoding; `constant_rate=False` keeps the decoded
+    frames as they are): frames are then repeated or dropped as ffmpeg's ``fps`` filter would, `frame_times`
+    holds the grid's times and `source_frames` the count decoded.
     """
 
     def __init__(
@@ -223,6 +286,7 @@ class VideoReader:
         audio_rate: int = DEFAULT_AUDIO_RATE,
         with_audio: bool = True,
         pixel_format: str = "bgr24",
+        constant_rate: bool = True,
     ) -> None:
         self.path = Path(path)
         self.short_side = short_side
@@ -243,7 +307,14 @@ class VideoReader:
                 f"resizing the short side to {short_side} gives {self.size[0]} x {self.size[1]} "
                 f"(limit {MAX_RESIZED_SIDE} px)"
             )
+        try:
+            # frames the video will give, as its packets say (decoding checks it: `num_frames`)
+            self.expected_frames, times = packet_times(self.path)
+        except VideoError:  # decoding says how far a corrupt file can be read
+            self.expected_frames, times = 0, []
+        self.grid = constant_rate_grid(times) if constant_rate else None
         self.frame_times: list[float] = []
+        self.source_frames = 0  # frames decoded (differs from `num_frames` when resampled onto `grid`)
         self.audio: DecodedAudio | None = None
         self.rotation = 0  # degrees counter-clockwise applied to every frame (the container's display rotation)
         self.declared_frames = self.info.declared_frames
@@ -274,6 +345,46 @@ class VideoReader:
 
     def _decode(self, keep: Container[int] | None,
                 defer_bytes: int = 0) -> Iterator[tuple[int, np.ndarray | DeferredFrame]]:
+        width, height = self.size
+        deferred = 0  # bytes of the decoded pictures handed out unconverted
+        for index, time, frame in self._on_grid(self._demux()):
+            self.frame_times.append(time)
+            if keep is not None and index not in keep:
+                continue
+            picture = DeferredFrame(frame, (width, height), self.pixel_format)
+            self.rotation = 90 * picture.turns
+            size = sum(plane.buffer_size for plane in frame.planes)
+            if deferred + size <= defer_bytes:
+                deferred += size
+                yield index, picture
+            else:
+                yield index, picture.array()
+
+    def _on_grid(self, frames: Iterator[tuple[float, av.VideoFrame]]) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        """(index, time, frame) as handed out: the decoded frames as they are, or on `grid` the frame shown at
+        each grid point (the one nearest to it; a grid point past the last frame by more than half a step, where
+        decoding stopped early, gets none)."""
+        grid = self.grid
+        if grid is None:
+            for index, (time, frame) in enumerate(frames):
+                yield index, time, frame
+            return
+        index, held = 0, None
+        for time, frame in frames:
+            if held is not None:
+                middle = (held[0] + time) / 2.0
+                while index < grid.count and grid.time(index) < middle:
+                    yield index, grid.time(index), held[1]
+                    index += 1
+            held = (time, frame)
+        if held is not None:
+            while index < grid.count and grid.time(index) <= held[0] + 0.5 * grid.step:
+                yield index, grid.time(index), held[1]
+                index += 1
+
+    def _demux(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        """(time, frame) of every decoded picture in presentation order; the audio is resampled on the way and
+        set once the last picture has been handed out."""
         container = self._container
         vstream = container.streams.video[0]
         vstream.thread_type = "AUTO"
@@ -288,26 +399,16 @@ class VideoReader:
         )
         chunks: list[np.ndarray] = []
         audio_start: float | None = None
-        width, height = self.size
-        index = 0
-        deferred = 0  # bytes of the decoded pictures handed out unconverted
+        first_time: float | None = None
         try:
             for packet in container.demux(*streams):
                 for frame in packet.decode():
                     if isinstance(frame, av.VideoFrame):
-                        time = frame.time if frame.time is not None else index / (self.info.fps or 30.0)
-                        self.frame_times.append(float(time))
-                        index += 1
-                        if keep is not None and index - 1 not in keep:
-                            continue
-                        picture = DeferredFrame(frame, (width, height), self.pixel_format)
-                        self.rotation = 90 * picture.turns
-                        size = sum(plane.buffer_size for plane in frame.planes)
-                        if deferred + size <= defer_bytes:
-                            deferred += size
-                            yield index - 1, picture
-                        else:
-                            yield index - 1, picture.array()
+                        time = frame.time if frame.time is not None else self.source_frames / (self.info.fps or 30.0)
+                        self.source_frames += 1
+                        if first_time is None:
+                            first_time = float(time)
+                        yield float(time), frame
                     elif resampler is not None:
                         if audio_start is None and frame.time is not None:
                             audio_start = float(frame.time)
@@ -318,21 +419,21 @@ class VideoReader:
                     chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
             raise VideoError(
-                f"{self.path}: decoding failed after {index} frames ({_reason(exc)}); "
+                f"{self.path}: decoding failed after {self.source_frames} frames ({_reason(exc)}); "
                 "the file is corrupt or truncated"
             ) from exc
-        if index == 0:
+        if self.source_frames == 0:
             raise VideoError(f"{self.path}: no frame could be decoded")
         if astream is not None:
             samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-            samples = self._align(samples, audio_start)
+            samples = self._align(samples, audio_start, first_time)
             self.audio = DecodedAudio(samples=samples.astype(np.int16, copy=False), rate=self.audio_rate)
 
-    def _align(self, samples: np.ndarray, audio_start: float | None) -> np.ndarray:
+    def _align(self, samples: np.ndarray, audio_start: float | None, video_start: float | None) -> np.ndarray:
         """Shift the audio so that sample 0 plays with the first video frame (pads or trims)."""
-        if audio_start is None or not self.frame_times:
+        if audio_start is None or video_start is None:
             return samples
-        offset = int(round((audio_start - self.frame_times[0]) * self.audio_rate))
+        offset = int(round((audio_start - video_start) * self.audio_rate))
         if offset > 0:
             return np.concatenate([np.zeros(offset, samples.dtype), samples])
         return samples[-offset:]

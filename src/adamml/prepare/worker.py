@@ -89,6 +89,7 @@ def _new_row(entry: VideoEntry, settings: PrepareSettings) -> dict:
         "split": entry.split,
         "fps": None,
         "num_frames": 0,
+        "source_frames": 0,  # frames decoded; num_frames differs where a variable frame rate was made constant
         "num_flow": 0,
         "duration": None,
         "width": None,
@@ -126,6 +127,7 @@ class FrameFolderReader:
         self.audio = None
         self.rotation = 0
         self.declared_frames = len(names)
+        self.source_frames = 0
         self.frame_times: list[float] = []
         self.encoded: bytes | None = None  # the current frame's JPEG bytes when they can be stored as they are
 
@@ -142,6 +144,7 @@ class FrameFolderReader:
             if size != (w, h):
                 image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             self.frame_times.append(i / self.fps)
+            self.source_frames = len(self.frame_times)
             yield image
 
     @property
@@ -220,6 +223,7 @@ def _fill(row: dict, reader: FrameSource, tmp: Path, settings: PrepareSettings) 
     height, width = image.shape[:2]
     row.update(
         num_frames=index,
+        source_frames=int(reader.source_frames),
         num_flow=index - 1 if flow_fn is not None else 0,
         width=int(width),
         height=int(height),
