@@ -164,18 +164,6 @@ def _info(container: av.container.InputContainer, path: Path) -> VideoInfo:
     )
 
 
-def count_video_packets(path: Path) -> int:
-    """Frames of the video stream as its packets say, read without decoding (about one frame a packet); a
-    cheap first guess of the decoded frame count, which callers must check against `VideoReader.num_frames`."""
-    with open_container(path) as container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
-        try:
-            return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size > 0)
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{path}: reading failed ({_reason(exc)}); the file is corrupt or truncated") from exc
-
-
 def packet_times(path: Path) -> tuple[int, list[float]]:
     """The video stream's packet count and their presentation times (seconds, sorted), read without decoding
     (about one frame a packet); the times are empty when a packet carries no timestamp (then nothing can be
