@@ -3,6 +3,9 @@ and in prediction (segments evenly spread in time, audio cut where its frames ar
 
 from __future__ import annotations
 
+import wave
+
+import cv2
 import numpy as np
 import pytest
 
@@ -90,13 +93,9 @@ def test_a_store_of_a_variable_frame_rate_video_keeps_sound_with_its_frames(tmp_
     (row,) = read_jsonl(store / "manifest.jsonl")
     assert row["status"] == "ok" and row["num_frames"] == 50 and row["source_frames"] == 50
     fps = row["fps"]
-    import cv2
-
     frame_dir = store / row["frames_dir"]
     shown = [_time(cv2.imread(str(p))) for p in sorted(frame_dir.glob("img_*.jpg"))]
     index = int(np.argmin(np.abs(np.array(shown) - 0.6)))
-    import wave
-
     with wave.open(str(store / row["audio"])) as handle:
         samples = np.frombuffer(handle.readframes(handle.getnframes()), np.int16).astype(np.float64)
     loud = np.flatnonzero(np.abs(samples) > 0.3 * 32767)
