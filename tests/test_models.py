@@ -3,6 +3,7 @@ fusion, and ImageNet weight loading with channel inflation. Tiny inputs, CPU onl
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -359,6 +360,56 @@ def test_one_computed_cell_counts_as_much_as_all_of_them_under_the_modality_mean
     decisions = torch.ones(2, 4, 3, requires_grad=True)
     fusion(logits, decisions)[1].sum().backward()
     assert decisions.grad.abs().sum() > 0 and fusion.free_weights.grad.abs().sum() > 0
+
+
+def test_flip_gradient_is_the_change_of_the_video_logits_when_one_decision_flips() -> None:
+    """decision_gradient "flip" under the modality mean: the forward value is the derivative's bit for bit, the
+    recognizers get the same gradient, and each decision's gradient is what flipping that decision alone changes
+    (checked by flipping every cell); a second cell that agrees with the first gets nothing."""
+    torch.manual_seed(1)
+    logits = torch.randn(3, 4, 3, 5)
+    hard = (torch.rand(3, 4, 3) > 0.5).float()
+    hard[0, :, 0] = 0.0  # a modality computed nowhere
+    hard[1, :, 1] = 0.0
+    hard[1, 2, 1] = 1.0  # a modality computed once
+    upstream = torch.randn(3, 5)
+    flip = LateFusion(3, "weighted", "modality", "flip")
+    with torch.no_grad():
+        flip.free_weights.copy_(torch.tensor([0.5, 0.2]))
+    derivative = LateFusion(3, "weighted", "modality")
+    derivative.load_state_dict(flip.state_dict())
+    grads = {}
+    for name, fusion in (("flip", flip), ("derivative", derivative)):
+        x, d = logits.clone().requires_grad_(), hard.clone().requires_grad_()
+        video = fusion(x, d)[1]
+        (video * upstream).sum().backward()
+        grads[name] = (video.detach(), x.grad, d.grad)
+    assert torch.equal(grads["flip"][0], grads["derivative"][0])
+    torch.testing.assert_close(grads["flip"][1], grads["derivative"][1])
+    with torch.no_grad():
+        for b, s, m in itertools.product(range(3), range(4), range(3)):
+            on, off = hard.clone(), hard.clone()
+            on[b, s, m], off[b, s, m] = 1.0, 0.0
+            change = ((flip(logits, on)[1] - flip(logits, off)[1]) * upstream).sum()
+            torch.testing.assert_close(grads["flip"][2][b, s, m], change, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(grads["flip"][2], grads["derivative"][2])
+
+    same = torch.zeros(1, 4, 3, 5)
+    same[0, :, 0] = torch.tensor([0.0, 4.0, 0.0, 0.0, 0.0])  # every RGB cell says class 1
+    two = torch.zeros(1, 4, 3)
+    two[0, :2, 0] = 1.0  # RGB computed in segments 0 and 1
+    d = two.clone().requires_grad_()
+    flip(same, d)[1][0, 1].backward()
+    assert torch.equal(d.grad[0, :, 0], torch.zeros(4))  # none adds anything to the other's mean
+    one = torch.zeros(1, 4, 3)
+    one[0, 0, 0] = 1.0
+    d = one.clone().requires_grad_()
+    flip(same, d)[1][0, 1].backward()
+    torch.testing.assert_close(d.grad[0, :, 0], torch.tensor([0.5 * 4.0, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="flip"):
+        LateFusion(3, "weighted", "selected", "flip")
+    with pytest.raises(ValueError, match="decision_gradient"):
+        FusionConfig(segment_mean="selected", decision_gradient="flip")
 
 
 # ------------------------------------------------------------------------------------------------ weights

@@ -31,6 +31,7 @@ from adamml.modalities import check_modalities
 FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
                      "gradient-blending"]
 SegmentMean = Literal["all", "selected", "modality"]
+DecisionGradient = Literal["derivative", "flip"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
 Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
@@ -135,6 +136,8 @@ class FusionConfig:
     kind: FusionKind = "weighted"  # learnable weights (official), plain average, or a baseline
     segment_mean: SegmentMean = "all"  # video logits: mean over all segments, over those that used something, or
     # each modality's mean over the segments that used it (see adamml.models.fusion)
+    decision_gradient: DecisionGradient = "derivative"  # what a decision's straight-through gradient carries: the
+    # derivative of the video logits (paper), or their change when that one decision flips (see adamml.models.fusion)
     hidden: int = 512  # gating, context-gating: width of the gate networks
     lateral_stages: tuple[int, ...] = (1, 2, 3)  # lateral-uni/bi: connections after these ResNet stages (layerN)
     dropout: float = 0.5  # gradient-blending: dropout before the fused classifier
@@ -146,6 +149,12 @@ class FusionConfig:
         if self.segment_mean not in typing.get_args(SegmentMean):
             raise ValueError(f"fusion.segment_mean must be one of {list(typing.get_args(SegmentMean))}, "
                              f"got {self.segment_mean!r}")
+        if self.decision_gradient not in typing.get_args(DecisionGradient):
+            raise ValueError(f"fusion.decision_gradient must be one of {list(typing.get_args(DecisionGradient))}, "
+                             f"got {self.decision_gradient!r}")
+        if self.decision_gradient == "flip" and self.segment_mean == "selected":
+            raise ValueError("fusion.decision_gradient: flip is defined for segment_mean all and modality, "
+                             "not selected")
         if self.hidden < 1:
             raise ValueError(f"fusion.hidden must be positive, got {self.hidden}")
         stages = list(self.lateral_stages)

@@ -113,5 +113,6 @@ def build_model(cfg: ModelConfig) -> Model:
     if cfg.policy.pretrained:
         for extractor in policy.extractors.values():
             load_imagenet_weights(extractor, cfg.policy.pretrained)
-    fusion = LateFusion(len(cfg.modalities), cfg.fusion.kind, cfg.fusion.segment_mean)
+    fusion = LateFusion(len(cfg.modalities), cfg.fusion.kind, cfg.fusion.segment_mean,
+                        cfg.fusion.decision_gradient)
     return AdaMML(cfg, recognizers, policy, fusion)

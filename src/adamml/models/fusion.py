@@ -13,6 +13,16 @@ logits at a quarter of its strength, so a policy that rightly computes one infor
 outvoted by the always-computed modalities; with ``modality`` one cell counts as much as four that say the same.
 ``selected`` does not help there when a cheap modality (audio) is used in every segment. With every decision 1
 (always-on fusion) the three are the same.
+
+The policy learns through the decisions' straight-through gradient (hard 0/1 forward, Gumbel-Softmax backward).
+What reaches a decision is, by default, the derivative of the video logits with respect to it (the paper's). With
+``all`` that is exactly what flipping the decision would change (the logits are linear in it); with ``modality`` it
+is not: the mean over the computed cells does not move when a cell that agrees with the others is added, yet the
+derivative (the count held fixed) says the cell adds its whole logits, and, for the last computed cell, the mean
+is the same whether it is weighted 1 or 0.5. ``decision_gradient="flip"`` (a departure) hands each decision the
+change in the video logits when that decision alone flips, the others held (the local-expectation estimator of
+Titsias and Lazaro-Gredilla, 2015, linearised through the loss): a second cell that says what the first one says
+gets nothing, the only computed one gets its whole weight. The forward value is unchanged, bit for bit.
 """
 
 from __future__ import annotations
@@ -22,19 +32,25 @@ import typing
 import torch
 from torch import Tensor, nn
 
-from adamml.config import FusionKind, SegmentMean
+from adamml.config import DecisionGradient, FusionKind, SegmentMean
 
 
 class LateFusion(nn.Module):
     """Weighted or averaged late fusion of decision-masked modality logits, then the mean over segments."""
 
-    def __init__(self, num_modalities: int, kind: FusionKind = "weighted", segment_mean: SegmentMean = "all") -> None:
+    def __init__(self, num_modalities: int, kind: FusionKind = "weighted", segment_mean: SegmentMean = "all",
+                 decision_gradient: DecisionGradient = "derivative") -> None:
         super().__init__()
         if kind not in ("weighted", "average") or segment_mean not in typing.get_args(SegmentMean):
             raise ValueError(f"unknown fusion kind {kind!r} or segment mean {segment_mean!r}")
+        if decision_gradient not in typing.get_args(DecisionGradient) or (
+                decision_gradient == "flip" and segment_mean == "selected"):
+            raise ValueError(f"decision gradient {decision_gradient!r} with segment mean {segment_mean!r}: expected "
+                             "derivative, or flip with all or modality")
         self.num_modalities = num_modalities
         self.kind = kind
         self.segment_mean = segment_mean
+        self.decision_gradient = decision_gradient
         self.free_weights: nn.Parameter | None = None
         if kind == "weighted" and num_modalities > 1:
             self.free_weights = nn.Parameter(torch.full((num_modalities - 1,), 1.0 / num_modalities))
@@ -68,5 +84,26 @@ class LateFusion(nn.Module):
             # 1 the scale is exactly 1, so always-on fusion computes what "all" computes, bit for bit
             s = decisions.shape[1]
             scale = s / decisions.detach().sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, M)
+            if self.decision_gradient == "flip" and decisions.requires_grad:
+                hard = decisions.detach()
+                video = self.forward_segments(modality_logits, hard * scale).mean(dim=1)
+                change = self.flip_change(modality_logits.detach(), hard)  # (B, S, M, K)
+                # (decisions - hard) is 0 forward: the value is the mean above; backward it carries the change
+                return segments, video + torch.einsum("bsm,bsmk->bk", decisions - hard, change)
             return segments, self.forward_segments(modality_logits, decisions * scale).mean(dim=1)
         return segments, self.forward_video(segments, decisions)
+
+    def flip_change(self, modality_logits: Tensor, decisions: Tensor) -> Tensor:
+        """``segment_mean="modality"``: for every cell ``(B, S, M)``, the change in the video logits ``(K,)`` between
+        the cell computed and not, every other decision held: the weighted change of its modality's mean over the
+        computed cells (a modality computed nowhere adds zero)."""
+        d = decisions.unsqueeze(-1)  # (B, S, M, 1)
+        total = (modality_logits * d).sum(dim=1, keepdim=True)  # (B, 1, M, K)
+        count = d.sum(dim=1, keepdim=True)  # (B, 1, M, 1)
+
+        def mean(summed: Tensor, n: Tensor) -> Tensor:
+            return torch.where(n > 0, summed / n.clamp(min=1.0), torch.zeros_like(summed))
+
+        with_cell = mean(total + (1.0 - d) * modality_logits, count + (1.0 - d))
+        without_cell = mean(total - d * modality_logits, count - d)
+        return (with_cell - without_cell) * self.weights().to(modality_logits).detach()[:, None]
