@@ -3,12 +3,14 @@ and in prediction (segments evenly spread in time, audio cut where its frames ar
 
 from __future__ import annotations
 
+import json
 import wave
 
 import cv2
 import numpy as np
 import pytest
 
+from adamml.data.dataset import Store
 from adamml.prepare.decode import VideoReader, constant_rate_grid
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.layout import read_jsonl
@@ -102,3 +104,20 @@ def test_a_store_of_a_variable_frame_rate_video_keeps_sound_with_its_frames(tmp_
     heard = loud[0] / rate
     assert heard == pytest.approx(0.6, abs=0.03)
     assert index / fps == pytest.approx(heard, abs=0.06)  # within a frame and a half of the 25 fps grid
+    assert Store.open(store).stale_note() is None
+
+
+def test_a_store_prepared_before_constant_rate_reading_is_flagged(tmp_path):
+    """Rows without source_frames came from the index-sampling version: training and evaluation say so, naming the
+    store, a manifest line and the way out."""
+    videos = tmp_path / "videos"
+    _phone_clip(videos / "test" / "phone" / "a.mp4")
+    (videos / "ann.csv").write_text("path,label,split\ntest/phone/a.mp4,phone,test\n")
+    classes, entries = assign_classes(import_annotations("csv", videos / "ann.csv", videos).entries, None, None)
+    store = tmp_path / "store"
+    run_prepare(entries, classes, videos, store, PrepareSettings(flow="none", short_side=32))
+    (row,) = read_jsonl(store / "manifest.jsonl")
+    del row["source_frames"]
+    (store / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    note = Store.open(store).stale_note()
+    assert note is not None and str(store) in note and "manifest.jsonl:1" in note and "--overwrite" in note

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -52,6 +53,9 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     if len(store.classes) != cfg.model.num_classes:
         raise StoreError(f"{data} has {len(store.classes)} classes, the checkpoint {checkpoint} was trained for "
                          f"{cfg.model.num_classes}")
+    note = store.stale_note()
+    if note and info.is_main:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     dataset = SegmentDataset(store, split, cfg.model.modalities, train=False, sampling=sampling_config(cfg))
     loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
                          workers=cfg.data.workers)

@@ -174,6 +174,20 @@ class Store:
     def multi_label(self) -> bool:
         return any(len(r.get("label_ids", [])) > 1 for r in self.rows)
 
+    def stale_note(self) -> str | None:
+        """A warning when some videos were prepared before variable-frame-rate videos were read at a constant rate
+        (their manifest rows have no ``source_frames``): such a video's frames were sampled by index, so a segment
+        of a video whose rate drops covers more time than its neighbours and its audio is cut at the wrong time.
+        Constant-rate videos came out the same, so this is a "may": re-preparing is the one way to be sure."""
+        old = [r for r in self.rows if "source_frames" not in r]
+        if not old:
+            return None
+        first = self.where(old[0])
+        return (f"{len(old)} of the {len(self.rows)} videos of {self.root} were prepared by an adamml that read "
+                f"variable-frame-rate videos by frame index (no source_frames in their manifest rows, e.g. {first}); "
+                "if any source video has a variable frame rate (phone or screen recordings), prepare the list again "
+                "with --overwrite")
+
 
 class SegmentDataset(Dataset):
     """Videos of one split of a store, sampled into segments; see the module docstring for the items."""

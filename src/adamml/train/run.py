@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch.utils.data import Dataset, Subset
 
 from adamml.checkpoint import (
@@ -121,6 +122,9 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
               amp=amp_for(cfg.train.precision, info.device))
     _warn_small_training_set(run)
+    note = store.stale_note()
+    if note and info.is_main:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     if run.record.holds_out:
         _split_for_blending(run)
     return run
