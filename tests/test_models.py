@@ -3,6 +3,7 @@ fusion, and ImageNet weight loading with channel inflation. Tiny inputs, CPU onl
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from adamml.models import (
     build_model,
     load_imagenet_weights,
 )
+from adamml.flops import measure_costs
 from adamml.models.policy import DecisionRule
 from adamml.models.tsn_resnet import temporal_max_pool
 
@@ -518,7 +520,6 @@ def test_inference_optimisation_keeps_the_outputs_and_drops_the_norm_layers(kind
 
 def test_each_policy_extractor_can_have_its_own_width() -> None:
     from adamml.config import ConfigError, load_config
-    from adamml.flops import measure_costs
 
     narrow = load_config("tiny", ["model.policy.widths.rgbdiff=0.25", "model.policy.widths.audio=0.25"]).model
     wide = load_config("tiny", ["model.policy.widths.rgbdiff=0.5", "model.policy.widths.audio=0.5"]).model
@@ -534,3 +535,30 @@ def test_each_policy_extractor_can_have_its_own_width() -> None:
     assert a.recognizers["rgb"].conv == b.recognizers["rgb"].conv
     with pytest.raises(ConfigError, match="policy.widths.flow"):
         load_config("tiny", ["model.policy.widths.flow=0.25"])
+
+
+def test_heads_reading_the_segment_features_start_as_the_paper_policy_and_learn_from_them() -> None:
+    policy_cfg = PolicyConfig(size=32, frames=4, audio_size=32, width_mult=0.25, hidden=(16, 16), lstm_hidden=8)
+    paper = build(small_cfg(policy=policy_cfg)).eval()
+    skip = build(small_cfg(policy=dataclasses.replace(policy_cfg, head_input="lstm+features"))).eval()
+    batch = make_batch(b=2, s=3)
+    # the extra weights start at zero and draw nothing from the generator: the same seed gives the same policy
+    assert skip.policy.feature_heads.shape == (3, 2, 16) and not skip.policy.feature_heads.any()
+    torch.testing.assert_close(skip.decide(batch).logits, paper.decide(batch).logits)
+    # each head then adds a linear read of its own segment's MLP features to what it reads from the LSTM
+    features = skip.policy.forward_features(skip.policy_inputs(batch))  # (B, S, D)
+    with torch.no_grad():
+        skip.policy.feature_heads[0, 1, 5] = 2.0  # the first modality's "use" logit reads feature 5
+    moved = skip.policy.forward_head(features) - paper.policy.forward_head(features)  # (B, S, M, 2)
+    # (the first segment: later ones also see the moved logits fed back through the LSTM)
+    torch.testing.assert_close(moved[:, 0, 0, 1], 2.0 * features[:, 0, 5])
+    torch.testing.assert_close(moved[:, 0, 1:], torch.zeros_like(moved[:, 0, 1:]))
+    # trained, the gradient reaches them; they cost 2 MACs per feature and modality per segment
+    skip.train()
+    skip(batch).logits.sum().backward()
+    assert skip.policy.feature_heads.grad is not None and skip.policy.feature_heads.grad.abs().sum() > 0
+    with_features = measure_costs(small_cfg(policy=dataclasses.replace(policy_cfg, head_input="lstm+features")))
+    without = measure_costs(small_cfg(policy=policy_cfg))
+    assert with_features.policy_head.all - without.policy_head.all == pytest.approx(3 * 16 * 2 / 1e9)
+    with pytest.raises(ValueError, match="head_input"):
+        dataclasses.replace(policy_cfg, head_input="features")

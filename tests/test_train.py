@@ -424,11 +424,15 @@ def test_presets_carry_the_papers_loss_weights_and_classes():
         assert (cfg.train.temperature_decay, cfg.model.policy.temperature, cfg.train.policy_lr) == (0.965, 5.0, 0.01)
         assert cfg.train.alternating.epochs == 20 and tuple(cfg.train.alternating.milestones) == (10, 15)
         assert cfg.train.policy_passes == 1 and cfg.model.policy.feed == "logits"  # the paper's recipe
+        assert (cfg.model.fusion.segment_mean, cfg.model.fusion.decision_gradient, cfg.train.gumbel_noise_min,
+                cfg.model.policy.head_input) == ("all", "derivative", 0.0, "lstm")
         assert (cfg.train.clip_grad_norm, cfg.train.precise_bn_batches) == (20.0, 20)  # departures, documented
     tiny = load_config("tiny")
     assert (tiny.model.policy.feed, tiny.train.policy_passes, tiny.train.policy_pretrain_target,
             tiny.train.freeze_policy_extractors, tiny.model.policy.width_mult) == (
         "decisions", 4, "usefulness", True, 0.5)
+    assert (tiny.model.fusion.segment_mean, tiny.model.fusion.decision_gradient, tiny.train.gumbel_noise_min,
+            tiny.model.policy.head_input) == ("modality", "flip", 0.25, "lstm+features")
 
 
 def test_precise_batch_norm_can_be_switched_off():

@@ -34,6 +34,7 @@ SegmentMean = Literal["all", "selected", "modality"]
 DecisionGradient = Literal["derivative", "flip"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
+PolicyHeadInput = Literal["lstm", "lstm+features"]
 Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
 # how the inputs are formed: adamml's own, or the official AdaMML code's (what its published checkpoints were
 # trained on; `adamml convert-official` sets it): see docs/official.md
@@ -109,10 +110,16 @@ class PolicyConfig:
     # actually taken (sampled in training, thresholded at test), so it knows which cells were really computed and
     # can skip a modality that an earlier segment already supplied (a departure from the paper; a switch)
     feed: PolicyFeed = "logits"
+    # what the decision heads read: the LSTM's state (the paper), or that and the segment's MLP features, so a
+    # decision that hangs on one feature of the segment (is the object coloured) need not be routed through the
+    # LSTM first (a departure; a switch)
+    head_input: PolicyHeadInput = "lstm"
 
     def __post_init__(self) -> None:
         if self.feed not in ("logits", "decisions"):
             raise ValueError(f"policy.feed must be logits or decisions, got {self.feed!r}")
+        if self.head_input not in typing.get_args(PolicyHeadInput):
+            raise ValueError(f"policy.head_input must be lstm or lstm+features, got {self.head_input!r}")
         if self.size < 16 or self.audio_size < 16:
             raise ValueError(f"policy sizes must be >= 16, got {self.size}, {self.audio_size}")
         if self.frames < 1 or self.lstm_hidden < 1 or self.width_mult <= 0:

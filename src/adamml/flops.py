@@ -190,7 +190,8 @@ def _measure(cfg: ModelConfig) -> ModelCosts:
     step = count_gmacs(policy.forward_head, torch.zeros((1, 1, policy.feature_dim), device="meta"))
     num = len(cfg.modalities)
     lstm = lstm_cell_gmacs(policy.feature_dim + 2 * num, cfg.policy.lstm_hidden)
-    heads = num * cfg.policy.lstm_hidden * 2 / 1e9
+    head_inputs = cfg.policy.lstm_hidden + (policy.feature_dim if cfg.policy.head_input == "lstm+features" else 0)
+    heads = num * head_inputs * 2 / 1e9
     if step.all < lstm:  # the counter did not see the LSTM cell: count it analytically
         step = Cost(0.0, lstm + heads)
     fusion = fusion_video = ZERO

@@ -68,6 +68,10 @@ class PolicyNetwork(nn.Module):
         num = len(self.modalities)
         self.lstm = nn.LSTMCell(width + 2 * num, cfg.lstm_hidden)
         self.heads = nn.ModuleDict({name: nn.Linear(cfg.lstm_hidden, 2) for name in self.modalities})
+        # head_input "lstm+features": each head also reads the segment's MLP features, through weights that start
+        # at zero (the policy starts as the paper's; no random draws, so a seed's other weights are unchanged)
+        self.feature_heads = (nn.Parameter(torch.zeros(num, 2, width)) if cfg.head_input == "lstm+features"
+                              else None)
         self.register_buffer("temperature", torch.tensor(float(cfg.temperature)))
         self.threshold = cfg.threshold
         self.random_at_test = cfg.random_at_test
@@ -123,6 +127,8 @@ class PolicyNetwork(nn.Module):
         for i in range(s):
             h, c = self.lstm(torch.cat([features[:, i], previous], dim=1), (h, c))
             step = torch.stack([self.heads[name](h) for name in self.modalities], dim=1)  # (B, M, 2)
+            if self.feature_heads is not None:
+                step = step + torch.einsum("bd,mkd->bmk", features[:, i], self.feature_heads.to(features.dtype))
             steps.append(step)
             if self.feed == "decisions":
                 taken.append(self._one_hot(step, rule))
