@@ -72,8 +72,9 @@ def run_seed(seed: int, args: argparse.Namespace, store: Path, init: list[Path],
         train_once(random_cfg, "random", store, folder / "random", console, init)
         rnd = _value(eval_once(folder / "random" / "best.pt", store, "test", folder / "random" / "eval-test",
                                console))
-    if not args.no_baselines or (folder / "fusion" / "summary.json").exists():
+    if not args.no_baselines:
         train_once(cfg, "fusion", store, folder / "fusion", console, init)
+    if (folder / "fusion" / "summary.json").exists():  # trained above, or copied in from an earlier run
         fusion = _value(eval_once(folder / "fusion" / "best.pt", store, "test", folder / "fusion" / "eval-test",
                                   console))
     truth = {row["id"]: row for row in read_jsonl(args.demo / "data" / "ground_truth.jsonl")}

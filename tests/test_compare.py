@@ -28,7 +28,7 @@ def test_methods_are_parsed_and_ordered():
                                       "random-rgb+flow"]
 
 
-def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F811
+def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "cmp"
     args = ["compare", "--config", "tiny", "--data", str(tiny_store), "--out", str(out),
             "--methods", "rgb", "fusion:rgb+flow", "adamml:rgb+flow", "random:rgb+flow",
@@ -62,6 +62,12 @@ def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path):  # noqa: F81
     assert (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime == stamp
     again = json.loads((out / "compare.json").read_text())["seconds"]  # the times of the run that trained
     assert again["fusion-rgb+flow"]["train"] == pytest.approx(result["seconds"]["fusion-rgb+flow"]["train"])
+    # a changed configuration (a new preset, another --set) is not given the earlier runs' figures
+    assert main([*args, "--set", "model.policy.head_input=lstm"]) == 2
+    err = capsys.readouterr().err
+    assert "unimodal-rgb holds a run of the unimodal stage trained with another configuration" in err
+    assert "model.policy.head_input: 'lstm+features' -> 'lstm'" in err
+    assert (out / "fusion-rgb+flow" / "summary.json").stat().st_mtime == stamp
 
 
 def test_adamml_is_compared_with_methods_on_the_same_modalities():

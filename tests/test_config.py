@@ -11,6 +11,7 @@ from adamml.config import (
     Config,
     ConfigError,
     ModelConfig,
+    config_changes,
     dump_config,
     load_config,
     preset_names,
@@ -74,6 +75,30 @@ def test_dump_and_reload_round_trip(tmp_path: Path) -> None:
     path = dump_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_config(path) == cfg
     assert "threshold: 0.4" in path.read_text()
+
+
+def test_a_run_trained_with_another_configuration_is_neither_reused_nor_resumed(tmp_path: Path) -> None:
+    from adamml.steps import RunMismatchError, check_same_run
+
+    cfg = load_config("tiny", ["model.num_classes=4"])
+    changed = load_config("tiny", ["model.num_classes=4", "model.policy.head_input=lstm",
+                                   "train.efficiency_weights.flow=0.3", "train.random_rates.rgb=0.25"])
+    assert config_changes(cfg, cfg) == []
+    assert config_changes(cfg, changed) == ["model.policy.head_input: 'lstm+features' -> 'lstm'",
+                                            "train.efficiency_weights.flow: 0.8 -> 0.3",
+                                            "train.random_rates.rgb: - -> 0.25"]
+    run = tmp_path / "adamml"
+    check_same_run(cfg, "adamml", run)  # nothing there yet
+    dump_config(cfg, run / "config.yaml")
+    check_same_run(cfg, "adamml", run)  # the same configuration: reused / resumed
+    with pytest.raises(RunMismatchError, match=r"adamml holds a run of the adamml stage .*"
+                                               r"head_input: 'lstm\+features' -> 'lstm'.*remove .*adamml to train"):
+        check_same_run(changed, "adamml", run)
+    # a baseline stage compares the configuration it trains (its fusion kind set to its own name)
+    baseline = tmp_path / "gating"
+    dump_config(dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, fusion=dataclasses.replace(cfg.model.fusion, kind="gating"))), baseline / "config.yaml")
+    check_same_run(cfg, "gating", baseline)
 
 
 def test_configs_are_frozen_and_default_to_the_paper() -> None:

@@ -43,18 +43,24 @@ def test_exported_parts_match_the_model(tmp_path):
             torch.testing.assert_close(recognizer(cells), model.recognize(name, cells), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("segment_mean", ["all", "modality"])
-def test_export_json_says_how_to_fuse_the_exported_recognizers_into_the_models_prediction(tmp_path, segment_mean):
+@pytest.mark.parametrize("segment_mean,skipped", [("all", "zero"), ("modality", "zero"), ("all", "learned"),
+                                                  ("modality", "learned")])
+def test_export_json_says_how_to_fuse_the_exported_recognizers_into_the_models_prediction(tmp_path, segment_mean,
+                                                                                          skipped):
     """The exported recognizers on the cells the policy selected, fused as export.json and docs/cli.md say, give
     the model's video logits."""
-    cfg = load_config("tiny", SMALL + [f"model.fusion.segment_mean={segment_mean}"])
+    cfg = load_config("tiny", SMALL + [f"model.fusion.segment_mean={segment_mean}",
+                                       f"model.fusion.skipped_logits={skipped}"])
     torch.manual_seed(1)
     model = build_model(cfg.model).eval()
+    if skipped == "learned":
+        with torch.no_grad():
+            model.fusion.skipped.normal_()
     checkpoint = tmp_path / "best.pt"
     save_checkpoint(checkpoint, {**model_payload(model, cfg), "stage": "adamml"})
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export")]) == 0
     meta = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert meta["segment_mean"] == segment_mean
+    assert meta["segment_mean"] == segment_mean and (meta["skipped_logits"] is None) == (skipped == "zero")
     inputs = example_inputs(model, videos=4)
     with torch.no_grad():
         model.policy.threshold = float(model.decide(inputs).probs.median())  # some cells used, some not
@@ -66,10 +72,12 @@ def test_export_json_says_how_to_fuse_the_exported_recognizers_into_the_models_p
             recognizer = torch.export.load(str(tmp_path / "export" / meta["files"][name])).module()
             logits = recognizer(inputs[name].flatten(0, 1)).view(*use.shape[:2], -1)  # (B, S, K)
             total = (logits * use[..., m, None]).sum(dim=1)
-            if segment_mean == "modality":
-                total = total / use[..., m].sum(dim=1, keepdim=True).clamp(min=1)
-            else:
-                total = total / meta["num_segments"]
+            count = use[..., m].sum(dim=1, keepdim=True)  # (B, 1) cells that computed the modality
+            b = torch.tensor(meta["skipped_logits"][m]) if meta["skipped_logits"] else torch.zeros(())
+            if segment_mean == "modality":  # computed nowhere: its skipped logits
+                total = torch.where(count > 0, total / count.clamp(min=1), b)
+            else:  # every skipped cell adds its skipped logits
+                total = (total + (meta["num_segments"] - count) * b) / meta["num_segments"]
             fused = fused + meta["fusion_weights"][m] * total
         torch.testing.assert_close(fused, out.logits, rtol=1e-4, atol=1e-5)
 

@@ -414,6 +414,53 @@ def test_flip_gradient_is_the_change_of_the_video_logits_when_one_decision_flips
         FusionConfig(segment_mean="selected", decision_gradient="flip")
 
 
+@pytest.mark.parametrize("segment_mean", ["all", "modality"])
+def test_learned_skipped_logits_stand_for_a_skipped_modality(segment_mean) -> None:
+    """skipped_logits "learned": zero at the start (the paper's fusion, bit for bit); then a skipped cell (all) or a
+    modality computed nowhere (modality) adds its weighted vector; each decision's flip gradient is still what
+    flipping it alone changes; always-on fusion never uses the vectors, so they learn only from skipped cells."""
+    torch.manual_seed(2)
+    logits = torch.randn(3, 4, 3, 5)
+    hard = (torch.rand(3, 4, 3) > 0.5).float()
+    hard[0, :, 0] = 0.0  # RGB computed nowhere in the first video
+    hard[1, :, 0] = 1.0
+    learned = LateFusion(3, "weighted", segment_mean, "flip", "learned", num_classes=5)
+    paper = LateFusion(3, "weighted", segment_mean, "flip")
+    assert torch.equal(learned(logits, hard)[1], paper(logits, hard)[1])  # starts as the paper's fusion
+    with torch.no_grad():
+        learned.free_weights.copy_(torch.tensor([0.5, 0.2]))
+        learned.skipped.copy_(torch.randn(3, 5))
+    paper.free_weights.data.copy_(learned.free_weights)
+    w, b = learned.weights(), learned.skipped.detach()
+    with torch.no_grad():
+        expected = paper(logits, hard)[1]
+        skipped = 1.0 - hard  # (B, S, M)
+        if segment_mean == "all":  # every skipped cell adds w_m b_m / S
+            expected = expected + torch.einsum("bsm,m,mk->bk", skipped, w, b) / 4
+        else:  # a modality computed nowhere adds w_m b_m
+            expected = expected + torch.einsum("bm,m,mk->bk", (hard.sum(dim=1) == 0).float(), w, b)
+        torch.testing.assert_close(learned(logits, hard)[1], expected)
+        on = torch.ones(3, 4, 3)
+        assert torch.equal(learned(logits, on)[1], paper(logits, on)[1])  # always-on: never used
+    d = hard.clone().requires_grad_()
+    upstream = torch.randn(3, 5)
+    (learned(logits, d)[1] * upstream).sum().backward()
+    assert learned.skipped.grad.abs().sum() > 0
+    with torch.no_grad():
+        for i, s, m in itertools.product(range(3), range(4), range(3)):
+            flipped_on, flipped_off = hard.clone(), hard.clone()
+            flipped_on[i, s, m], flipped_off[i, s, m] = 1.0, 0.0
+            change = ((learned(logits, flipped_on)[1] - learned(logits, flipped_off)[1]) * upstream).sum()
+            torch.testing.assert_close(d.grad[i, s, m], change, atol=1e-5, rtol=1e-5)
+    learned.zero_grad()
+    learned(logits, torch.ones(3, 4, 3, requires_grad=True))[1].sum().backward()
+    assert torch.equal(learned.skipped.grad, torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="skipped logits"):
+        LateFusion(3, "weighted", "selected", skipped_logits="learned", num_classes=5)
+    with pytest.raises(ValueError, match="skipped_logits"):
+        FusionConfig(segment_mean="selected", skipped_logits="learned")
+
+
 # ------------------------------------------------------------------------------------------------ weights
 
 

@@ -32,6 +32,7 @@ FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi
                      "gradient-blending"]
 SegmentMean = Literal["all", "selected", "modality"]
 DecisionGradient = Literal["derivative", "flip"]
+SkippedLogits = Literal["zero", "learned"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
 PolicyHeadInput = Literal["lstm", "lstm+features"]
@@ -145,6 +146,8 @@ class FusionConfig:
     # each modality's mean over the segments that used it (see adamml.models.fusion)
     decision_gradient: DecisionGradient = "derivative"  # what a decision's straight-through gradient carries: the
     # derivative of the video logits (paper), or their change when that one decision flips (see adamml.models.fusion)
+    skipped_logits: SkippedLogits = "zero"  # what a skipped modality adds: zero logits (paper), or a learned vector
+    # per modality (for a skipped cell with segment_mean all, for a modality computed nowhere with modality)
     hidden: int = 512  # gating, context-gating: width of the gate networks
     lateral_stages: tuple[int, ...] = (1, 2, 3)  # lateral-uni/bi: connections after these ResNet stages (layerN)
     dropout: float = 0.5  # gradient-blending: dropout before the fused classifier
@@ -161,6 +164,11 @@ class FusionConfig:
                              f"got {self.decision_gradient!r}")
         if self.decision_gradient == "flip" and self.segment_mean == "selected":
             raise ValueError("fusion.decision_gradient: flip is defined for segment_mean all and modality, "
+                             "not selected")
+        if self.skipped_logits not in typing.get_args(SkippedLogits):
+            raise ValueError(f"fusion.skipped_logits must be zero or learned, got {self.skipped_logits!r}")
+        if self.skipped_logits == "learned" and self.segment_mean == "selected":
+            raise ValueError("fusion.skipped_logits: learned is defined for segment_mean all and modality, "
                              "not selected")
         if self.hidden < 1:
             raise ValueError(f"fusion.hidden must be positive, got {self.hidden}")
@@ -589,6 +597,30 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         return value
 
     return plain(cfg)
+
+
+def config_changes(old: Config, new: Config) -> list[str]:
+    """Every key whose value differs between two configurations, as ``key: OLD -> NEW`` (dotted keys, in the
+    order of the fields; a key present in one mapping only, such as a selection rate, shows ``-`` on the other
+    side)."""
+    missing = object()
+
+    def flat(value: Any, prefix: str, into: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flat(item, f"{prefix}.{key}" if prefix else str(key), into)
+        else:
+            into[prefix] = value
+        return into
+
+    before, after = flat(config_to_dict(old), "", {}), flat(config_to_dict(new), "", {})
+    keys = list(before) + [k for k in after if k not in before]
+    changes = []
+    for key in keys:
+        a, b = before.get(key, missing), after.get(key, missing)
+        if a != b:
+            changes.append(f"{key}: {'-' if a is missing else shorten(a)} -> {'-' if b is missing else shorten(b)}")
+    return changes
 
 
 def dump_config(cfg: Config, path: str | Path) -> Path:

@@ -69,6 +69,7 @@ def export(model: AdaMML, out: Path, onnx: bool = False) -> dict[str, str]:
     meta = {"modalities": list(model.modalities), "policy_inputs": list(model.policy.inputs),
             "num_segments": model.cfg.num_segments, "threshold": model.policy.threshold,
             "fusion_weights": model.fusion.weights().tolist(), "segment_mean": model.fusion.segment_mean,
+            "skipped_logits": None if model.fusion.skipped is None else model.fusion.skipped.tolist(),
             "files": files}
     if onnx:
         meta.update(onnx_files=onnx_files, onnx_max_abs_difference=checks)

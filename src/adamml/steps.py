@@ -1,6 +1,7 @@
 """Running several trainings and evaluations as one job (`adamml demo`, `adamml compare`): timed steps, and
 steps that reuse what an earlier run finished (a completed training is kept, an interrupted one resumes, a
-report newer than its checkpoint is read back instead of evaluated again)."""
+report newer than its checkpoint is read back instead of evaluated again). A run trained with another
+configuration is neither reused nor resumed: the job stops and names the keys that differ."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from typing import Any
 
 from rich.console import Console
 
-from adamml.config import Config
+from adamml.config import Config, config_changes, load_config
 from adamml.distributed import DistInfo
+from adamml.errors import UserError
 from adamml.evaluation import evaluate
 from adamml.results import EvalReport
+from adamml.train.run import stage_config
 from adamml.train.stages import train
 
 # decision thresholds at which AdaMML runs are evaluated (the first is the reported one)
 SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
+_CHANGES_SHOWN = 6  # differing keys named in a RunMismatchError
 
 
 @dataclass
@@ -61,13 +65,36 @@ class Steps:
         return f"{name} (earlier run, reused)" if name in self.reused else name
 
 
+class RunMismatchError(UserError):
+    """A folder holds a run (finished or interrupted) that was trained with another configuration."""
+
+
+def check_same_run(cfg: Config, stage: str, out: Path) -> None:
+    """Refuse to reuse or resume the run in `out` when its config.yaml differs from what `stage` would train
+    with `cfg` now (a changed preset, another --set): its figures would be reported as this configuration's."""
+    saved = out / "config.yaml"
+    if not saved.exists():
+        return
+    changes = config_changes(load_config(str(saved)), stage_config(cfg, stage))
+    if changes:
+        shown = "; ".join(changes[:_CHANGES_SHOWN]) + (f"; and {len(changes) - _CHANGES_SHOWN} more"
+                                                        if len(changes) > _CHANGES_SHOWN else "")
+        raise RunMismatchError(f"{out} holds a run of the {stage} stage trained with another configuration "
+                               f"({saved} -> now: {shown}); remove {out} to train it again with this one, or "
+                               "write to another output folder")
+
+
 def train_once(cfg: Config, stage: str, store: Path, out: Path, console: Console,
                init: list[Path] = ()) -> Reused | None:
-    """Train `stage` into `out` unless a completed run is there (summary.json); resume an interrupted one."""
-    if (out / "summary.json").exists():
+    """Train `stage` into `out` unless a completed run is there (summary.json); resume an interrupted one. Either
+    must have been trained with the same configuration (`check_same_run`)."""
+    done, started = (out / "summary.json").exists(), (out / "last.pt").exists()
+    if done or started:
+        check_same_run(cfg, stage, out)
+    if done:
         console.print(f"{out}: trained earlier, reused")
         return Reused()
-    train(cfg, stage, store, out, DistInfo(), init=list(init), resume=(out / "last.pt").exists(), console=console)
+    train(cfg, stage, store, out, DistInfo(), init=list(init), resume=started, console=console)
 
 
 def eval_once(checkpoint: Path, store: Path, split: str, out: Path, console: Console,

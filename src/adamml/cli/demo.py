@@ -4,8 +4,9 @@ synth -> prepare (DIS flow, short side 64) -> train the unimodal models (RGB, fl
 baseline and AdaMML (`tiny` preset, all three modalities, recognizers initialised from the unimodal models)
 -> the random-policy baseline at AdaMML's selection rates (measured on the validation split) -> evaluate
 everything on the test split -> `runs/demo/`: report.md / report.json, selections.png, pareto.png and each
-model's checkpoint. Every step reuses what an earlier run finished (an interrupted training resumes);
-`--fresh` starts over.
+model's checkpoint. Every step reuses what an earlier run finished (an interrupted training resumes) when it
+was trained with the same configuration (else the demo stops and names the keys that differ); `--fresh` starts
+over.
 """
 
 from __future__ import annotations

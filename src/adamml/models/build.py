@@ -114,5 +114,5 @@ def build_model(cfg: ModelConfig) -> Model:
         for extractor in policy.extractors.values():
             load_imagenet_weights(extractor, cfg.policy.pretrained)
     fusion = LateFusion(len(cfg.modalities), cfg.fusion.kind, cfg.fusion.segment_mean,
-                        cfg.fusion.decision_gradient)
+                        cfg.fusion.decision_gradient, cfg.fusion.skipped_logits, cfg.num_classes)
     return AdaMML(cfg, recognizers, policy, fusion)

@@ -23,6 +23,14 @@ is the same whether it is weighted 1 or 0.5. ``decision_gradient="flip"`` (a dep
 change in the video logits when that decision alone flips, the others held (the local-expectation estimator of
 Titsias and Lazaro-Gredilla, 2015, linearised through the loss): a second cell that says what the first one says
 gets nothing, the only computed one gets its whole weight. The forward value is unchanged, bit for bit.
+
+What a skipped modality adds is, in the paper, nothing (zero logits). ``skipped_logits="learned"`` (a departure)
+adds a learned vector ``b_m`` instead (``w_m * b_m``): with ``all`` for every skipped cell, with ``modality`` for
+a modality that no segment of the video computed. The decision to skip then says something of its own (on the
+built-in benchmark: RGB skipped, so the hue that needs no RGB), which the paper's zeros leave to the other
+recognizers: fine-tuned with the policy, they learn that bias themselves and then outvote an informative cell of
+the skipped modality in the videos that did compute it. ``b`` starts at zero (the paper's fusion) and costs no
+multiply-accumulate worth counting; with every decision 1 it is never used.
 """
 
 from __future__ import annotations
@@ -32,14 +40,15 @@ import typing
 import torch
 from torch import Tensor, nn
 
-from adamml.config import DecisionGradient, FusionKind, SegmentMean
+from adamml.config import DecisionGradient, FusionKind, SegmentMean, SkippedLogits
 
 
 class LateFusion(nn.Module):
     """Weighted or averaged late fusion of decision-masked modality logits, then the mean over segments."""
 
     def __init__(self, num_modalities: int, kind: FusionKind = "weighted", segment_mean: SegmentMean = "all",
-                 decision_gradient: DecisionGradient = "derivative") -> None:
+                 decision_gradient: DecisionGradient = "derivative", skipped_logits: SkippedLogits = "zero",
+                 num_classes: int | None = None) -> None:
         super().__init__()
         if kind not in ("weighted", "average") or segment_mean not in typing.get_args(SegmentMean):
             raise ValueError(f"unknown fusion kind {kind!r} or segment mean {segment_mean!r}")
@@ -47,6 +56,10 @@ class LateFusion(nn.Module):
                 decision_gradient == "flip" and segment_mean == "selected"):
             raise ValueError(f"decision gradient {decision_gradient!r} with segment mean {segment_mean!r}: expected "
                              "derivative, or flip with all or modality")
+        if skipped_logits not in typing.get_args(SkippedLogits) or (
+                skipped_logits == "learned" and (segment_mean == "selected" or not num_classes)):
+            raise ValueError(f"skipped logits {skipped_logits!r} with segment mean {segment_mean!r} and "
+                             f"{num_classes} classes: expected zero, or learned with all or modality and the classes")
         self.num_modalities = num_modalities
         self.kind = kind
         self.segment_mean = segment_mean
@@ -54,6 +67,11 @@ class LateFusion(nn.Module):
         self.free_weights: nn.Parameter | None = None
         if kind == "weighted" and num_modalities > 1:
             self.free_weights = nn.Parameter(torch.full((num_modalities - 1,), 1.0 / num_modalities))
+        self.skipped_logits = skipped_logits
+        self.skipped: nn.Parameter | None = None  # (M, K) what a skipped modality adds, before its weight
+        if skipped_logits == "learned":
+            # zero: the fusion starts as the paper's, and no random draw moves the other initialisations
+            self.skipped = nn.Parameter(torch.zeros(num_modalities, num_classes))
 
     def weights(self) -> Tensor:
         """The fusion weights ``(M,)`` (summing to 1)."""
@@ -65,7 +83,15 @@ class LateFusion(nn.Module):
         """``(B, S, M, K)`` logits and ``(B, S, M)`` decisions -> fused segment logits ``(B, S, K)``."""
         weights = self.weights().to(modality_logits)  # (M,)
         masked = modality_logits * decisions.unsqueeze(-1)  # (B, S, M, K)
+        if self.skipped is not None and self.segment_mean == "all":  # linear in each decision: d z + (1 - d) b
+            masked = masked + (1.0 - decisions).unsqueeze(-1) * self.skipped.to(masked)
         return torch.einsum("bsmk,m->bsk", masked, weights)
+
+    def computed_nowhere(self, decisions: Tensor) -> Tensor:
+        """``segment_mean="modality"``: the video logits ``(B, K)`` that the modalities no segment computed add
+        (zero unless ``skipped_logits="learned"``)."""
+        none = (decisions.detach().sum(dim=1) == 0).to(self.skipped)  # (B, M)
+        return torch.einsum("bm,m,mk->bk", none, self.weights().to(self.skipped), self.skipped)
 
     def forward_video(self, segment_logits: Tensor, decisions: Tensor) -> Tensor:
         """``(B, S, K)`` fused segment logits -> video logits ``(B, K)`` (``all`` or ``selected``)."""
@@ -87,22 +113,29 @@ class LateFusion(nn.Module):
             if self.decision_gradient == "flip" and decisions.requires_grad:
                 hard = decisions.detach()
                 video = self.forward_segments(modality_logits, hard * scale).mean(dim=1)
+                if self.skipped is not None:
+                    video = video + self.computed_nowhere(hard).to(video)
                 change = self.flip_change(modality_logits.detach(), hard)  # (B, S, M, K)
                 # (decisions - hard) is 0 forward: the value is the mean above; backward it carries the change
                 return segments, video + torch.einsum("bsm,bsmk->bk", decisions - hard, change)
-            return segments, self.forward_segments(modality_logits, decisions * scale).mean(dim=1)
+            video = self.forward_segments(modality_logits, decisions * scale).mean(dim=1)
+            if self.skipped is not None:
+                video = video + self.computed_nowhere(decisions).to(video)
+            return segments, video
         return segments, self.forward_video(segments, decisions)
 
     def flip_change(self, modality_logits: Tensor, decisions: Tensor) -> Tensor:
         """``segment_mean="modality"``: for every cell ``(B, S, M)``, the change in the video logits ``(K,)`` between
         the cell computed and not, every other decision held: the weighted change of its modality's mean over the
-        computed cells (a modality computed nowhere adds zero)."""
+        computed cells (a modality computed nowhere adds zero, or its learned skipped logits)."""
         d = decisions.unsqueeze(-1)  # (B, S, M, 1)
         total = (modality_logits * d).sum(dim=1, keepdim=True)  # (B, 1, M, K)
         count = d.sum(dim=1, keepdim=True)  # (B, 1, M, 1)
+        nowhere = (torch.zeros_like(total) if self.skipped is None
+                   else self.skipped.detach().to(total)[None, None].expand_as(total))
 
         def mean(summed: Tensor, n: Tensor) -> Tensor:
-            return torch.where(n > 0, summed / n.clamp(min=1.0), torch.zeros_like(summed))
+            return torch.where(n > 0, summed / n.clamp(min=1.0), nowhere)
 
         with_cell = mean(total + (1.0 - d) * modality_logits, count + (1.0 - d))
         without_cell = mean(total - d * modality_logits, count - d)

@@ -31,6 +31,8 @@ def set_trainable(model: Model, recognizers: bool, policy: bool, extractors: boo
         return
     for p in model.policy.parameters():
         p.requires_grad_(policy)
+    if model.fusion.skipped is not None:  # what a skipped modality says belongs to the side that skips it
+        model.fusion.skipped.requires_grad_(policy)
     frozen = model.policy if not policy else None if extractors else model.policy.extractors
     if frozen is not None:
         for p in frozen.parameters():
@@ -42,15 +44,19 @@ def set_trainable(model: Model, recognizers: bool, policy: bool, extractors: boo
 
 def trained_policy_params(model: AdaMML, cfg: Config) -> list[torch.nn.Parameter]:
     """What the alternating phase's policy optimiser trains: the whole policy, or all but its feature extractors
-    (`train.freeze_policy_extractors`)."""
+    (`train.freeze_policy_extractors`), and the fusion's learned skipped logits (`model.fusion.skipped_logits`)."""
+    skipped = [model.fusion.skipped] if model.fusion.skipped is not None else []
     if not cfg.train.freeze_policy_extractors:
-        return list(model.policy.parameters())
+        return list(model.policy.parameters()) + skipped
     kept = {id(p) for p in model.policy.extractors.parameters()}
-    return [p for p in model.policy.parameters() if id(p) not in kept]
+    return [p for p in model.policy.parameters() if id(p) not in kept] + skipped
 
 
 def recognition_params(model: Model) -> list[torch.nn.Parameter]:
-    return list(model.recognizers.parameters()) + list(model.fusion.parameters())
+    """The recognizers and the fusion's weights (not its learned skipped logits: the policy side trains those, with
+    Adam, so that they keep up with the recognizers' own biases; see adamml.models.fusion)."""
+    skipped = getattr(model.fusion, "skipped", None)
+    return list(model.recognizers.parameters()) + [p for p in model.fusion.parameters() if p is not skipped]
 
 
 def _sgd(params, opt) -> torch.optim.Optimizer:
