@@ -90,8 +90,10 @@ def analyse(videos: list[dict], fusion: dict, classes: list[str], bits: dict[str
     for h in (0, 1):
         margin = [v["parts"][0][v["label"]] - v["parts"][0][partner[v["label"]]] for v in videos
                   if hue[v["label"]] == h and v["decisions"][:, 0].sum() > 0]
-        result[f"rgb margin, hue {h}"] = {"mean": float(np.mean(margin)), "min": float(np.min(margin)),
-                                          "below 0.5": int(np.sum(np.array(margin) < 0.5)), "videos": len(margin)}
+        margin = np.array(margin) if margin else np.full(1, np.nan)  # nan: no video of this hue computed RGB
+        result[f"rgb margin, hue {h}"] = {"mean": float(margin.mean()), "min": float(margin.min()),
+                                          "below 0.5": int(np.sum(margin < 0.5)),
+                                          "videos": int(np.isfinite(margin).sum())}
     if fusion["skipped"] is not None:
         hue1 = [i for i in range(len(classes)) if hue[i] == 1]
         hue0 = [i for i in range(len(classes)) if hue[i] == 0]

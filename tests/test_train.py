@@ -366,19 +366,20 @@ def _record_parts(monkeypatch) -> list[dict]:
     return seen
 
 
-@pytest.mark.parametrize(("passes", "freeze"), [(1, False), (2, True)])
-def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypatch, passes, freeze):
+@pytest.mark.parametrize(("passes", "freeze", "skipped"), [(1, False, "zero"), (2, True, "learned")])
+def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypatch, passes, freeze, skipped):
     """Warm-up trains the recognizers with the policy frozen; each alternating epoch trains the recognizers, then
     the policy with the efficiency loss, recognizers frozen (eval mode); the Gumbel temperature decays by
     `temperature_decay` per alternating epoch; every learning-rate schedule is applied to the optimiser that is
-    stepped; fine-tuning trains the recognizers only."""
+    stepped; fine-tuning trains the recognizers only. Learned skipped logits train with the policy."""
     seen = _record_parts(monkeypatch)
     args = _train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio",
                       "--set", "train.alternating.epochs=3", "--set", "train.alternating.milestones=[1,2]",
                       "--set", "train.alternating.lr=0.004", "--set", "train.policy_lr=0.02",
                       "--set", "train.temperature_decay=0.5", "--set", f"train.policy_passes={passes}",
                       "--set", "train.gumbel_noise_decay=0.25", "--set", "train.gumbel_noise_min=0.1",
-                      "--set", f"train.freeze_policy_extractors={str(freeze).lower()}")
+                      "--set", f"train.freeze_policy_extractors={str(freeze).lower()}",
+                      "--set", f"model.fusion.skipped_logits={skipped}")
     assert main(args) == 0
     phases = [(r["phase"], r["part"]) for r in csv.DictReader(open(tmp_path / "ada" / "log.csv"))]
     alternating = [("alternating", "recognition")] + [("alternating", "policy")] * passes
@@ -387,7 +388,8 @@ def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypat
     recognition = {n for n in seen[0]["trainable"] if n.startswith(("recognizers.", "fusion."))}
     policy = {n for n, _ in build_model(_cfg("model.modalities=[rgb,audio]").model).named_parameters()
               if n.startswith("policy.") and not (freeze and n.startswith("policy.extractors."))}
-    assert recognition and policy
+    policy |= {"fusion.skipped"} if skipped == "learned" else set()
+    assert recognition and policy and "fusion.skipped" not in recognition
     parts = [("warmup", "recognition")] + alternating * 3 + [("finetune", "recognition")]
     assert len(seen) == len(parts)
     for (phase, part), s in zip(parts, seen):
@@ -430,14 +432,16 @@ def test_presets_carry_the_papers_loss_weights_and_classes():
         assert cfg.train.alternating.epochs == 20 and tuple(cfg.train.alternating.milestones) == (10, 15)
         assert cfg.train.policy_passes == 1 and cfg.model.policy.feed == "logits"  # the paper's recipe
         assert (cfg.model.fusion.segment_mean, cfg.model.fusion.decision_gradient, cfg.train.gumbel_noise_min,
-                cfg.model.policy.head_input) == ("all", "derivative", 0.0, "lstm")
+                cfg.model.policy.head_input, cfg.model.fusion.skipped_logits) == ("all", "derivative", 0.0, "lstm",
+                                                                                  "zero")
         assert (cfg.train.clip_grad_norm, cfg.train.precise_bn_batches) == (20.0, 20)  # departures, documented
     tiny = load_config("tiny")
     assert (tiny.model.policy.feed, tiny.train.policy_passes, tiny.train.policy_pretrain_target,
             tiny.train.freeze_policy_extractors, tiny.model.policy.width_mult) == (
         "decisions", 4, "usefulness", True, 0.5)
     assert (tiny.model.fusion.segment_mean, tiny.model.fusion.decision_gradient, tiny.train.gumbel_noise_min,
-            tiny.model.policy.head_input) == ("modality", "flip", 0.25, "lstm+features")
+            tiny.model.policy.head_input, tiny.model.fusion.skipped_logits) == (
+        "modality", "flip", 0.25, "lstm+features", "learned")
 
 
 def test_precise_batch_norm_can_be_switched_off():
