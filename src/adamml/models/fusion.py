@@ -31,7 +31,7 @@ built-in benchmark: RGB skipped, so the hue that needs no RGB), which the paper'
 recognizers: fine-tuned with the policy, they learn that bias themselves and then outvote an informative cell of
 the skipped modality in the videos that did compute it. ``b`` starts at zero (the paper's fusion) and costs no
 multiply-accumulate worth counting; with every decision 1 it is never used. It is trained with the policy (Adam,
-`adamml.train.optim`): under the recognizers' SGD it moved by ~0.005 in a whole demo training while the
+`adamml.train.optim`): under the recognizers' SGD it moved by less than 0.01 in a whole demo training while the
 recognizers' features took up the bias instead.
 """
 
