@@ -107,7 +107,11 @@ def test_rgb_frames_are_converted_only_for_segments_that_chose_rgb(setup, monkey
     assert seen["rgb"][0, 0].abs().mean() > 0.1 and not seen["rgb"][0, 1:].any()
     with torch.no_grad():
         expected = model.infer(batch, chosen).logits[0].numpy()
-    np.testing.assert_allclose(result.logits, expected, atol=2e-3)
+        others = [model.infer(batch, other).logits[0].numpy() for other in (chosen.flip(1), 1.0 - chosen)]
+    # the prepared copy's JPEG error moves the logits by 1-2e-3 (it varies with the fixture's training); other
+    # decisions on the same inputs move them by ~0.03
+    gap = np.abs(result.logits - expected).max()
+    assert gap < 5e-3 and all(gap < np.abs(result.logits - other).max() / 3 for other in others)
 
 
 def test_flow_is_computed_only_for_segments_that_chose_it(setup):
