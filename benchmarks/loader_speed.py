@@ -10,16 +10,19 @@ for the policy. It reports
   * samples/s through the trainer's own loader (`adamml.train.loop.make_loader`: batches of --batch, pinned
     memory on CUDA) with 0, 1, 2, 4, ... workers, and samples/s per worker, counted after each epoch's first
     batches (the workers' start);
+  * with --pass-starts, the milliseconds from each pass's start to its first batch with new workers every pass
+    and with the workers kept from pass to pass (`data.persistent_workers`, a `LoaderPool`);
 each in both transports: `float` (the workers send normalised float32 tensors) and `uint8` (the workers send the
 uint8 crops, the training process finishes them on its device: `data.normalize_on_device`, the paper presets').
 With `--decode device` (`data.decode: device`) the workers only read the JPEG files' bytes and the training process
 decodes, crops and finishes each batch on its device (`adamml.data.jpeg`; uint8 transport only, reported as
-`device_decode`): the timings include that work (synchronised on CUDA), and the one-process split shows the
-workers' part alone as `<modality> worker`.
+`device_decode`): the timings include that work (synchronised on CUDA). With the uint8 transport the one-process
+split also shows the workers' part alone as `<modality> worker`.
 
     python benchmarks/loader_speed.py                           # paper-rgb-flow-audio, workers 0 1 2 4 8
     python benchmarks/loader_speed.py --workers 0 1 --videos 12 --seconds 4   # a quick check
     python benchmarks/loader_speed.py --decode device --workers 1 4 8 # JPEGs decoded on the GPU
+    python benchmarks/loader_speed.py --workers 2 --transports uint8 --pass-starts 4  # workers kept or not
 
 A GPU that trains V videos/s needs V / (samples/s per worker) loader cores. Needs torch, numpy, opencv, pyyaml.
 """
@@ -45,7 +48,7 @@ from adamml.config import load_config  # noqa: E402
 from adamml.data.batch import finish_batch  # noqa: E402
 from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
 from adamml.data.jpeg import collate_encoded, decode_batch  # noqa: E402
-from adamml.data.loader import make_loader  # noqa: E402
+from adamml.data.loader import LoaderPool, make_loader  # noqa: E402
 from adamml.distributed import DistInfo  # noqa: E402
 from adamml.jsonfile import write_json  # noqa: E402
 from adamml.prepare.layout import (  # noqa: E402
@@ -130,8 +133,8 @@ def _finished(item: dict, cfg, device: torch.device, decode: str) -> dict:
 def per_modality_ms(store: Store, cfg, samples: int, uint8: bool, device: torch.device, decode: str = "cpu"
                     ) -> dict[str, float]:
     """Milliseconds per training sample in this process, for each modality alone and for all of them (uint8:
-    with the finishing on `device`; `decode` "device": with the decoding there too, and the workers' part alone
-    as "<name> worker")."""
+    with the finishing on `device`, and the workers' part alone as "<name> worker"; `decode` "device": with the
+    decoding on `device` too)."""
     out = {}
     for name, modalities in [(m, (m,)) for m in cfg.model.modalities] + [("all", cfg.model.modalities)]:
         data = SegmentDataset(store, "train", modalities, train=True, sampling=_sampling(cfg, uint8, decode))
@@ -148,7 +151,7 @@ def per_modality_ms(store: Store, cfg, samples: int, uint8: bool, device: torch.
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         out[name] = 1000 * (time.perf_counter() - start) / samples
-        if decode == "device":
+        if uint8:  # what a loader worker does of it (the rest is the training process's, on its device)
             out[f"{name} worker"] = 1000 * reading / samples
     return out
 
@@ -184,6 +187,26 @@ def loader_rate(store: Store, cfg, workers: int, batch: int, epochs: int, uint8:
     return timed / seconds
 
 
+def pass_start_ms(store: Store, cfg, workers: int, batch: int, passes: int, uint8: bool, device: torch.device,
+                  persistent: bool) -> list[float]:
+    """Milliseconds from the start of each of `passes` passes over the training split to its first batch: the
+    workers' start (new ones every pass, or, `persistent`, those of the run's `LoaderPool`, started in the first
+    pass) and that batch's reading. Each pass is read to its end, as the trainer does."""
+    data = SegmentDataset(store, "train", cfg.model.modalities, train=True, sampling=_sampling(cfg, uint8))
+    info = DistInfo(device=device)
+    out = []
+    with LoaderPool() as pool:
+        for epoch in range(passes):
+            data.set_epoch(epoch)
+            start = time.perf_counter()
+            loader = make_loader(data, batch, info, epoch, train=True, workers=workers,
+                                 pool=pool if persistent else None)
+            for step, _ in enumerate(loader):
+                if step == 0:
+                    out.append(1000 * (time.perf_counter() - start))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="paper-rgb-flow-audio")
@@ -199,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: float and uint8 (uint8 alone with --decode device)")
     parser.add_argument("--decode", default="cpu", choices=["cpu", "device"],
                         help="where the JPEGs are decoded (data.decode; device: uint8 transport only)")
+    parser.add_argument("--pass-starts", type=int, default=0, metavar="PASSES",
+                        help="also time each pass's start (workers started, first batch read) over PASSES passes "
+                             "with new workers every pass and with workers kept (data.persistent_workers), at the "
+                             "largest --workers count (default: not timed)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -227,10 +254,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}, {workers} workers: {rate:.1f} samples/s ({rate / max(1, workers):.2f} per worker)",
                   flush=True)
         result[name] = {"ms_per_sample": ms, "loader": rates}
+        if args.pass_starts and args.decode == "cpu":
+            starts = {}
+            for workers in [max(args.workers)] if max(args.workers) > 0 else []:
+                new_ms, kept_ms = (pass_start_ms(store, cfg, workers, args.batch, args.pass_starts, uint8, device, kept)
+                                   for kept in (False, True))
+                starts[str(workers)] = {"new_workers_ms": new_ms, "kept_workers_ms": kept_ms}
+                print(f"  {name}, {workers} workers, ms from a pass's start to its first batch: new workers "
+                      f"{_median(new_ms):.0f} (each pass: {_listed(new_ms)}); kept workers {_median(kept_ms[1:]):.0f} "
+                      f"after the first pass (each pass: {_listed(kept_ms)})", flush=True)
+            result[name]["pass_start"] = starts
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result, indent=1)
     return 0
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def _listed(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
 
 
 if __name__ == "__main__":

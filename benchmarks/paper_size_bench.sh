@@ -8,7 +8,8 @@
 #      10 test segments, random weights, which do not change the speed), RGB+Audio and RGB+Flow+Audio, batches
 #      of 1, 8 and 32 videos, fp32 and bf16;
 #   3. the data loader's training samples/s per worker at the paper's settings (benchmarks/loader_speed.py, on a
-#      made-up store of JPEG frames, flow and audio written first);
+#      made-up store of JPEG frames, flow and audio written first), and what keeping its workers from pass to pass
+#      (data.persistent_workers) saves at each pass's start;
 #   4. on a GPU, the same loader with the JPEGs decoded, cropped and finished on the GPU (`data.decode: device`:
 #      the workers only read the files' bytes), on the same store;
 #   5. end to end on video files (`adamml bench --synthetic CONFIG --videos`): `adamml predict`'s whole path at
@@ -42,7 +43,7 @@ REPEATS=${REPEATS:-2}
 RATES=${RATES:-0.5}
 TRAIN_BATCH=${TRAIN_BATCH:-6}
 TRAIN_STEPS=${TRAIN_STEPS:-10}
-LOADER_ARGS=${LOADER_ARGS:-"--workers 1 4 8 12 --max-batches 6 --samples 2"}
+LOADER_ARGS=${LOADER_ARGS:-"--workers 1 4 8 12 --max-batches 6 --samples 2 --pass-starts 3"}
 E2E_VIDEOS=${E2E_VIDEOS:-4}
 E2E_CONFIG=${E2E_CONFIG:-paper-rgb-flow-audio}
 E2E_TVL1=${E2E_TVL1:-0}
@@ -82,7 +83,7 @@ for precision in $PRECISIONS; do
 done
 if wanted loader; then
   # shellcheck disable=SC2086
-  part "data loader" 200 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
+  part "data loader" 260 "$PYTHON" benchmarks/loader_speed.py --store "$OUT/loader-store" $LOADER_ARGS \
     --json "$OUT/loader-speed.json"
 fi
 if wanted decode && [ "$DEVICE" = cuda ]; then

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def loader_table(loader: dict, training: list[dict]) -> list[str]:
     for t in transports:
         lines.append(f"- {t}, one process, ms per training sample: "
                      + ", ".join(f"{k} {v:.0f}" for k, v in loader[t]["ms_per_sample"].items()))
+    for t in transports:
+        for workers, starts in loader[t].get("pass_start", {}).items():
+            new, kept = starts["new_workers_ms"], starts["kept_workers_ms"]
+            lines.append(f"- {t}, {workers} workers, ms from a pass's start to its first batch: new workers "
+                         f"{statistics.median(new):.0f}, kept workers (data.persistent_workers) "
+                         f"{statistics.median(kept[1:] or kept):.0f} after the first pass")
     for transport in transports[1:]:
         if transport == "device_decode":
             lines += _device_decode_cores(loader[transport], training)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -233,6 +234,59 @@ def test_uint8_items_finished_on_the_device_equal_the_float_items(store, modalit
     batch = next(iter(loader))
     assert batch["rgbdiff" if "rgbdiff" in cfg.modalities else "rgb"].dtype == torch.float32
     assert isinstance(make_loader(floats, 2, DistInfo(), 0, train=False, workers=0), torch.utils.data.DataLoader)
+
+
+class _WorkerPids(torch.utils.data.Dataset):
+    """Each item: the id of the process that read it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(os.getpid())
+
+
+def test_a_runs_loaders_keep_their_workers_across_epochs(store):
+    """data.persistent_workers: a LoaderPool's loader starts its worker processes once and reads every epoch with
+    them; the workers sample the epoch the training process sets (shared memory), so its batches are those of a
+    loader reading in the training process, epoch after epoch, and iterating it takes from the torch RNG what a new
+    loader takes (the Gumbel noise does not depend on data.workers); `close` stops the workers."""
+    from adamml.data.loader import LoaderPool, make_loader
+    from adamml.distributed import DistInfo
+
+    info = DistInfo()
+
+    def pids(pool):
+        data = _WorkerPids()
+        return [set(torch.cat(list(make_loader(data, 2, info, seed, train=True, workers=2, pool=pool))).tolist())
+                for seed in (0, 1)]
+
+    with LoaderPool() as pool:
+        kept = pids(pool)
+        assert kept[0] == kept[1] and len(kept[0]) == 2 and os.getpid() not in kept[0] and len(pool) == 1
+    for pid in kept[0]:  # stopped and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    fresh = pids(None)
+    assert fresh[0].isdisjoint(fresh[1])  # without a pool: new workers for each pass
+
+    data = SegmentDataset(store, "train", ("rgb", "flow", "audio"), train=True, sampling=SMALL, seed=3)
+    first_video = []
+    with LoaderPool() as pool:
+        for epoch in range(3):
+            data.set_epoch(epoch)
+            torch.manual_seed(epoch)
+            read_by_workers = list(make_loader(data, 1, info, 10 + epoch, train=True, workers=2, pool=pool))
+            after_workers = torch.rand(3)
+            torch.manual_seed(epoch)
+            read_here = list(make_loader(data, 1, info, 10 + epoch, train=True, workers=0))
+            assert torch.equal(after_workers, torch.rand(3))
+            assert len(read_by_workers) == len(read_here) == 2
+            for a, b in zip(read_by_workers, read_here):
+                assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+            first_video.append(next(b["rgb"] for b in read_here if b["index"].item() == 0))
+        assert len(pool) == 1
+    assert not torch.equal(first_video[0], first_video[1])  # each epoch its own segments and crops
 
 
 def test_video_without_audio_gives_silence(store):

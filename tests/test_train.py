@@ -264,6 +264,21 @@ def test_killed_training_resumes_to_the_same_result(tiny_store, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_loader_workers_kept_across_epochs_train_as_loading_in_process(tiny_store, tmp_path):
+    """data.workers with the workers kept from epoch to epoch (data.persistent_workers, the paper presets: 8) gives
+    the very run that loading in the training process gives: the same samples in every epoch of every phase (the
+    workers follow the epoch) and the same random stream (the Gumbel noise)."""
+    common = ("--modalities", "rgb,audio", "--set", "train.alternating.epochs=2")
+    assert main(_train_cli(tiny_store, tmp_path / "in_process", "adamml", *common)) == 0
+    assert main(_train_cli(tiny_store, tmp_path / "kept", "adamml", *common, "--set", "data.workers=2")) == 0
+    a, b = _final_weights(tmp_path / "in_process"), _final_weights(tmp_path / "kept")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    logs = [list(csv.DictReader(open(tmp_path / run / "log.csv"))) for run in ("in_process", "kept")]
+    assert len(logs[0]) == 9 and [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
+
+
 def _free_port() -> int:
     """A TCP port nothing listens on now (a fixed one can be held by another run on the same machine)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

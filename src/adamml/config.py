@@ -212,6 +212,9 @@ class DataConfig:
     train_scale: tuple[int, ...] = (256, 320)  # training: short side drawn from [low, high]
     test_short_side: int = 256  # test: short side resized to this, then the centre crop
     workers: int = 2  # data-loading processes per training process
+    # a training run keeps each loader's workers from epoch to epoch (started once, not at every epoch and
+    # validation); false starts them for every pass, holding no idle processes between passes
+    persistent_workers: bool = True
     # the loader's workers send the cropped frames and flow as uint8 and the training process converts them
     # (normalisation, RGB differences, the policy's resizing: `adamml.data.batch.finish_batch`) on its device: 4x
     # less data through shared memory and less work per worker, the way of the field's fast GPU loaders

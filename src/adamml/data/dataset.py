@@ -211,7 +211,8 @@ class SegmentDataset(Dataset):
         self.train = train
         self.cfg = sampling if sampling is not None else default_sampling()
         self.seed = seed
-        self.epoch = 0
+        # in memory shared with the loader's workers, so that workers kept across epochs (a LoaderPool) see it
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.num_classes = len(store.classes)
         unlabelled = [r for r in self.rows if not r.get("label_ids")]
         if unlabelled:
@@ -238,8 +239,13 @@ class SegmentDataset(Dataset):
                                      f"{self.store.where(row)}); run the same `adamml prepare` again to redo it")
 
     def set_epoch(self, epoch: int) -> None:
-        """Training samples depend on (seed, epoch, index) only, so every process and worker agree."""
-        self.epoch = epoch
+        """Training samples depend on (seed, epoch, index) only, so every process and worker agree; the workers
+        already running (`adamml.data.loader.LoaderPool`) read the new epoch from shared memory."""
+        self._epoch.fill_(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -1,6 +1,7 @@
 """Batches for one process: a global batch order that N processes split exactly as one process would see it,
 and, for stores read as uint8 pixels (``data.normalize_on_device``), batches finished on the device (with
-``data.decode: device``, decoded there too)."""
+``data.decode: device``, decoded there too). A training run keeps its loaders in a `LoaderPool`, so that their
+worker processes start once per run, not once per epoch (``data.persistent_workers``)."""
 
 from __future__ import annotations
 
@@ -49,18 +50,87 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return len(self._batches())
 
 
-def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int
-                ) -> DataLoader | DeviceLoader:
+class PersistentLoader:
+    """A DataLoader whose worker processes stay up between passes (``persistent_workers``), for a `LoaderPool`.
+
+    Iterating it takes from the global torch RNG the one number that a new DataLoader's iterator takes (its
+    workers' base seed) and the DataLoader itself draws from a generator of its own: a run's random stream (the
+    Gumbel noise), and so its results, are the same whatever ``data.workers`` and wherever the run was resumed.
+    The samples do not depend on the workers' seeds (`adamml.data.dataset`: seed, epoch and index only)."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.batch_sampler = loader.batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_()
+        return iter(self.loader)
+
+    def close(self) -> None:
+        """Stop the worker processes now (they would stop when the loader is collected)."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
+
+class LoaderPool:
+    """The loaders of one training run, one per data set, batch size and order, kept from epoch to epoch so that
+    their workers start once (`make_loader` with ``pool``). The data sets must read their epoch at sampling time
+    from memory the workers share (`adamml.data.dataset.SegmentDataset.set_epoch` does). `close` (or leaving a
+    ``with`` block) stops the workers."""
+
+    def __init__(self) -> None:
+        self._loaders: dict[tuple, tuple[object, PersistentLoader]] = {}  # key -> (data set kept alive, loader)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def get(self, key: tuple, dataset, build: Callable[[], DataLoader]) -> PersistentLoader:
+        if key not in self._loaders:
+            self._loaders[key] = (dataset, PersistentLoader(build()))
+        return self._loaders[key][1]
+
+    def close(self) -> None:
+        loaders, self._loaders = self._loaders, {}
+        for _, loader in loaders.values():
+            loader.close()
+
+    def __enter__(self) -> LoaderPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bool, workers: int,
+                pool: LoaderPool | None = None) -> DataLoader | PersistentLoader | DeviceLoader:
     """Batches of `dataset` for this process; a store read with uint8 pixels (``data.normalize_on_device``)
     gives batches already on the device and finished there (`DeviceLoader`), decoded there first with
-    ``data.decode: device`` (training and evaluation alike)."""
+    ``data.decode: device`` (training and evaluation alike). With `pool` and workers, the loader of the same data
+    set, batch size and order made by an earlier call is used again, its workers still running, its batch order
+    that of `seed` (the same batches as a new loader's)."""
     batch = min(global_batch, len(dataset) - len(dataset) % info.world) if train else global_batch
     batch = max(info.world, batch - batch % info.world)
-    sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
-    sampling = getattr(dataset.dataset if isinstance(dataset, Subset) else dataset, "cfg", None)
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    sampling = getattr(base, "cfg", None)
     encoded = getattr(sampling, "decode", "cpu") == "device"
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                        pin_memory=info.device.type == "cuda", collate_fn=collate_encoded if encoded else None)
+    collate = collate_encoded if encoded else None
+    if pool is not None and workers > 0:
+        part = tuple(int(i) for i in dataset.indices) if isinstance(dataset, Subset) else None
+        loader = pool.get((id(base), part, batch, train, workers), base, lambda: DataLoader(
+            dataset, batch_sampler=GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train),
+            num_workers=workers, persistent_workers=True, pin_memory=info.device.type == "cuda", collate_fn=collate,
+            generator=torch.Generator()))
+        loader.batch_sampler.seed = seed
+        loader.batch_sampler.set_epoch(0)
+    else:
+        sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
+                            pin_memory=info.device.type == "cuda", collate_fn=collate)
     if encoded or (getattr(sampling, "raw", False) and sampling.network is not None):
         network = sampling.network
         return DeviceLoader(
@@ -76,7 +146,7 @@ class DeviceLoader:
     With `decode` (``data.decode: device``: `adamml.data.jpeg.decode_batch`) the workers send JPEG bytes, decoded
     and cropped on the device first."""
 
-    def __init__(self, loader: DataLoader, device: torch.device,
+    def __init__(self, loader: DataLoader | PersistentLoader, device: torch.device,
                  finish: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None,
                  decode: Callable[[dict, torch.device], dict[str, Tensor]] | None = None) -> None:
         self.loader, self.device, self.finish, self.decode = loader, device, finish, decode

@@ -21,6 +21,7 @@ from adamml.checkpoint import (
 )
 from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.loader import LoaderPool, make_loader
 from adamml.distributed import DistInfo, sync_batch_norm
 from adamml.models.build import Model, build_model
 from adamml.precision import FP32, Amp, amp_for, channels_last
@@ -70,6 +71,15 @@ class Run:
     train_part: list[int] | None = None
     blend_sets: tuple[Dataset, Dataset] | None = None
     amp: Amp = FP32  # train.precision on this device
+    # the loaders kept from epoch to epoch, their workers running (data.persistent_workers); closed by `train`
+    loaders: LoaderPool = dataclasses.field(default_factory=LoaderPool)
+
+    def loader(self, data: Dataset, batch: int, seed: int, train: bool, workers: int | None = None):
+        """`make_loader` for this run: `data` in batches of `batch` (global), in the order of `seed` when `train`,
+        with data.workers workers (or `workers`), kept in the run's pool with data.persistent_workers."""
+        workers = self.cfg.data.workers if workers is None else workers
+        return make_loader(data, batch, self.info, seed, train=train, workers=workers,
+                           pool=self.loaders if self.cfg.data.persistent_workers else None)
 
     @property
     def record(self) -> Stage:

@@ -35,7 +35,6 @@ from adamml.checkpoint import (
 )
 from adamml.config import Config, dump_config
 from adamml.data.dataset import SegmentDataset, sampling_config
-from adamml.data.loader import make_loader
 from adamml.decisions import random_rates, stage_decisions
 from adamml.distributed import DistInfo, barrier, wrap
 from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
@@ -76,7 +75,7 @@ def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
     cfg, info = run.cfg, run.info
     losses = []
     for data in run.blend_sets:
-        loader = make_loader(data, cfg.train.eval_batch_size, info, 0, train=False, workers=cfg.data.workers)
+        loader = run.loader(data, cfg.train.eval_batch_size, 0, train=False)
         losses.append(mean_head_losses(run.model, loader, info, run.multi_label, run.amp))
     entry = state.blend.update(HeadLosses(*losses), epoch, cfg.train.blend)
     if info.is_main:
@@ -116,7 +115,16 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None 
                           "not the one given on the command line")
         cfg = stored
     run = build_run(cfg, stage, data, out, info, console, [] if resume else list(init))
-    cfg = run.cfg
+    try:
+        return _train_run(run, phases, payload, resume)
+    finally:
+        run.loaders.close()  # the loaders' workers, kept from epoch to epoch
+
+
+def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, resume: bool) -> dict[str, Any]:
+    """The phases of `train` on the run built (resumed from `payload`, the run's last.pt, when given)."""
+    cfg, stage, out, info, console = run.cfg, run.stage, run.out, run.info, run.console
+    last = out / "last.pt"
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml")
@@ -199,8 +207,8 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
         decisions_fn = stage_decisions(model, run.stage, cfg, training=True)
         efficiency = efficiency_terms(cfg) if part == "policy" else None
         head_weights = list(state.blend.weights) if state.blend is not None else None
-        loader = make_loader(training_data(run), t.batch_size, info,
-                             t.seed * 1000 + _global_epoch(run, phase, epoch), train=True, workers=cfg.data.workers)
+        loader = run.loader(training_data(run), t.batch_size, t.seed * 1000 + _global_epoch(run, phase, epoch),
+                            train=True)
         label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part}" if len(parts) > 1 else "")
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
@@ -245,7 +253,7 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
     t = cfg.train
     global_epoch = _global_epoch(run, phase, epoch)
     data = training_data(run)
-    every = make_loader(data, t.batch_size, info, 0, train=False, workers=cfg.data.workers)
+    every = run.loader(data, t.batch_size, 0, train=False)
     label = f"{phase.name} {epoch + 1}/{phase.epochs} recognizer logits"
     cached = _with_progress(run, label, len(every), lambda on_step: recognizer_logits(
         model, every, info, len(data), POLICY_INPUTS_BYTES, on_step=lambda _step: on_step(None), amp=run.amp),
@@ -257,7 +265,7 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
         policy_data.set_epoch(global_epoch)
     forward = wrap(model, info)
     efficiency = efficiency_terms(cfg)
-    loader = make_loader(policy_data, t.batch_size, info, t.seed * 1000 + global_epoch, train=True, workers=workers)
+    loader = run.loader(policy_data, t.batch_size, t.seed * 1000 + global_epoch, train=True, workers=workers)
     for index in range(t.policy_passes):
         loader.batch_sampler.set_epoch(index)
         label = f"{phase.name} {epoch + 1}/{phase.epochs} policy {index + 1}/{t.policy_passes}"
@@ -282,7 +290,7 @@ def _precise_policy_bn(run: Run, phase: Phase, epoch: int) -> None:
     data = _policy_set(run)
     data.set_epoch(_global_epoch(run, phase, epoch))
     seed = cfg.train.seed * 1000 + 7919 + _global_epoch(run, phase, epoch)
-    loader = make_loader(data, cfg.train.batch_size, run.info, seed, train=True, workers=cfg.data.workers)
+    loader = run.loader(data, cfg.train.batch_size, seed, train=True)
     recompute_batch_norm(model.policy, lambda batch: model.policy(model.policy_inputs(batch)), loader, run.info,
                          cfg.train.precise_bn_batches)
 
@@ -301,8 +309,8 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
     for p in state.probe.parameters():
         p.requires_grad_(True)
     forward = wrap(state.probe, info)
-    loader = make_loader(data, cfg.train.batch_size, info,
-                         cfg.train.seed * 1000 + _global_epoch(run, phase, epoch), train=True, workers=cfg.data.workers)
+    loader = run.loader(data, cfg.train.batch_size, cfg.train.seed * 1000 + _global_epoch(run, phase, epoch),
+                        train=True)
     label = f"policy pre-training {epoch + 1}/{phase.epochs}"
 
     def body(on_step):
@@ -342,8 +350,7 @@ def _alternating_epochs_before(run: Run, phase: Phase, epoch: int) -> int:
 
 
 def validate(run: Run) -> dict[str, Any]:
-    loader = make_loader(run.val_set, run.cfg.train.eval_batch_size, run.info, 0, train=False,
-                         workers=run.cfg.data.workers)
+    loader = run.loader(run.val_set, run.cfg.train.eval_batch_size, 0, train=False)
     pred = predict(run.model, loader, run.info, stage_decisions(run.model, run.stage, run.cfg), amp=run.amp)
     if not np.isfinite(pred.logits).all():  # argmax of NaN is class 0: never a score, never a best.pt
         raise TrainingDiverged("validation: the model produces NaN or infinite logits; training stopped and this "
