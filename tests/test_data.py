@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -237,13 +238,13 @@ def test_uint8_items_finished_on_the_device_equal_the_float_items(store, modalit
 
 
 class _WorkerPids(torch.utils.data.Dataset):
-    """Each item: the id of the process that read it."""
+    """Each item: the id of the process that read it and the threads OpenCV would use there."""
 
     def __len__(self) -> int:
         return 4
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor(os.getpid())
+        return torch.tensor([os.getpid(), cv2.getNumThreads()])
 
 
 def test_a_runs_loaders_keep_their_workers_across_epochs(store):
@@ -258,16 +259,23 @@ def test_a_runs_loaders_keep_their_workers_across_epochs(store):
 
     def pids(pool):
         data = _WorkerPids()
-        return [set(torch.cat(list(make_loader(data, 2, info, seed, train=True, workers=2, pool=pool))).tolist())
-                for seed in (0, 1)]
+        passes = [torch.cat(list(make_loader(data, 2, info, seed, train=True, workers=2, pool=pool)))
+                  for seed in (0, 1)]
+        assert all((p[:, 1] == 1).all() for p in passes)  # OpenCV on one thread in each worker
+        return [set(p[:, 0].tolist()) for p in passes]
 
-    with LoaderPool() as pool:
-        kept = pids(pool)
-        assert kept[0] == kept[1] and len(kept[0]) == 2 and os.getpid() not in kept[0] and len(pool) == 1
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(4)  # what forked workers would inherit
+    try:
+        with LoaderPool() as pool:
+            kept = pids(pool)
+            assert kept[0] == kept[1] and len(kept[0]) == 2 and os.getpid() not in kept[0] and len(pool) == 1
+        fresh = pids(None)
+    finally:
+        cv2.setNumThreads(threads)
     for pid in kept[0]:  # stopped and reaped
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    fresh = pids(None)
     assert fresh[0].isdisjoint(fresh[1])  # without a pool: new workers for each pass
 
     data = SegmentDataset(store, "train", ("rgb", "flow", "audio"), train=True, sampling=SMALL, seed=3)
