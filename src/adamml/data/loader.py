@@ -129,20 +129,21 @@ def make_loader(dataset, global_batch: int, info: DistInfo, seed: int, train: bo
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     sampling = getattr(base, "cfg", None)
     encoded = getattr(sampling, "decode", "cpu") == "device"
-    collate = collate_encoded if encoded else None
-    if pool is not None and workers > 0:
+    kept = pool is not None and workers > 0
+
+    def build() -> DataLoader:
+        sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=kept,
+                          pin_memory=info.device.type == "cuda", collate_fn=collate_encoded if encoded else None,
+                          worker_init_fn=single_threaded_worker, generator=torch.Generator() if kept else None)
+
+    if kept:
         part = tuple(int(i) for i in dataset.indices) if isinstance(dataset, Subset) else None
-        loader = pool.get((id(base), part, batch, train, workers), base, lambda: DataLoader(
-            dataset, batch_sampler=GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train),
-            num_workers=workers, persistent_workers=True, pin_memory=info.device.type == "cuda", collate_fn=collate,
-            worker_init_fn=single_threaded_worker, generator=torch.Generator()))
+        loader = pool.get((id(base), part, batch, train, workers), base, build)
         loader.batch_sampler.seed = seed
         loader.batch_sampler.set_epoch(0)
     else:
-        sampler = GlobalBatchSampler(len(dataset), batch, info, seed, shuffle=train, drop_last=train)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                            pin_memory=info.device.type == "cuda", collate_fn=collate,
-                            worker_init_fn=single_threaded_worker)
+        loader = build()
     if encoded or (getattr(sampling, "raw", False) and sampling.network is not None):
         network = sampling.network
         return DeviceLoader(
