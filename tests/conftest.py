@@ -11,6 +11,10 @@ import av
 import numpy as np
 import pytest
 
+from adamml.prepare.importers import assign_classes, import_annotations
+from adamml.prepare.pipeline import run_prepare
+from adamml.prepare.worker import PrepareSettings
+
 from adamml.synth import moving_square_clip, tone, write_video
 
 FPS = 25.0
@@ -121,3 +125,24 @@ def _audio_only(path: Path) -> None:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+
+
+# a store of 2 classes told apart by the direction of motion and by the pitch of the tone (4 / 2 / 2 videos per
+# class in train / val / test), for the training, evaluation and inference tests
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train_videos")
+    rows = ["path,label,split"]
+    for split, count in (("train", 4), ("val", 2), ("test", 2)):
+        for c, (label, velocity) in enumerate((("right", (2.0, 0.0)), ("down", (0.0, 2.0)))):
+            for i in range(count):
+                rel = f"{split}/{label}/{i}.mp4"
+                make_clip(root / rel, frames=24, size=(48, 32), velocity=velocity, seed=10 * c + i,
+                          pitch=(440.0 if c == 0 else 1200.0) * (1 + 0.05 * i))
+                rows.append(f"{rel},{label},{split}")
+    (root / "ann.csv").write_text("\n".join(rows) + "\n")
+    store = tmp_path_factory.mktemp("train_store")
+    imported = import_annotations("csv", root / "ann.csv", root)
+    classes, entries = assign_classes(imported.entries, None, None)
+    run_prepare(entries, classes, root, store, PrepareSettings(flow="dis", short_side=32))
+    return store

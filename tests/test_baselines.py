@@ -22,7 +22,7 @@ from adamml.models import FusionBaseline, build_model
 from adamml.train.blending import BlendState, HeadLosses, holdout_split, ogr_weights
 from adamml.train.loop import train_epoch
 from adamml.train.run import stage_config
-from tests.test_train import TINY, _train_cli, tiny_store  # noqa: F401  (the fixture)
+from tests.test_train import TINY, _train_cli
 
 SMALL = ["model.resnet.base_width=8", "model.audio.width_mult=0.25", "model.fusion.hidden=16"]
 ALL = ("rgb", "flow", "audio")

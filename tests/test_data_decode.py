@@ -23,7 +23,7 @@ from adamml.prepare.layout import IMG_TEMPLATE, StoreError
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
 from tests.conftest import make_clip
-from tests.test_train import _train_cli, tiny_store  # noqa: F401  (the fixture)
+from tests.test_train import _train_cli
 
 CPU = torch.device("cpu")
 # measured on this store: 1 level at most, 0.021 level on average (the centre crops, upscaled 4/3: 2 % of the values

@@ -18,16 +18,26 @@ from adamml.cli import main
 from adamml.prepare.importers import import_csv
 from adamml.synth import (
     MODALITIES,
+    SPLITS,
+    VARIANTS,
     SynthConfig,
     cell_sample_range,
+    class_design,
     class_signatures,
+    config_signature_table,
     forced_draw_probability,
+    hue_deg,
+    hue_jitter_deg,
+    motion,
+    pitch_hz,
+    pitch_jitter_semitones,
     plan_dataset,
     plan_video,
     render_cell_audio,
     render_cell_frames,
     sample_informative,
     signature_table,
+    variant_config,
 )
 
 SMALL = SynthConfig(classes=8, train_per_class=3, val_per_class=1, test_per_class=2, segments=4,
@@ -356,3 +366,283 @@ def test_frames_reach_the_encoder_with_zeros_past_each_line():
         assert np.array_equal(frame.to_ndarray(format="rgb24"),
                               av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
                               .to_ndarray(format="rgb24"))  # the picture itself is untouched
+
+
+# -- what existed stays bit for bit: the demo's published figures depend on it --------------------------------
+
+def _digest(obj) -> str:
+    import hashlib
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_the_default_plan_and_config_are_what_they_were():
+    """Values computed with the code before code / values / distractor_rate existed."""
+    config = SynthConfig()
+    video = plan_video(config, "train", 3, 5)
+    assert (video.id, video.label, video.seed, video.object_side) == ("videos/train/c3/000005", "c3", 3646430263, 23)
+    assert video.harmonics == (1.0, 0.4752977839745567, 0.3669787422961409)
+    assert (video.tone_amplitude, video.noise_rms) == (0.2178, 0.0201)
+    cells = [(c.rgb, c.flow, c.audio, c.hue_deg, c.velocity, c.pitch_hz, c.position) for c in video.cells]
+    assert cells == [
+        (False, True, True, None, (0, 2), 344.386, (11, 56)),
+        (True, False, False, 123.537, (0, 0), None, (13, 18)),
+        (True, True, False, 123.537, (0, 2), None, (28, 11)),
+        (False, False, False, None, (0, 0), None, (63, 7)),
+    ]
+    assert not any(any(c.distractor) for c in video.cells)
+    assert _digest(video.ground_truth(config)) == "18e36f1f789ae619"
+    assert _digest([v.ground_truth(config) for v in plan_dataset(config)]) == "26e2b6394afe5fd3"  # all 320
+    assert config.to_dict() == {
+        "classes": 8, "train_per_class": 24, "val_per_class": 6, "test_per_class": 10, "segments": 4,
+        "frames_per_segment": 32, "fps": 24.0, "size": 64, "informative_rate": {"rgb": 0.5, "flow": 0.5, "audio": 0.5},
+        "seed": 0, "audio_rate": 24000, "chroma": 40.0, "crf": 0,
+    }
+    assert list(config.to_dict()) == ["classes", "train_per_class", "val_per_class", "test_per_class", "segments",
+                                      "frames_per_segment", "fps", "size", "informative_rate", "seed", "audio_rate",
+                                      "chroma", "crf"]
+    assert variant_config("demo") == dataclasses.replace(config, val_per_class=10)  # `adamml demo`'s validation
+
+
+@pytest.mark.parametrize("k, truth, table", [
+    (2, "70a67b8c83bf06fe", "6afa17494a5af201"), (3, "5fb9d368e698a3b9", "02f5facae1f25fa0"),
+    (9, "ff6b4838b9b36ed3", "fa052d44afba6ce2"), (30, "1e905f3354534bb2", "e78bec494a8bb555"),
+])
+def test_product_configs_are_what_they_were(k, truth, table):
+    config = SynthConfig(classes=k, train_per_class=2, val_per_class=1, test_per_class=1,
+                         informative_rate=(0.25, 1.0, 0.0), seed=3)
+    assert _digest([v.ground_truth(config) for v in plan_dataset(config)]) == truth
+    assert _digest(signature_table(k, 64)) == table
+    assert "code" not in config.to_dict() and "distractor_rate" not in config.to_dict()
+
+
+# -- codes: how classes map to signature values ------------------------------------------------------------
+
+def _circular(a: float, b: float) -> float:
+    return abs((a - b + 180) % 360 - 180)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 10, 12])
+def test_redundant_code_lets_each_modality_alone_name_the_class(k):
+    config = SynthConfig(classes=k, code="redundant")
+    sigs = class_signatures(k, "redundant")
+    for m in MODALITIES:
+        assert len({s.value(m) for s in sigs}) == k
+    assert class_design(config) == "each modality alone names the class"
+    hues = [hue_deg(v, k, "redundant") for v in range(k)]
+    jitter = hue_jitter_deg(k, "redundant")
+    assert min(_circular(a, b) for i, a in enumerate(hues) for b in hues[i + 1:]) > 2 * jitter
+    if k <= 3:  # as the product code has them
+        assert hues == [hue_deg(v, k) for v in range(k)] and jitter == 12.0
+    pitches = [pitch_hz(v, k, "redundant") for v in range(k)]
+    step = min(12 * math.log2(b / a) for a, b in zip(pitches, pitches[1:]))
+    assert step > 2 * pitch_jitter_semitones(k, "redundant")
+    assert pitches[-1] * 2 ** (pitch_jitter_semitones(k, "redundant") / 12) < 24_000 / 2
+    assert len({motion(v, 64) for v in range(k)}) == k
+    assert max(speed for _d, speed in (motion(v, 64) for v in range(k))) <= 64 / 8
+    for video in (plan_video(config, "train", c, 0) for c in range(k)):  # the plans show these values
+        for cell in video.cells:
+            if cell.rgb:
+                assert _circular(cell.hue_deg, hues[video.label_index]) <= jitter + 1e-3
+            if cell.audio:
+                assert abs(12 * math.log2(cell.pitch_hz / pitches[video.label_index])) <= 1 + 1e-6
+
+
+def test_full_code_uses_every_combination():
+    config = SynthConfig(classes=27, code="full", values=(3, 3, 3))
+    sigs = class_signatures(27, "full", (3, 3, 3))
+    triples = [(s.rgb, s.flow, s.audio) for s in sigs]
+    assert len(set(triples)) == 27 and config.num_values == (3, 3, 3)
+    for m in MODALITIES:
+        assert np.bincount([s.value(m) for s in sigs]).tolist() == [9, 9, 9]
+    for pair in [("rgb", "flow"), ("rgb", "audio"), ("flow", "audio")]:  # no two modalities tell the class
+        keys = [tuple(s.value(m) for m in pair) for s in sigs]
+        assert len(set(keys)) < len(keys)
+    assert class_design(config) == "each modality alone narrows the class down to 9 of 27"
+    assert [row["rgb"]["hue_deg"] for row in config_signature_table(config)][::9] == [30.0, 90.0, 150.0]
+
+    mute = SynthConfig(classes=9, code="full", values=(3, 3, 1), informative_rate=(0.5, 0.5, 0.0))
+    sigs = class_signatures(9, "full", (3, 3, 1))
+    assert {s.audio for s in sigs} == {0} and len({(s.rgb, s.flow) for s in sigs}) == 9
+    assert "audio alone tells nothing about the class" in class_design(mute)
+    assert all(c.pitch_hz is None for k in range(9) for c in plan_video(mute, "train", k, 0).cells)
+    assert mute.to_dict()["code"] == "full" and mute.to_dict()["values"] == [3, 3, 1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(code="binary"), "unknown code 'binary'"),
+    (dict(values=(2, 2, 2)), "only used with code 'full'"),
+    (dict(code="redundant", classes=8, values=(2, 2, 2)), "only used with code 'full'"),
+    (dict(code="full"), "needs values"),
+    (dict(code="full", values=(3, 3, 3)), "use classes=27"),
+    (dict(code="full", classes=6, values=(3, 2)), "one whole number"),
+    (dict(code="full", classes=0, values=(3, 0, 1)), "at least 2 classes"),
+    (dict(code="redundant", classes=13), "at most 12"),
+    (dict(code="full", classes=9, values=(3, 3, 1), distractor_rate=(0.5, 0.5, 0.5)), "at least 2 audio values"),
+    (dict(distractor_rate=(0.5, 1.5, 0.0)), "distractor rate must be in"),
+    (dict(distractor_rate=(0.5,)), "one rate per modality"),
+])
+def test_bad_codes_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SynthConfig(**kwargs)
+
+
+# -- distractors: misleading cues in uninformative cells -------------------------------------------------------
+
+@pytest.mark.parametrize("config", [
+    SynthConfig(classes=8, distractor_rate=(0.3, 0.5, 0.7)),
+    SynthConfig(classes=10, code="redundant", informative_rate=(0.4, 0.25, 1.0), distractor_rate=(0.5, 0.5, 0.5)),
+    SynthConfig(classes=27, code="full", values=(3, 3, 3), distractor_rate=(0.6, 0.6, 0.6)),
+], ids=["product", "redundant", "full"])
+def test_distractors_mislead_in_uninformative_cells_at_the_asked_rate(config):
+    counts = config.num_values
+    hits = {m: [] for m in MODALITIES}
+    shown_values: dict[str, set[int]] = {m: set() for m in MODALITIES}
+    base = dataclasses.replace(config, distractor_rate=(0.0, 0.0, 0.0))
+    for k in range(config.classes):
+        sig = class_signatures(config.classes, config.code, config.values)[k]
+        for i in range(600 // config.classes):
+            video = plan_video(config, "train", k, i)
+            plain = plan_video(base, "train", k, i)  # the plan's own draws are untouched by distractors
+            assert video.informative() == plain.informative() and video.seed == plain.seed
+            assert [c.position for c in video.cells] == [c.position for c in plain.cells]
+            row = video.ground_truth(config)
+            assert row["distractors"] == [c.distractors() for c in video.cells]
+            for cell, plain_cell, truth in zip(video.cells, plain.cells, row["cells"]):
+                assert truth["shown"] == dict(zip(MODALITIES, cell.shown))
+                for j, m in enumerate(MODALITIES):
+                    if getattr(cell, m):
+                        assert not cell.distractor[j] and cell.shown[j] == sig.value(m)
+                        continue
+                    hits[m].append(cell.distractor[j])
+                    if not cell.distractor[j]:
+                        assert cell.shown[j] is None
+                        continue
+                    shown = cell.shown[j]
+                    assert shown != sig.value(m) and 0 <= shown < counts[j]
+                    shown_values[m].add(shown)
+                if cell.distractor[0]:
+                    assert _circular(cell.hue_deg, hue_deg(cell.shown[0], counts[0], config.code)) \
+                        <= hue_jitter_deg(counts[0], config.code) + 1e-3
+                elif cell.rgb:
+                    assert cell.hue_deg == plain_cell.hue_deg
+                else:
+                    assert cell.hue_deg is None
+                if cell.distractor[1]:
+                    direction, speed = motion(cell.shown[1], config.size)
+                    assert max(abs(cell.velocity[0]), abs(cell.velocity[1])) == speed
+                    assert (cell.velocity[1] == 0) == (direction == "horizontal")
+                    if direction != "horizontal":
+                        assert np.sign(cell.velocity[1]) == (-1 if direction == "up" else 1)
+                else:
+                    assert cell.velocity == plain_cell.velocity
+                if cell.distractor[2]:
+                    target = pitch_hz(cell.shown[2], counts[2], config.code)
+                    jitter = pitch_jitter_semitones(counts[2], config.code)
+                    assert abs(12 * math.log2(cell.pitch_hz / target)) <= jitter + 1e-3
+                else:
+                    assert cell.pitch_hz == plain_cell.pitch_hz
+    for j, m in enumerate(MODALITIES):
+        if hits[m]:
+            assert np.mean(hits[m]) == pytest.approx(config.distractor_rate[j], abs=0.04), m
+            assert shown_values[m] == set(range(counts[j])), m  # every value serves as a distractor
+    assert "distractors" not in plan_video(base, "train", 0, 0).ground_truth(base)
+
+
+def test_distractor_cells_render_the_misleading_cue():
+    config = SynthConfig(classes=2, segments=4, frames_per_segment=4, size=32, informative_rate=(0.25, 0.25, 0.25),
+                         distractor_rate=(1.0, 1.0, 1.0))
+    video = plan_video(config, "train", 0, 0)
+    c = next(i for i, cell in enumerate(video.cells) if cell.distractor[0] and cell.distractor[2])
+    cell = video.cells[c]
+    assert cell.shown[0] == 1 and cell.shown[2] == 1  # class 0 is (0, 0, 0): the cue is the other class's
+    uv = object_chroma(render_cell_frames(video, c, config))
+    assert _circular(math.degrees(math.atan2(uv[1], uv[0])) % 360, cell.hue_deg) < 20
+    assert _circular(cell.hue_deg, hue_deg(1, 2)) < 13
+    audio = render_cell_audio(video, c, config)
+    assert band_fraction(audio, cell.pitch_hz) > 0.3
+    assert band_energy(audio, pitch_hz(0)) < 0.01 * band_energy(audio, cell.pitch_hz)
+
+
+# -- named variants -------------------------------------------------------------------------------------------
+
+def test_every_variant_builds_within_the_cpu_budget():
+    assert {"demo", "any-one", "all-needed", "mute-audio", "uneven", "distractors"} <= set(VARIANTS)
+    for name, variant in VARIANTS.items():
+        config = variant_config(name)
+        assert variant.name == name and variant.description and "\n" not in variant.description
+        sizes = {s: config.classes * config.per_class(s) for s in SPLITS}
+        assert 150 <= sizes["train"] <= 230, (name, sizes)
+        assert sizes["val"] == sizes["test"], (name, sizes)
+        plan_video(config, "train", config.classes - 1, 0)
+        assert variant_config(name, seed=4).seed == 4
+    expect = {"any-one": (10, "redundant"), "all-needed": (27, "full"), "mute-audio": (9, "full"),
+              "uneven": (8, "product"), "distractors": (8, "product")}
+    for name, (classes, code) in expect.items():
+        config = variant_config(name)
+        assert (config.classes, config.code) == (classes, code) and config != SynthConfig()
+    assert variant_config("mute-audio").informative_rate[2] == 0.0
+    assert variant_config("uneven").informative_rate == (0.25, 0.75, 0.5)
+    assert variant_config("distractors").distractor_rate == (0.5, 0.5, 0.5)
+
+
+def test_variant_overrides():
+    assert variant_config("any-one", train_per_class=3).train_per_class == 3
+    assert variant_config("all-needed", values=(3, 3, 2)).classes == 18  # classes follow values
+    assert variant_config("all-needed", code="product", classes=8) == SynthConfig(train_per_class=8, val_per_class=4,
+                                                                                 test_per_class=4)
+    with pytest.raises(ValueError, match="unknown variant 'nope'; known: demo, any-one"):
+        variant_config("nope")
+    with pytest.raises(ValueError, match="use classes=27"):
+        variant_config("all-needed", classes=8)
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+
+def _synth_args(*argv: str):
+    from adamml.cli.main import build_parser
+    from adamml.cli.synth import config_from_args
+
+    return config_from_args(build_parser().parse_args(["synth", "--out", "x", *argv]))
+
+
+def test_synth_flags_override_the_variant():
+    assert _synth_args() == SynthConfig()
+    config = _synth_args("--variant", "uneven", "--informative-rate", "rgb=0.5", "--train-per-class", "2",
+                         "--seed", "3")
+    assert config == dataclasses.replace(variant_config("uneven"), informative_rate=(0.5, 0.75, 0.5),
+                                         train_per_class=2, seed=3)
+    assert _synth_args("--variant", "all-needed", "--values", "3,3,2").classes == 18
+    config = _synth_args("--code", "full", "--values", "2x2x3", "--distractor-rate", "audio=0.3")
+    assert (config.classes, config.values, config.distractor_rate) == (12, (2, 2, 3), (0.0, 0.0, 0.3))
+    assert _synth_args("--code", "redundant", "--classes", "6").num_values == (6, 6, 6)
+    with pytest.raises(ValueError, match="only used with code 'full'"):
+        _synth_args("--values", "3,3,3")
+
+
+def test_synth_lists_variants_and_refuses_unknown_ones(capsys, tmp_path):
+    assert main(["synth", "--list-variants"]) == 0
+    out = capsys.readouterr().out
+    for name in VARIANTS:
+        assert name in out
+    assert main(["synth", "--variant", "nope", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown variant 'nope'" in err and "any-one" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    assert main(["synth", "--variant", "demo"]) == 2  # no --out
+    assert "--out" in capsys.readouterr().err
+
+
+def test_synth_command_writes_a_variant_with_distractors(tmp_path):
+    out = tmp_path / "d"
+    args = ["synth", "--out", str(out), "--variant", "distractors", "--classes", "2", "--train-per-class", "1",
+            "--val-per-class", "0", "--test-per-class", "0", "--segments", "2", "--frames-per-segment", "4",
+            "--size", "32", "--distractor-rate", "flow=0", "--workers", "1", "--quiet"]
+    assert main(args) == 0
+    meta = json.loads((out / "synth.json").read_text())
+    assert meta["config"]["distractor_rate"] == {"rgb": 0.5, "flow": 0.0, "audio": 0.5}
+    assert meta["config"]["classes"] == 2 and "code" not in meta["config"]
+    truth = [json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines()]
+    assert len(truth) == 2 and all(len(t["distractors"]) == 2 for t in truth)
+    assert not any(seg["flow"] for t in truth for seg in t["distractors"])
+    assert main(args) == 0  # the same arguments: reused
+    assert main([a if a != "flow=0" else "flow=0.2" for a in args]) == 2  # other arguments: refused

@@ -24,11 +24,7 @@ from adamml.distributed import DistInfo
 from adamml.flops import measure_costs, video_gmacs
 from adamml.losses import classification_loss
 from adamml.models.build import build_model
-from adamml.prepare.importers import assign_classes, import_annotations
-from adamml.prepare.pipeline import run_prepare
-from adamml.prepare.worker import PrepareSettings
 from adamml.train.loop import EpochStats, recompute_batch_norm, train_epoch
-from tests.conftest import make_clip
 
 # small and fast: 2 classes told apart by the direction of motion and by the pitch of the tone
 TINY = [
@@ -39,25 +35,6 @@ TINY = [
     "train.unimodal.epochs=1", "train.fusion.epochs=1", "train.warmup.epochs=1", "train.alternating.epochs=1",
     "train.finetune.epochs=1", "train.policy_pretrain.epochs=1", "train.policy_passes=2",
 ]
-
-
-@pytest.fixture(scope="session")
-def tiny_store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train_videos")
-    rows = ["path,label,split"]
-    for split, count in (("train", 4), ("val", 2), ("test", 2)):
-        for c, (label, velocity) in enumerate((("right", (2.0, 0.0)), ("down", (0.0, 2.0)))):
-            for i in range(count):
-                rel = f"{split}/{label}/{i}.mp4"
-                make_clip(root / rel, frames=24, size=(48, 32), velocity=velocity, seed=10 * c + i,
-                          pitch=(440.0 if c == 0 else 1200.0) * (1 + 0.05 * i))
-                rows.append(f"{rel},{label},{split}")
-    (root / "ann.csv").write_text("\n".join(rows) + "\n")
-    store = tmp_path_factory.mktemp("train_store")
-    imported = import_annotations("csv", root / "ann.csv", root)
-    classes, entries = assign_classes(imported.entries, None, None)
-    run_prepare(entries, classes, root, store, PrepareSettings(flow="dis", short_side=32))
-    return store
 
 
 def _cfg(*extra: str):

@@ -36,8 +36,10 @@ def parse_named(items: list[str]) -> dict[str, Path]:
 
 def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, split: str = "test",
           limit: int | None = None, flow: str = "dis", baseline: str = "fusion", console: Console | None = None,
-          repeats: int = 1, batch_size: int | None = None, precision: str = "fp32") -> dict[str, Any]:
-    """Measure (a) and (b) for every checkpoint; speed-ups relative to `baseline`."""
+          repeats: int = 1, batch_size: int | None = None, precision: str = "fp32",
+          threshold: float | None = None) -> dict[str, Any]:
+    """Measure (a) and (b) for every checkpoint; speed-ups relative to `baseline`. AdaMML checkpoints decide at
+    `threshold` when given, else at their recorded operating point."""
     console = console or Console(stderr=True, soft_wrap=True)
     if baseline not in checkpoints:
         raise ValueError(f"the baseline {baseline!r} is not among the checkpoints ({', '.join(checkpoints)})")
@@ -46,10 +48,11 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         console.rule(f"[bold]{name}")
         best = None
         for _ in range(repeats):  # the fastest of `repeats` passes, as timing tools do
-            report = evaluate(path, data, split, None, batch_size=batch_size, console=console, precision=precision)
+            report = evaluate(path, data, split, None, [threshold] if threshold is not None else None,
+                              batch_size=batch_size, console=console, precision=precision)
             if best is None or report.videos_per_second > best.videos_per_second:
                 best = report
-        rows[name] = {"gflops": best.gflops_per_video, "top1": best.top1,
+        rows[name] = {"gflops": best.gflops_per_video, "top1": best.top1, "threshold": best.threshold,
                       "network_videos_per_second": best.videos_per_second}
     if videos_root is not None:
         # decoding (PyAV) is imported only where it is needed
@@ -58,7 +61,8 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
         store = Store.open(data)
         sources = [videos_root / r["source"] for r in store.split(split)][:limit]
         for name, path in checkpoints.items():
-            predictor = load_predictor(path, flow, None, precision=precision)
+            policy = rows[name]["threshold"] is not None
+            predictor = load_predictor(path, flow, threshold if policy else None, precision=precision)
             predictor(sources[0])  # warm-up (first-call allocations)
             start = time.perf_counter()
             pairs = 0

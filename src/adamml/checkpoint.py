@@ -91,9 +91,14 @@ def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Mo
 
     With `fold`, batch norms are folded into their convolutions and the convolution weights stored channels-last
     (same outputs up to float rounding, less time; see `adamml.models.folding`): the model is then for inference
-    only."""
+    only. An operating point recorded in the checkpoint (`adamml calibrate`) sets ``model.policy.threshold``, in the
+    returned config and model alike: every command then decides at it unless told another threshold."""
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, path)
+    threshold = recorded_threshold(payload, path)
+    if threshold is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, policy=dataclasses.replace(cfg.model.policy, threshold=threshold)))
     # the trained weights replace any ImageNet initialisation: do not read those files again
     m = cfg.model
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(
@@ -106,3 +111,15 @@ def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Mo
     if fold:
         optimize_for_inference(model)
     return model, cfg, payload
+
+
+def recorded_threshold(payload: dict[str, Any], path: Path | str = "<checkpoint>") -> float | None:
+    """The decision threshold of the operating point recorded in a checkpoint payload (None: none recorded)."""
+    point = payload.get("operating_point")
+    if point is None:
+        return None
+    threshold = point.get("threshold") if isinstance(point, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise CheckpointError(f"{path}: its recorded operating point has no threshold in [0, 1] "
+                              f"({shorten(point)}); calibrate it again (adamml calibrate)")
+    return float(threshold)

@@ -118,9 +118,9 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
         init = [out / Method("unimodal", (m,)).key / "best.pt" for m in method.modalities] \
             if method.stage != "unimodal" else []
         steps.run(f"train {method.key}", train_once, run_cfg, method.stage, data, folder, console, init)
-        thresholds = list(SWEEP) if get_stage(method.stage).uses_policy else None
+        sweep = SWEEP if get_stage(method.stage).uses_policy else ()
         reports[method.key] = steps.run(f"evaluate {method.key}", eval_once, folder / "best.pt", data, split,
-                                        folder / f"eval-{split}", console, thresholds)
+                                        folder / f"eval-{split}", console, None, sweep)
         labels[method.key] = method.label
         seconds[method.key] = {"train": steps.times[f"train {method.key}"],
                                "evaluate": steps.times[f"evaluate {method.key}"]}

@@ -282,6 +282,35 @@ class BlendConfig:
             raise ValueError(f"train.blend.min_overfit must be positive, got {self.min_overfit}")
 
 
+OperatingTarget = Literal["accuracy", "budget", "fixed"]
+
+
+@dataclass(frozen=True)
+class OperatingPointConfig:
+    """How an AdaMML training ends: the decision threshold read off the validation split (`adamml.operating_point`)
+    and recorded in best.pt, which eval, predict, bench and export then use."""
+
+    # accuracy: the fewest GFLOPs within `margin` points of every cell computed; budget: the best score within
+    # `budget` x the always-on GFLOPs; fixed: model.policy.threshold, as the paper (nothing recorded)
+    target: OperatingTarget = "accuracy"
+    margin: float = 1.0  # points of the validation top-1 (mAP on multi-label sets), applied in whole videos
+    budget: float = 0.5  # fraction of the always-on GFLOPs per video
+    thresholds: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
+                                     0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # the grid searched
+
+    def __post_init__(self) -> None:
+        if self.target not in typing.get_args(OperatingTarget):
+            raise ValueError(f"train.operating_point.target must be accuracy, budget or fixed, got {self.target!r}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"train.operating_point.margin must be a non-negative number of points, got {self.margin}")
+        if not (math.isfinite(self.budget) and 0 < self.budget <= 1):
+            raise ValueError(f"train.operating_point.budget must be in (0, 1], got {self.budget}")
+        if not self.thresholds:
+            raise ValueError("train.operating_point.thresholds must list at least one threshold")
+        for value in self.thresholds:
+            _check_probability("train.operating_point.thresholds", value)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training recipe (paper Sec. 3.3 and supplementary Sec. B)."""
@@ -337,6 +366,7 @@ class TrainConfig:
     # the always-on cost are candidates for best.pt (1.0: any epoch; the best model under a cost budget)
     select_max_gflops: float = 1.0
     blend: BlendConfig = field(default_factory=BlendConfig)  # the gradient-blending stage
+    operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)  # chosen after training
     # arithmetic of every stage's forward and backward passes (see adamml.precision): fp32, or bf16 / fp16 under
     # autocast (fp16 with a gradient scaler); weights and checkpoints stay float32
     precision: Precision = "fp32"

@@ -42,8 +42,11 @@ def _gflops_stats(values: np.ndarray) -> dict[str, float]:
 
 def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None = None, thresholds: list[float] | None = None,
              info: DistInfo | None = None, batch_size: int | None = None, random_at_test: bool = False,
-             console: Console | None = None, precision: str = "fp32") -> EvalReport:
+             console: Console | None = None, precision: str = "fp32", sweep: list[float] | tuple[float, ...] = ()
+             ) -> EvalReport:
     """Evaluate `checkpoint` on `split` of the store `data`; writes the report into `out` (main process).
+    A policy decides at `thresholds[0]` (given), else at the operating point recorded in the checkpoint, else at
+    ``model.policy.threshold``; the other `thresholds` and those of `sweep` are evaluated too (the report's sweep).
     `precision` (fp32, bf16, fp16) is the networks' arithmetic (`adamml.precision`)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
@@ -61,7 +64,10 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)
     uses_policy = get_stage(stage).uses_policy and isinstance(model, AdaMML)
-    thresholds = thresholds or [cfg.model.policy.threshold]
+    recorded = payload.get("operating_point") if uses_policy else None
+    source = ("given" if thresholds else "validation" if recorded else "config") if uses_policy else None
+    thresholds = list(thresholds or [cfg.model.policy.threshold])  # load_trained applied a recorded point
+    thresholds += [t for t in sweep if t not in thresholds]
     runs = []
     for threshold in (thresholds if uses_policy else thresholds[:1]):
         rule = DecisionRule(threshold, sample=random_at_test) if uses_policy else None
@@ -95,6 +101,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
         wall_seconds=wall, device=str(info.device), precision=precision,
         sweep=[SweepPoint(threshold=t, top1=m["top1"], mAP=m["mAP"], gflops_per_video=float(g.mean()),
                           selection_rate=m["selection_rate"]) for t, _p, m, g, _ga, _w in runs] if uses_policy else [],
+        threshold_source=source, operating_point=recorded,
     )
     if info.is_main and out is not None:
         write_report(report, pred, dataset, store, gflops, Path(out))
@@ -135,13 +142,18 @@ def write_report(report: EvalReport, pred, dataset: SegmentDataset, store: Store
     (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
 
 
+_SOURCES = {"validation": "the operating point chosen on validation", "given": "given",
+            "config": "model.policy.threshold: no operating point recorded"}
+
+
 def report_markdown(report: EvalReport) -> str:
     sel = ", ".join(f"{m} {100 * r:.1f} %" for m, r in report.selection_rate.items())
     lines = [
         f"# Evaluation: {report.stage} ({'+'.join(report.modalities)}) on {report.split}",
         "",
         f"Checkpoint `{report.checkpoint}`, {report.videos} videos x {report.segments} segments"
-        + (f", threshold {report.threshold:g}" if report.threshold is not None else "") + ".",
+        + (f", threshold {report.threshold:g} ({_SOURCES.get(report.threshold_source, 'configured')})"
+           if report.threshold is not None else "") + ".",
         "",
         "| top-1 (%) | top-5 (%) | mAP (%) | GFLOPs / video | always-on GFLOPs | saving | selection | videos/s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
@@ -154,6 +166,16 @@ def report_markdown(report: EvalReport) -> str:
         f"10-90 % {report.gflops['p10']:.4g}-{report.gflops['p90']:.4g}. videos/s counts network time on "
         f"{report.device}.",
     ]
+    if report.operating_point:
+        op = report.operating_point
+        goal = (f"the fewest GFLOPs within {op['margin']:g} points of every cell computed"
+                if op["target"] == "accuracy" else f"the best {op['metric']} within {100 * op['budget']:g} % of the "
+                "always-on GFLOPs")
+        lines += ["", "## Operating point", "",
+                  f"Recorded in the checkpoint: threshold {op['threshold']:g}, chosen on {op['videos']} "
+                  f"{op['split']} videos for {goal}: {op['metric']} {op['score']:.2f} % (every cell: "
+                  f"{op['reference_score']:.2f} %) at {op['gflops_per_video']:.4g} GFLOPs per video."]
+        lines += [f"Warning: {w}" for w in op.get("warnings", [])]
     if report.sweep:
         lines += ["", "## Threshold sweep", "", "| threshold | top-1 (%) | mAP (%) | GFLOPs / video | selection |",
                   "| ---: | ---: | ---: | ---: | --- |"]

@@ -48,6 +48,10 @@ class EvalReport:
     device: str
     precision: str
     sweep: list[SweepPoint]  # AdaMML at each threshold asked (the first is the one reported); empty otherwise
+    # where the reported threshold came from: "validation" (the operating point recorded in the checkpoint),
+    # "given" (--threshold), "config" (model.policy.threshold; nothing recorded); None without a policy
+    threshold_source: str | None = None
+    operating_point: dict[str, Any] | None = None  # the recorded choice with its validation curve (OperatingPoint)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,7 +86,7 @@ class EvalReport:
         return self.threshold is not None
 
 
-_OPTIONAL = {"data"}  # fields that reports of earlier versions lack
+_OPTIONAL = {"data", "threshold_source", "operating_point"}  # fields that reports of earlier versions lack
 
 
 def _number(value: Any) -> float:

@@ -21,8 +21,8 @@ from adamml.results import EvalReport
 from adamml.train.run import stage_config
 from adamml.train.stages import train
 
-# decision thresholds at which AdaMML runs are evaluated (the first is the reported one)
-SWEEP = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)
+# decision thresholds at which AdaMML runs are evaluated besides their operating point (the reported one)
+SWEEP = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 _CHANGES_SHOWN = 6  # differing keys named in a RunMismatchError
 
 
@@ -98,12 +98,14 @@ def train_once(cfg: Config, stage: str, store: Path, out: Path, console: Console
 
 
 def eval_once(checkpoint: Path, store: Path, split: str, out: Path, console: Console,
-              thresholds: list[float] | None = None) -> EvalReport | Reused:
-    """Evaluate `checkpoint` on `split` into `out`, or read back (as `Reused`) a report written after the
-    checkpoint."""
+              thresholds: list[float] | None = None, sweep: tuple[float, ...] = ()) -> EvalReport | Reused:
+    """Evaluate `checkpoint` on `split` into `out` (at `thresholds[0]`, else its recorded operating point; the rest
+    and `sweep` beside), or read back (as `Reused`) a report written after the checkpoint that holds them."""
     report = out / "report.json"
     if report.exists() and report.stat().st_mtime >= checkpoint.stat().st_mtime:
         cached = EvalReport.read(report)
-        if thresholds is None or len(cached.sweep) == len(thresholds):
+        swept = {point.threshold for point in cached.sweep}
+        if not cached.uses_policy or (set(thresholds or ()) | set(sweep) <= swept
+                                      and (not thresholds or cached.threshold == thresholds[0])):
             return Reused(cached)
-    return evaluate(checkpoint, store, split, out, thresholds, console=console)
+    return evaluate(checkpoint, store, split, out, thresholds, console=console, sweep=sweep)

@@ -1,9 +1,16 @@
 """The embedded audio-visual benchmark (`adamml synth`), and writing real video files from arrays.
 
-Each class is a hue x motion direction x pitch; each modality is informative in some cells (segments) of a video
-and the ground truth says which, so the policy's choices can be checked. Everything is a pure function of
-`SynthConfig` and the seed: `plan_dataset` plans, `render_cell_frames` / `render_cell_audio` render, `generate`
-writes. Why it is built this way: docs/design.md, "The built-in benchmark".
+Each class is a triple of signature values, one per modality: a hue (RGB), a motion (flow: direction and speed)
+and a pitch (audio). How classes map to values is the config's `code`: "product" (the default and the demo:
+distinct triples over a few values, so each modality alone narrows the class down to a subset and with 8 classes
+all three are needed), "redundant" (class k has value k everywhere: each modality alone names the class) or
+"full" (every combination of `values` per modality, e.g. 3 x 3 x 3; a modality with one value carries nothing).
+Each modality is informative in some cells (segments) of a video and the ground truth says which, so the policy's
+choices can be checked; with `distractor_rate`, an uninformative cell may instead show a misleading cue (another
+value of that modality), which the ground truth flags too. `VARIANTS` names a family of such benchmarks
+(`variant_config`), so that a recipe tuned on the demo can be checked on data it was not tuned for. Everything is
+a pure function of `SynthConfig` and the seed: `plan_dataset` plans, `render_cell_frames` / `render_cell_audio`
+render, `generate` writes. Why it is built this way: docs/design.md, "The built-in benchmark".
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import av
 import numpy as np
@@ -49,6 +58,10 @@ _PITCH_BASE_HZ = 330.0
 _PITCH_JITTER_SEMITONES = 1.0
 _TONE_MARGIN_S = 0.08  # silence (of the tone) kept at each cell edge
 _TONE_FADE_S = 0.01
+CODES = ("product", "redundant", "full")  # how classes map to signature values (SynthConfig.code)
+MAX_CODE_VALUES = 12  # values one modality may take with codes "redundant" / "full" (motion: 3 directions x 4 speeds)
+_PITCH_SPAN_SEMITONES = 60.0  # codes "redundant" / "full": the pitches stay within 5 octaves (330 Hz .. 10.6 kHz)
+_DISTRACTOR_STREAM = 0x64697374  # ("dist") the tag of the random stream that draws distractors, apart from the plan's
 
 
 def write_video(
@@ -179,6 +192,12 @@ class SynthConfig:
     # the demo's 320 videos decoded differently between two fresh clones at 18, which moved the demo's table by
     # several points). 18 is visually lossless and 4-5x smaller.
     crf: int = 0
+    # How classes map to signature values: "product", "redundant" or "full" (`class_signatures`).
+    code: str = "product"
+    # code "full" only: how many values each modality takes (rgb, flow, audio); `classes` is their product.
+    values: tuple[int, int, int] | None = None
+    # Chance that a cell where a modality is NOT informative shows a misleading cue instead (another value).
+    distractor_rate: tuple[float, float, float] = (0.0, 0.0, 0.0)  # rgb, flow, audio
 
     def __post_init__(self) -> None:
         if self.classes < 2:
@@ -201,9 +220,59 @@ class SynthConfig:
             raise ValueError("informative_rate needs one rate per modality (rgb, flow, audio)")
         for name, rate in zip(MODALITIES, self.informative_rate):
             forced_draw_probability(rate, self.segments, name)  # validates
+        self._check_code()
+        if len(self.distractor_rate) != len(MODALITIES):
+            raise ValueError("distractor_rate needs one rate per modality (rgb, flow, audio)")
+        object.__setattr__(self, "distractor_rate", tuple(float(r) for r in self.distractor_rate))
+        for name, rate, count in zip(MODALITIES, self.distractor_rate, self.num_values):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name}: distractor rate must be in [0, 1], got {rate}")
+            if rate > 0 and count < 2:
+                raise ValueError(f"{name}: a distractor rate needs at least 2 {name} values to mislead with (a value "
+                                 f"other than the class's own), but code {self.code!r} gives {name} {count}")
+
+    def _check_code(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unknown code {self.code!r}; known: {', '.join(CODES)}")
+        if self.code != "full":
+            if self.values is not None:
+                raise ValueError(f"values (per-modality value counts) is only used with code 'full', not with code "
+                                 f"{self.code!r}")
+        else:
+            if self.values is None:
+                raise ValueError("code 'full' needs values: how many values rgb, flow and audio take, e.g. (3, 3, 3)")
+            values = tuple(self.values)
+            if len(values) != len(MODALITIES) or any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
+                raise ValueError(f"values needs one whole number >= 1 per modality (rgb, flow, audio), got {values}")
+            values = tuple(int(v) for v in values)
+            object.__setattr__(self, "values", values)
+            if self.classes != full_classes(values):
+                raise ValueError(f"code 'full' with values {values} makes {full_classes(values)} classes (every "
+                                 f"combination): use classes={full_classes(values)}, not {self.classes}")
+        if self.code != "product":
+            for name, count in zip(MODALITIES, self.num_values):
+                if count > MAX_CODE_VALUES:
+                    raise ValueError(f"code {self.code!r} gives {name} {count} values; at most {MAX_CODE_VALUES} stay "
+                                     "distinct and learnable (motion: 3 directions x 4 speeds)")
+            top = pitch_hz(self.num_values[2] - 1, self.num_values[2], self.code) * 2 ** (_PITCH_JITTER_SEMITONES / 12)
+            if top >= self.audio_rate / 2:
+                raise ValueError(f"the highest pitch ({top:.0f} Hz) is not below the Nyquist frequency of "
+                                 f"{self.audio_rate} Hz audio; use fewer audio values or a higher audio rate")
 
     def rate(self, modality: str) -> float:
         return self.informative_rate[MODALITIES.index(modality)]
+
+    def distractor(self, modality: str) -> float:
+        return self.distractor_rate[MODALITIES.index(modality)]
+
+    @property
+    def num_values(self) -> tuple[int, int, int]:
+        """How many signature values each modality (rgb, flow, audio) takes."""
+        return modality_values(self.classes, self.code, self.values)
+
+    @property
+    def has_distractors(self) -> bool:
+        return any(r > 0 for r in self.distractor_rate)
 
     def per_class(self, split: str) -> int:
         return {"train": self.train_per_class, "val": self.val_per_class, "test": self.test_per_class}[split]
@@ -221,9 +290,27 @@ class SynthConfig:
         return self.num_frames / self.fps
 
     def to_dict(self) -> dict:
+        """The config as JSON; the fields added after the first format appear only when not at their default, so
+        the dict of every config that could be written before is what it was (`generate` compares it)."""
         out = dataclasses.asdict(self)
         out["informative_rate"] = dict(zip(MODALITIES, self.informative_rate))
+        for name in _LATER_FIELDS:
+            if getattr(self, name) == _FIELD_DEFAULTS[name]:
+                del out[name]
+        if "values" in out:
+            out["values"] = list(self.values)
+        if "distractor_rate" in out:
+            out["distractor_rate"] = dict(zip(MODALITIES, self.distractor_rate))
         return out
+
+
+_LATER_FIELDS = ("code", "values", "distractor_rate")
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
+
+
+def full_classes(values: Iterable[int]) -> int:
+    """The number of classes of code "full": every combination of the per-modality values."""
+    return math.prod(int(v) for v in values)
 
 
 def class_name(index: int, num_classes: int) -> str:
@@ -253,16 +340,46 @@ def signature_values(num_classes: int) -> int:
     return n
 
 
-def class_signatures(num_classes: int) -> list[ClassSignature]:
-    """Each class's (rgb, flow, audio) values: distinct triples, each modality with fewer values than classes.
+def modality_values(num_classes: int, code: str = "product",
+                    values: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    """How many signature values each modality (rgb, flow, audio) takes under `code`."""
+    if code == "product":
+        n = 2 if num_classes == 2 else signature_values(num_classes)
+        return (n, n, n)
+    if code == "redundant":
+        return (num_classes,) * 3
+    if code == "full":
+        if values is None:
+            raise ValueError("code 'full' needs values (rgb, flow, audio)")
+        return tuple(int(v) for v in values)  # type: ignore[return-value]
+    raise ValueError(f"unknown code {code!r}; known: {', '.join(CODES)}")
 
-    Triples are taken in order of (a + b + c) mod n, then lexicographically: the first n^2 form a Latin
-    square (any two modalities tell the class, one tells n^2 / n), and with 8 classes all 2^3 triples are
-    used, so every modality is needed. Two classes get (0, 0, 0) and (1, 1, 1): any modality is enough.
+
+def class_signatures(num_classes: int, code: str = "product",
+                     values: tuple[int, int, int] | None = None) -> list[ClassSignature]:
+    """Each class's (rgb, flow, audio) values under `code`.
+
+    "product" (the default): distinct triples, each modality with fewer values than classes. Triples are taken
+    in order of (a + b + c) mod n, then lexicographically: the first n^2 form a Latin square (any two
+    modalities tell the class, one tells n^2 / n), and with 8 classes all 2^3 triples are used, so every
+    modality is needed. Two classes get (0, 0, 0) and (1, 1, 1): any modality is enough.
+    "redundant": class k is (k, k, k): each modality alone names the class.
+    "full": every combination of `values` (rgb, flow, audio) value counts, in lexicographic order: with
+    (3, 3, 3) every modality is needed; a modality with one value says nothing about the class.
     """
     if num_classes < 2:
         raise ValueError("need at least 2 classes")
-    if num_classes == 2:
+    if code == "redundant":
+        codes = [(k, k, k) for k in range(num_classes)]
+    elif code == "full":
+        counts = modality_values(num_classes, code, values)
+        if full_classes(counts) != num_classes:
+            raise ValueError(f"code 'full' with values {counts} makes {full_classes(counts)} classes, "
+                             f"not {num_classes}")
+        codes = [(a, b, c) for a in range(counts[0]) for b in range(counts[1]) for c in range(counts[2])]
+    elif code != "product":
+        raise ValueError(f"unknown code {code!r}; known: {', '.join(CODES)}")
+    elif num_classes == 2:
         codes = [(0, 0, 0), (1, 1, 1)]
     else:
         n = signature_values(num_classes)
@@ -271,10 +388,28 @@ def class_signatures(num_classes: int) -> list[ClassSignature]:
     return [ClassSignature(i, class_name(i, num_classes), *code) for i, code in enumerate(codes)]
 
 
-def hue_deg(value: int, num_values: int) -> float:
+def _whole_circle(num_values: int, code: str) -> bool:
+    """Hues over the whole colour circle: codes other than "product" with more than 3 values (up to 3, and
+    always with "product", over half of it, as the demo has them)."""
+    return code != "product" and num_values > 3
+
+
+def hue_deg(value: int, num_values: int, code: str = "product") -> float:
     """Appearance: the object's hue (degrees in the U/V plane) for a signature value, spread over half the
-    colour circle (two values: 90 degrees apart)."""
+    colour circle (two values: 90 degrees apart); codes other than "product" with more than 3 values spread
+    them over the whole circle (360 / n apart), so that many values stay apart."""
+    if _whole_circle(num_values, code):
+        return (30.0 + 360.0 * value / num_values) % 360.0
     return (30.0 + 180.0 * value / num_values) % 360.0
+
+
+def hue_jitter_deg(num_values: int, code: str = "product") -> float:
+    """The largest per-video hue offset (uniform in +-this): 12 degrees, or a third of the spacing between
+    neighbouring hues when that is less (codes other than "product"), so neighbours never overlap."""
+    if code == "product":
+        return _HUE_JITTER_DEG
+    spacing = (360.0 if _whole_circle(num_values, code) else 180.0) / num_values
+    return min(_HUE_JITTER_DEG, spacing / 3)
 
 
 _DIRECTIONS = (("up", (0, -1)), ("down", (0, 1)), ("horizontal", (0, 0)))
@@ -291,24 +426,128 @@ def motion(value: int, size: int) -> tuple[str, int]:
     return direction, base * (1 + value // 3)
 
 
-def pitch_hz(value: int) -> float:
-    """Sound: the tone's fundamental for a signature value (half-octave steps from 330 Hz)."""
-    return _PITCH_BASE_HZ * 2.0 ** (value / 2.0)
+def _pitch_step_semitones(num_values: int | None, code: str) -> float:
+    if code == "product" or num_values is None or num_values < 2:
+        return 6.0
+    return min(6.0, _PITCH_SPAN_SEMITONES / (num_values - 1))
 
 
-def signature_table(num_classes: int, size: int) -> list[dict]:
+def pitch_hz(value: int, num_values: int | None = None, code: str = "product") -> float:
+    """Sound: the tone's fundamental for a signature value (half-octave steps from 330 Hz). Codes other than
+    "product" with more than 11 values step less, so that the highest stays within 5 octaves (10.6 kHz), below
+    the 12 kHz Nyquist frequency of 24 kHz audio."""
+    step = _pitch_step_semitones(num_values, code)
+    if step == 6.0:
+        return _PITCH_BASE_HZ * 2.0 ** (value / 2.0)
+    return _PITCH_BASE_HZ * 2.0 ** (value * step / 12.0)
+
+
+def pitch_jitter_semitones(num_values: int | None = None, code: str = "product") -> float:
+    """The largest per-video pitch offset (uniform in +-this, semitones): 1, or a third of the step between
+    neighbouring pitches when that is less."""
+    return min(_PITCH_JITTER_SEMITONES, _pitch_step_semitones(num_values, code) / 3)
+
+
+def signature_table(num_classes: int, size: int, code: str = "product",
+                    values: tuple[int, int, int] | None = None) -> list[dict]:
     """One row per class: its name and what each modality shows (for reports and the ground truth)."""
-    n = 2 if num_classes == 2 else signature_values(num_classes)
+    n_rgb, _n_flow, n_audio = modality_values(num_classes, code, values)
     rows = []
-    for sig in class_signatures(num_classes):
+    for sig in class_signatures(num_classes, code, values):
         direction, speed = motion(sig.flow, size)
         rows.append({
             "label": sig.name, "label_index": sig.index,
-            "rgb": {"value": sig.rgb, "hue_deg": hue_deg(sig.rgb, n)},
+            "rgb": {"value": sig.rgb, "hue_deg": hue_deg(sig.rgb, n_rgb, code)},
             "flow": {"value": sig.flow, "direction": direction, "speed_px_per_frame": speed},
-            "audio": {"value": sig.audio, "pitch_hz": round(pitch_hz(sig.audio), 2)},
+            "audio": {"value": sig.audio, "pitch_hz": round(pitch_hz(sig.audio, n_audio, code), 2)},
         })
     return rows
+
+
+def config_signature_table(config: SynthConfig) -> list[dict]:
+    """`signature_table` of a config (its classes, size, code and values)."""
+    return signature_table(config.classes, config.size, config.code, config.values)
+
+
+def class_design(config: SynthConfig) -> str:
+    """One line saying what each modality alone tells about the class (for the class table's title)."""
+    sigs = class_signatures(config.classes, config.code, config.values)
+    k = len(sigs)
+    parts = []
+    for m in MODALITIES:
+        groups = np.bincount([s.value(m) for s in sigs])
+        groups = groups[groups > 0]
+        largest = int(groups.max())
+        if largest == 1:
+            parts.append((m, "names the class"))
+        elif largest == k:
+            parts.append((m, "tells nothing about the class"))
+        else:
+            bound = "" if groups.min() == largest else "at most "
+            parts.append((m, f"narrows the class down to {bound}{largest} of {k}"))
+    if len({text for _m, text in parts}) == 1:
+        return f"each modality alone {parts[0][1]}"
+    return "; ".join(f"{m} alone {text}" for m, text in parts)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Named variants: benchmarks unlike the demo where it matters, to check a recipe on data it was not tuned for
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named benchmark: a one-line description and the `SynthConfig` keyword arguments it sets (the others
+    keep their defaults)."""
+
+    name: str
+    description: str
+    kwargs: Mapping[str, Any]
+
+    def config(self, seed: int = 0, **overrides: Any) -> SynthConfig:
+        return variant_config(self.name, seed, **overrides)
+
+
+def _variant(name: str, description: str, **kwargs: Any) -> tuple[str, Variant]:
+    return name, Variant(name, description, MappingProxyType(kwargs))
+
+
+# Training sets of 160-220 videos (a CPU budget), validation splits as large as test splits (recipes are chosen on
+# validation: it must be able to tell them apart).
+VARIANTS: Mapping[str, Variant] = MappingProxyType(dict([
+    _variant("demo", "`adamml demo`'s: 8 classes, each modality takes 2 values and all three are needed",
+             val_per_class=10),
+    _variant("any-one", "10 classes, each modality alone names the class (code redundant), each informative in "
+             "40 % of cells", code="redundant", classes=10, informative_rate=(0.4, 0.4, 0.4),
+             train_per_class=16, val_per_class=8, test_per_class=8),
+    _variant("all-needed", "27 classes = 3 hues x 3 motions x 3 pitches (code full): every modality is needed",
+             code="full", values=(3, 3, 3), classes=27, train_per_class=8, val_per_class=4, test_per_class=4),
+    _variant("mute-audio", "9 classes = 3 hues x 3 motions; audio never informative (a modality that never helps)",
+             code="full", values=(3, 3, 1), classes=9, informative_rate=(0.5, 0.5, 0.0),
+             train_per_class=20, val_per_class=10, test_per_class=10),
+    _variant("uneven", "the demo's 8 classes, informative in 25 % (rgb), 75 % (flow), 50 % (audio) of cells",
+             informative_rate=(0.25, 0.75, 0.5), train_per_class=24, val_per_class=10, test_per_class=10),
+    _variant("distractors", "the demo's 8 classes; half the uninformative cells show another class's value "
+             "(a misleading cue)", distractor_rate=(0.5, 0.5, 0.5),
+             train_per_class=24, val_per_class=10, test_per_class=10),
+]))
+
+
+def variant_config(name: str, seed: int = 0, **overrides: Any) -> SynthConfig:
+    """The config of variant `name` with `seed`, `overrides` (SynthConfig fields) replacing its settings.
+
+    With code "full", `classes` follows `values` unless given; overriding `code` away from "full" drops the
+    variant's `values`. ValueError for an unknown name (listing the known ones) or a bad config.
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    kwargs = dict(VARIANTS[name].kwargs)
+    if overrides.get("code", "full") != "full" and "values" not in overrides:
+        kwargs.pop("values", None)
+    kwargs.update(overrides)
+    kwargs["seed"] = seed
+    if kwargs.get("code") == "full" and kwargs.get("values") is not None and "classes" not in overrides:
+        kwargs["classes"] = full_classes(kwargs["values"])
+    return SynthConfig(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -376,9 +615,17 @@ class CellPlan:
     velocity: tuple[int, int]  # (vx, vy) pixels per frame
     pitch_hz: float | None
     position: tuple[int, int]  # (x, y) of the object's top-left corner at the cell's first frame
+    # The signature value each modality (rgb, flow, audio) shows: the class's own in informative cells, another
+    # in distractor cells, None where it shows nothing. `hue_deg` / `velocity` / `pitch_hz` are what is rendered.
+    shown: tuple[int | None, int | None, int | None] = (None, None, None)
+    # Whether each modality (rgb, flow, audio) shows a misleading cue here (never in an informative cell).
+    distractor: tuple[bool, bool, bool] = (False, False, False)
 
     def informative(self) -> dict[str, bool]:
         return {"rgb": self.rgb, "flow": self.flow, "audio": self.audio}
+
+    def distractors(self) -> dict[str, bool]:
+        return dict(zip(MODALITIES, self.distractor))
 
 
 @dataclass(frozen=True)
@@ -404,10 +651,12 @@ class VideoPlan:
         return {m: [getattr(c, m) for c in self.cells] for m in MODALITIES}
 
     def ground_truth(self, config: SynthConfig) -> dict:
-        """The row of ground_truth.jsonl."""
-        sig = signature_table(config.classes, config.size)[self.label_index]
+        """The row of ground_truth.jsonl. With distractors (any non-zero `distractor_rate`), also `distractors`
+        (per segment, which modality shows a misleading cue) and each cell's `shown` values; without, the row
+        is the same as before distractors existed."""
+        sig = config_signature_table(config)[self.label_index]
         f = config.frames_per_segment
-        return {
+        row = {
             "id": self.id, "path": self.path, "label": self.label, "label_index": self.label_index,
             "split": self.split,
             "segments": [c.informative() for c in self.cells],
@@ -420,6 +669,11 @@ class VideoPlan:
             "num_frames": config.num_frames, "fps": config.fps, "size": config.size,
             "object_side": self.object_side, "tone_amplitude": self.tone_amplitude, "noise_rms": self.noise_rms,
         }
+        if config.has_distractors:
+            row["distractors"] = [c.distractors() for c in self.cells]
+            for cell, c in zip(row["cells"], self.cells):
+                cell["shown"] = dict(zip(MODALITIES, c.shown))
+        return row
 
 
 def video_id(split: str, label: str, index: int) -> str:
@@ -431,32 +685,67 @@ def plan_video(config: SynthConfig, split: str, class_index: int, index: int) ->
     config (changing the number of videos in one split leaves the others unchanged)."""
     seq = np.random.SeedSequence([config.seed, SPLITS.index(split), class_index, index])
     rng = np.random.default_rng(seq)
-    sig = class_signatures(config.classes)[class_index]
-    n = 2 if config.classes == 2 else signature_values(config.classes)
+    code = config.code
+    sig = class_signatures(config.classes, code, config.values)[class_index]
+    n_rgb, n_flow, n_audio = config.num_values
     rates = dict(zip(MODALITIES, config.informative_rate))
     informative = sample_informative(rates, config.segments, rng)
-    hue = (hue_deg(sig.rgb, n) + rng.uniform(-_HUE_JITTER_DEG, _HUE_JITTER_DEG)) % 360.0
-    pitch = pitch_hz(sig.audio) * 2.0 ** (rng.uniform(-_PITCH_JITTER_SEMITONES, _PITCH_JITTER_SEMITONES) / 12)
+    # The jitters scale the same draws (by 1.0 wherever they were 12 degrees / 1 semitone), so that the draws
+    # and, for every config that could be written before, the values stay what they were.
+    hue_jitter = hue_jitter_deg(n_rgb, code)
+    pitch_jitter = pitch_jitter_semitones(n_audio, code)
+    hue = (hue_deg(sig.rgb, n_rgb, code)
+           + rng.uniform(-_HUE_JITTER_DEG, _HUE_JITTER_DEG) * (hue_jitter / _HUE_JITTER_DEG)) % 360.0
+    pitch = pitch_hz(sig.audio, n_audio, code) * 2.0 ** (
+        rng.uniform(-_PITCH_JITTER_SEMITONES, _PITCH_JITTER_SEMITONES)
+        * (pitch_jitter / _PITCH_JITTER_SEMITONES) / 12)
     direction, speed = motion(sig.flow, config.size)
     side = int(round(config.size * rng.uniform(0.34, 0.44)))
     harmonics = tuple(float(h) for h in (1.0, rng.uniform(0.2, 0.7), rng.uniform(0.05, 0.4)))
     tone_amplitude = float(rng.uniform(0.2, 0.35))
     noise_rms = float(rng.uniform(0.01, 0.03))
+    # Distractors come from a stream of their own (the plan's draws above and below stay as they were): per
+    # cell and modality, (chance, which other value, jitter) uniforms, drawn whether used or not.
+    distract = None
+    if config.has_distractors:
+        stream = [config.seed, SPLITS.index(split), class_index, index, _DISTRACTOR_STREAM]
+        distract = np.random.default_rng(stream).random((config.segments, len(MODALITIES), 3))
+    counts = (n_rgb, n_flow, n_audio)
     cells = []
     for k in range(config.segments):
         position = (int(rng.integers(config.size)), int(rng.integers(config.size)))
         sign = 1 if rng.random() < 0.5 else -1
-        if direction == "horizontal":
-            v = (sign * speed, 0)
-        else:
-            v = (0, speed * dict(_DIRECTIONS)[direction][1])
         rgb, flow, audio = (bool(informative[m][k]) for m in MODALITIES)
+        shown = [sig.value(m) if on else None for m, on in zip(MODALITIES, (rgb, flow, audio))]
+        fake = [False, False, False]
+        if distract is not None:
+            for j, m in enumerate(MODALITIES):
+                chance, pick, _jitter = distract[k, j]
+                if shown[j] is None and counts[j] >= 2 and chance < config.distractor_rate[j]:
+                    other = min(int(pick * (counts[j] - 1)), counts[j] - 2)
+                    shown[j] = other + (other >= sig.value(m))
+                    fake[j] = True
+        cell_hue = cell_pitch = None
+        v = (0, 0)
+        if rgb:
+            cell_hue = round(float(hue), 3)
+        elif fake[0]:
+            offset = (2.0 * distract[k, 0, 2] - 1.0) * hue_jitter
+            cell_hue = round(float((hue_deg(shown[0], n_rgb, code) + offset) % 360.0), 3)
+        if flow or fake[1]:
+            cell_direction, cell_speed = (direction, speed) if flow else motion(shown[1], config.size)
+            if cell_direction == "horizontal":
+                v = (sign * cell_speed, 0)
+            else:
+                v = (0, cell_speed * dict(_DIRECTIONS)[cell_direction][1])
+        if audio:
+            cell_pitch = round(float(pitch), 3)
+        elif fake[2]:
+            offset = (2.0 * distract[k, 2, 2] - 1.0) * pitch_jitter
+            cell_pitch = round(float(pitch_hz(shown[2], n_audio, code) * 2.0 ** (offset / 12)), 3)
         cells.append(CellPlan(
-            rgb=rgb, flow=flow, audio=audio,
-            hue_deg=round(float(hue), 3) if rgb else None,
-            velocity=v if flow else (0, 0),
-            pitch_hz=round(float(pitch), 3) if audio else None,
-            position=position,
+            rgb=rgb, flow=flow, audio=audio, hue_deg=cell_hue, velocity=v, pitch_hz=cell_pitch,
+            position=position, shown=tuple(shown), distractor=tuple(fake),
         ))
     return VideoPlan(
         id=video_id(split, sig.name, index), split=split, label=sig.name, label_index=class_index,
@@ -611,7 +900,7 @@ def write_index(videos: Iterable[VideoPlan], config: SynthConfig, root: Path) ->
     with open(gt_path, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(v.ground_truth(config)) + "\n" for v in videos)
     meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(),
-            "classes": signature_table(config.classes, config.size)}
+            "classes": config_signature_table(config)}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return csv_path, gt_path, meta_path
 
@@ -674,8 +963,12 @@ def generate(config: SynthConfig, root: Path, workers: int = 1, overwrite: bool 
                     done(future.result())
     csv_path, gt_path, _meta = write_index(videos, config, root)
     cells = {m: [getattr(c, m) for v in videos for c in v.cells] for m in MODALITIES}
+    fakes = {m: [c.distractor[j] for v in videos for c in v.cells if not getattr(c, m)]
+             for j, m in enumerate(MODALITIES)}
     return {
         "videos": len(videos), **counts, "seconds": time.perf_counter() - start,
         "rates": {m: (sum(x) / len(x) if x else 0.0) for m, x in cells.items()},
+        # of the cells where a modality is not informative, the share showing a misleading cue
+        "distractor_rates": {m: (sum(x) / len(x) if x else 0.0) for m, x in fakes.items()},
         "annotations": csv_path, "ground_truth": gt_path,
     }

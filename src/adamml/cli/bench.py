@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adamml.cli.arguments import add_precision_argument, output_file, positive_int
+from adamml.cli.arguments import add_precision_argument, output_file, positive_int, probability
 from adamml.errors import UserError
 
 
@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, help="end to end: at most this many videos")
     p.add_argument("--flow", default="dis", help="end to end: the optical flow method of the store")
     p.add_argument("--baseline", default="fusion", help="the NAME speed-ups are relative to")
+    p.add_argument("--threshold", type=probability, help="AdaMML checkpoints' decision threshold (default: each "
+                   "one's recorded operating point)")
     p.add_argument("--repeats", type=positive_int, default=1, help="network pass: keep the fastest of N")
     p.add_argument("--batch-size", type=positive_int, help="network pass: videos per batch (default: each checkpoint's "
                    "train.eval_batch_size); larger batches spread the fixed cost of each layer call")
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError("--videos takes one folder (the store's sources are relative to it)")
             result = bench(parse_named(args.checkpoints), args.data, args.videos[0] if args.videos else None,
                            args.split, args.limit,
-                           args.flow, args.baseline, console, args.repeats, args.batch_size, args.precision)
+                           args.flow, args.baseline, console, args.repeats, args.batch_size, args.precision,
+                           args.threshold)
     except ValueError as error:
         raise UserError(str(error)) from error
     Console(width=200).print(bench_table(result))

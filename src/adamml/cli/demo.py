@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--informative-rate", type=float, default=0.5, help="synth: informative rate of each modality")
     p.add_argument("--classes", type=int, default=8, help="synth: number of classes")
     p.add_argument("--train-per-class", type=int, default=24)
-    p.add_argument("--val-per-class", type=int, default=6)
+    p.add_argument("--val-per-class", type=int, default=10)
     p.add_argument("--test-per-class", type=int, default=10)
     p.add_argument("--size", type=int, default=64, help="synth: frame size")
     p.add_argument("--short-side", type=int, default=64, help="prepare: short side of the stored frames")

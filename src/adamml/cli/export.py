@@ -2,7 +2,8 @@
 
 The per-segment routing stays in Python (it is data-dependent): a serving loop runs `policy.pt2` on the cheap
 inputs, thresholds P(use), and calls `recognizer-<modality>.pt2` on the selected segments only, as
-`adamml.predict` does. Load with `torch.export.load(path).module()`. Recognizers take any number of packed
+`adamml.predict` does, at the threshold in export.json (the checkpoint's recorded operating point unless
+`--threshold`). Load with `torch.export.load(path).module()`. Recognizers take any number of packed
 cells and the policy any number of videos; the policy steps its LSTM over exactly `model.num_segments`
 segments. `torch.export` round-trips these networks exactly (tested); `--onnx` also writes `policy.onnx` and
 `recognizer-<modality>.onnx` (dynamic videos / cells, opset of torch's dynamo exporter; needs the packages onnx,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adamml.cli.arguments import probability
 from adamml.errors import UserError
 
 
@@ -24,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--onnx", action="store_true", help="also write ONNX models, checked with ONNX Runtime")
+    p.add_argument("--threshold", type=probability, help="the decision threshold written to export.json (default: "
+                   "the checkpoint's recorded operating point, else model.policy.threshold)")
     p.set_defaults(func=run)
 
 
@@ -44,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.checkpoint} is a {payload.get('stage')!r} baseline: adamml export writes AdaMML's "
                         "policy and recognizers (the routing stays in Python); a baseline's fusion has no policy "
                         "to route with")
+    if args.threshold is not None:
+        model.policy.threshold = args.threshold
     files = export(model, args.out, onnx=args.onnx)
     console.print(f"exported {', '.join(files.values())} and export.json to {args.out}")
     if args.onnx:

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adamml.cli.synth",
     "adamml.cli.train",
     "adamml.cli.evaluate",
+    "adamml.cli.calibrate",
     "adamml.cli.predict",
     "adamml.cli.bench",
     "adamml.cli.export",

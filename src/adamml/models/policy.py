@@ -156,7 +156,12 @@ class PolicyNetwork(nn.Module):
         return self._one_hot(logits, rule)[..., 1], logits.float().softmax(dim=-1)[..., 1]
 
     def forward(self, inputs: dict[str, Tensor], rule: DecisionRule | None = None) -> PolicyOutput:
-        logits, taken = self._steps(self.forward_features(inputs), rule)
+        return self.decide_features(self.forward_features(inputs), rule)
+
+    def decide_features(self, features: Tensor, rule: DecisionRule | None = None) -> PolicyOutput:
+        """Decisions from MLP features ``(B, S, D)`` (what ``forward`` does after the extractors): the features do
+        not depend on the threshold, so a threshold sweep computes them once (`adamml.operating_point`)."""
+        logits, taken = self._steps(features, rule)
         if taken is None:
             decisions, probs = self.decide(logits, rule)
         else:

@@ -140,6 +140,7 @@ def _method_row(evaluation: Evaluation) -> dict[str, Any]:
             "modalities": "+".join(r.get("modalities", [])), "top1": r.get("top1"), "mAP": r.get("mAP"),
             "gflops": r.get("gflops_per_video"), "saving": r.get("saving_vs_always_on"),
             "threshold": r.get("threshold"), "selection": r.get("selection_rate", {}),
+            "chosen": r.get("threshold_source") == "validation",
             "split": r.get("split", ""),
             "sweep": [{"threshold": s["threshold"], "gflops": s["gflops_per_video"], "top1": s["top1"]}
                       for s in r.get("sweep", []) if s.get("top1") is not None]}

@@ -82,7 +82,8 @@ def accuracy_gflops(methods: list[dict[str, Any]]) -> dict[str, Any]:
                            "method": m["label"],
                            "tip": f"{m['label']}, threshold {s['threshold']:g}: {s['top1']:.2f} % at "
                                   f"{s['gflops']:.4g} GFLOPs"})
-        threshold = f", threshold {m['threshold']:g}" if m.get("threshold") is not None else ""
+        threshold = (f", threshold {m['threshold']:g}" + (" (chosen on validation)" if m.get("chosen") else "")
+                     if m.get("threshold") is not None else "")
         points.append({"x": x(m["gflops"]), "y": y(m["top1"]), "kind": m["stage"], "css": _marker_class(m),
                        "method": m["label"],
                        "tip": f"{m['label']}{threshold}: {m['top1']:.2f} % at {m['gflops']:.4g} GFLOPs"})

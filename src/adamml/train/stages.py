@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from adamml.calibration import calibrate_dataset
 from adamml.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -168,6 +169,17 @@ def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, re
                           "labels.")
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
         save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg, classes=run.classes), "stage": stage})
+    if run.record.uses_policy and cfg.train.operating_point.target != "fixed":
+        barrier(info)  # best.pt is written
+        if len(run.val_set):
+            point = calibrate_dataset(out / "best.pt", run.val_set, run.multi_label, cfg.data.val_split, info=info,
+                                      console=console)
+            summary["operating_point"] = {"threshold": point.threshold, "val_score": point.score,
+                                          "gflops_fraction": point.gflops_fraction}
+        elif info.is_main:
+            console.print(f"[yellow]warning:[/yellow] no {cfg.data.val_split!r} videos: no operating point chosen; "
+                          f"evaluations decide at model.policy.threshold = {cfg.model.policy.threshold:g}")
+        barrier(info)
     if info.is_main:  # marks the run as complete
         write_json(out / "summary.json", summary, indent=1)
     return summary

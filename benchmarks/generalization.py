@@ -1,0 +1,175 @@
+"""Does the recipe hold on data it was not made for? One fixed recipe over the built-in benchmark's variants
+(`adamml synth --list-variants`) x training seeds, one table.
+
+Per variant: generate it (data seed 0), prepare it (DIS flow, short side 64). Per training seed: the unimodal
+models, weighted fusion, AdaMML (its operating point chosen on the variant's validation split at the end of its
+training) and the random policy at AdaMML's validation selection rates, as `adamml compare` trains them; with
+--zero-skip also AdaMML with ``model.fusion.skipped_logits=zero`` (the paper's zeros for a skipped modality). The
+table gives, on the reported split, each method's top-1 and share of fusion's GFLOPs per video: fusion, AdaMML at
+its recorded operating point, AdaMML at the paper's threshold 0.5 (the same model), the random policy.
+
+Design on validation, report on test: `--split val` reports the validation split (for choosing a recipe); the test
+split is read only to report a recipe fixed beforehand. Everything is reused when run again (an interrupted run
+resumes), as `adamml compare` does.
+
+    python benchmarks/generalization.py --out runs/generalization                      # 5 variants x seeds 0-2
+    python benchmarks/generalization.py --variants any-one uneven --seeds 0 --zero-skip --out runs/gen
+    python benchmarks/generalization.py --out runs/generalization --table-only          # print what is there
+
+On 2 CPU cores one (variant, seed) takes about as long as `make demo` (13-25 min); the whole grid some hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from adamml.compare import Method, run_compare
+from adamml.config import load_config
+from adamml.data.dataset import Store
+from adamml.prepare.importers import assign_classes, import_annotations
+from adamml.prepare.run import prepare_with_progress
+from adamml.prepare.worker import PrepareSettings
+from adamml.results import EvalReport
+from adamml.steps import SWEEP, Steps, eval_once, train_once
+from adamml.synth import VARIANTS, generate, variant_config
+
+DEFAULT_VARIANTS = ("any-one", "all-needed", "mute-audio", "uneven", "distractors")
+MODALITIES = ("rgb", "flow", "audio")
+PAPER_THRESHOLD = 0.5
+
+
+def prepare_variant(name: str, out: Path, workers: int, console: Console) -> Path:
+    """Generate and prepare one variant (both reused when done); returns the store."""
+    data, store = out / "data", out / "store"
+    config = variant_config(name, seed=0)
+    generate(config, data, workers=workers, console=console)
+    imported = import_annotations("csv", data / "annotations.csv", data)
+    classes, entries = assign_classes(imported.entries, None, None)
+    summary = prepare_with_progress(entries, classes, data, store, PrepareSettings(flow="dis", short_side=64),
+                                    workers=workers, console=console)
+    if summary.failed:
+        raise SystemExit(f"{name}: {summary.failed} videos failed to prepare ({store})")
+    return store
+
+
+def run_seed(config: str, store: Path, out: Path, seed: int, split: str, overrides: list[str], zero_skip: bool,
+             console: Console) -> dict:
+    """Fusion, AdaMML and the random policy (and their unimodal models) of one training seed; returns the row."""
+    sets = [f"train.seed={seed}", *overrides]
+    methods = [Method(stage, MODALITIES) for stage in ("fusion", "adamml", "random")]
+    run_compare(config, store, out, methods, split, sets, console)
+    reports = {m.stage: EvalReport.read(out / m.key / f"eval-{split}" / "report.json") for m in methods}
+    if zero_skip:
+        folder = out / "adamml-zero-skip"
+        cfg = load_config(config, [f"model.num_classes={len(Store.open(store).classes)}", *sets,
+                                   "model.fusion.skipped_logits=zero"])
+        init = [out / Method("unimodal", (m,)).key / "best.pt" for m in MODALITIES]
+        steps = Steps(console)
+        steps.run("train AdaMML, skipped logits zero", train_once, cfg, "adamml", store, folder, console, init)
+        reports["zero-skip"] = steps.run("evaluate AdaMML, skipped logits zero", eval_once, folder / "best.pt",
+                                         store, split, folder / f"eval-{split}", console, None, SWEEP)
+    return row(reports)
+
+
+def row(reports: dict[str, EvalReport]) -> dict:
+    """One seed's figures: top-1 and share of fusion's GFLOPs of each method."""
+    fusion = reports["fusion"]
+    ada = reports["adamml"]
+    paper = next((p for p in ada.sweep if p.threshold == PAPER_THRESHOLD), None)
+
+    def share(gflops: float) -> float:
+        return gflops / fusion.gflops_per_video
+
+    out = {"fusion": fusion.top1,
+           "adamml": ada.top1, "adamml_share": share(ada.gflops_per_video), "threshold": ada.threshold,
+           "threshold_source": ada.threshold_source,
+           "adamml_0.5": paper.top1 if paper else math.nan,
+           "adamml_0.5_share": share(paper.gflops_per_video) if paper else math.nan,
+           "random": reports["random"].top1, "random_share": share(reports["random"].gflops_per_video)}
+    if "zero-skip" in reports:
+        zero = reports["zero-skip"]
+        out.update({"zero_skip": zero.top1, "zero_skip_share": share(zero.gflops_per_video),
+                    "zero_skip_threshold": zero.threshold})
+    return out
+
+
+COLUMNS = (("fusion", None), ("adamml", "adamml_share"), ("adamml_0.5", "adamml_0.5_share"),
+           ("random", "random_share"), ("zero_skip", "zero_skip_share"))
+HEADERS = {"fusion": "weighted fusion", "adamml": "AdaMML at its operating point",
+           "adamml_0.5": "AdaMML at 0.5", "random": "random policy at AdaMML's rates",
+           "zero_skip": "AdaMML, skipped logits zero"}
+
+
+def table(results: dict[str, dict[str, dict]], split: str) -> str:
+    """Markdown: one row per (variant, seed), a mean row per variant; top-1 (%) and share of fusion's GFLOPs."""
+    present = [c for c in COLUMNS if any(c[0] in r for seeds in results.values() for r in seeds.values())]
+    head = ["variant", "seed"] + [HEADERS[c[0]] for c in present] + ["threshold", "AdaMML - fusion"]
+    lines = [f"Top-1 (%) on the {split} split and, in brackets, GFLOPs per video as a share of weighted fusion's.", "",
+             "| " + " | ".join(head) + " |", "| --- | ---: |" + " ---: |" * (len(head) - 2)]
+
+    def cells(r: dict) -> list[str]:
+        out = []
+        for key, share in present:
+            value = r.get(key, math.nan)
+            text = "-" if value is None or math.isnan(value) else f"{value:.2f}"
+            if share and share in r and not math.isnan(r[share]):
+                text += f" ({100 * r[share]:.0f} %)"
+            out.append(text)
+        return out
+
+    for variant, seeds in results.items():
+        for seed, r in sorted(seeds.items()):
+            lines.append(f"| {variant} | {seed} | " + " | ".join(cells(r)) + f" | {r['threshold']:g} | "
+                         f"{r['adamml'] - r['fusion']:+.2f} |")
+        if len(seeds) > 1:
+            keys = {k for r in seeds.values() for k in r if isinstance(r[k], (int, float))}
+            mean = {k: sum(r.get(k, math.nan) for r in seeds.values()) / len(seeds) for k in keys}
+            worst = min(r["adamml"] - r["fusion"] for r in seeds.values())
+            lines.append(f"| **{variant}** | mean | " + " | ".join(cells(mean)) + f" | | {mean['adamml'] - mean['fusion']:+.2f} "
+                         f"(worst seed {worst:+.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/generalization"))
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=sorted(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--config", default="tiny", help="the recipe (a preset or YAML file), fixed for every run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
+    parser.add_argument("--split", default="test", help="the split reported (val while designing a recipe)")
+    parser.add_argument("--zero-skip", action="store_true", help="also AdaMML with model.fusion.skipped_logits=zero")
+    parser.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
+    parser.add_argument("--table-only", action="store_true", help="print the table of what --out holds, run nothing")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True, soft_wrap=True)
+    started = time.perf_counter()
+    record = args.out / f"generalization-{args.split}.json"
+    results: dict[str, dict[str, dict]] = json.loads(record.read_text()) if record.exists() else {}
+    if not args.table_only:
+        for variant in args.variants:
+            store = prepare_variant(variant, args.out / variant, args.workers, console)
+            for seed in args.seeds:
+                console.rule(f"[bold]{variant}, training seed {seed}")
+                results.setdefault(variant, {})[str(seed)] = run_seed(
+                    args.config, store, args.out / variant / f"seed-{seed}", seed, args.split, args.set,
+                    args.zero_skip, console)
+                args.out.mkdir(parents=True, exist_ok=True)
+                record.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    text = table(results, args.split)
+    (args.out / f"generalization-{args.split}.md").write_text(text, encoding="utf-8")
+    print(text)
+    console.print(f"{sum(len(s) for s in results.values())} runs in the table; {time.perf_counter() - started:.0f} s "
+                  f"this time -> {args.out / f'generalization-{args.split}.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
