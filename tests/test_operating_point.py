@@ -45,6 +45,13 @@ def test_the_margin_is_counted_in_whole_videos_and_a_small_split_is_flagged():
     assert "80 validation videos" in warnings[0] and "100 videos" in warnings[0]
 
 
+def test_the_margin_counts_from_the_best_plateau_when_the_policy_beats_every_cell_computed():
+    # the policy's model at 0.1-0.3 beats itself computing everything (as on the demo): the margin counts from 95
+    curve = _curve([(0.0, 80.0, 10.0), (0.1, 95.0, 8.0), (0.2, 95.0, 6.0), (0.3, 95.0, 5.0), (0.4, 85.0, 4.0)])
+    chosen, _ = choose(curve, "accuracy", 1.0, 0.5, 10.0, videos=1000, multi_label=False)
+    assert chosen.threshold == 0.2  # not 0.4, which is only as good as every cell computed
+
+
 def test_nothing_within_the_margin_keeps_every_cell_and_says_so():
     curve = _curve([(0.0, 90.0, 10.0), (0.5, 80.0, 5.0)])
     chosen, warnings = choose(curve, "accuracy", 1.0, 0.5, 10.0, videos=1000, multi_label=False)

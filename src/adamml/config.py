@@ -290,7 +290,8 @@ class OperatingPointConfig:
     """How an AdaMML training ends: the decision threshold read off the validation split (`adamml.operating_point`)
     and recorded in best.pt, which eval, predict, bench and export then use."""
 
-    # accuracy: the fewest GFLOPs within `margin` points of every cell computed; budget: the best score within
+    # accuracy: the fewest GFLOPs within `margin` points of the best (every cell computed, or the curve's best
+    # plateau when higher); budget: the best score within
     # `budget` x the always-on GFLOPs; fixed: model.policy.threshold, as the paper (nothing recorded)
     target: OperatingTarget = "accuracy"
     margin: float = 1.0  # points of the validation top-1 (mAP on multi-label sets), applied in whole videos

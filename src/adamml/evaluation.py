@@ -168,7 +168,7 @@ def report_markdown(report: EvalReport) -> str:
     ]
     if report.operating_point:
         op = report.operating_point
-        goal = (f"the fewest GFLOPs within {op['margin']:g} points of every cell computed"
+        goal = (f"the fewest GFLOPs within {op['margin']:g} points of the best"
                 if op["target"] == "accuracy" else f"the best {op['metric']} within {100 * op['budget']:g} % of the "
                 "always-on GFLOPs")
         lines += ["", "## Operating point", "",

@@ -5,7 +5,8 @@ The threshold decides the cost: a cell is computed when P(use) >= threshold. A c
 right for the data the recipe was tuned on and wrong elsewhere; here it is read off a validation curve instead:
 
 - ``accuracy`` (default): the fewest GFLOPs per video whose validation score (top-1, or mAP on multi-label sets)
-  is within ``margin`` points of the same model with every cell computed (threshold 0);
+  is within ``margin`` points of the best the model does: with every cell computed (threshold 0), or at the best
+  plateau of its curve when that is higher (a policy trained with its recognizers can beat computing everything);
 - ``budget``: the best validation score whose GFLOPs per video are at most ``budget`` x the always-on cost.
 
 One pass computes every recognizer on every validation cell and the policy's per-segment features; each
@@ -65,7 +66,7 @@ class OperatingPoint:
     split: str
     videos: int
     score: float  # validation score at the chosen threshold
-    reference_score: float  # validation score with every cell computed (threshold 0)
+    reference_score: float  # what the margin counts from: every cell computed, or the curve's best plateau if higher
     gflops_per_video: float
     gflops_always_on: float
     curve: list[CurvePoint]
@@ -88,7 +89,7 @@ class OperatingPoint:
 
     def describe(self) -> str:
         """One line: the threshold, what it meets, at what cost."""
-        goal = (f"within {self.margin:g} points of every cell computed ({self.reference_score:.2f} %)"
+        goal = (f"within {self.margin:g} points of the best ({self.reference_score:.2f} %)"
                 if self.target == "accuracy" else f"the best within {100 * self.budget:g} % of the always-on GFLOPs")
         return (f"threshold {self.threshold:g}: {self.metric} {self.score:.2f} % at {self.gflops_per_video:.4g} "
                 f"GFLOPs per video ({100 * self.gflops_fraction:.1f} % of always-on) on {self.videos} "
@@ -167,6 +168,15 @@ def threshold_curve(model: AdaMML, dense: DenseOutputs, costs: ModelCosts, multi
                        selection_rate=r) for i, (t, s, g, r) in enumerate(raw)]
 
 
+def reference_score(curve: list[CurvePoint]) -> float:
+    """What the accuracy target's margin is counted from: the model with every cell computed (threshold 0), or the
+    best plateau of its curve when that is higher. A policy trained with its recognizers can beat the same model
+    computing everything (measured on the demo's validation split: 98.75 % at some thresholds, 88.75 % with every
+    cell), and a margin from the lower figure would give that accuracy away for cost."""
+    every_cell = next(p for p in curve if p.threshold == 0.0).score
+    return max(every_cell, max(p.worst_near for p in curve))
+
+
 def allowed_drop(margin: float, videos: int, multi_label: bool) -> float:
     """The margin as the rule applies it: in whole videos for top-1 (floor), as given for mAP."""
     if multi_label or videos == 0:
@@ -187,13 +197,13 @@ def choose(curve: list[CurvePoint], target: str, margin: float, budget: float, a
                         f"{100.0 / videos:.2f} points), so no loss at all is allowed and the choice is noisy; "
                         f"a validation split of at least {need} videos resolves it")
     if target == "accuracy":
-        reference = next(p for p in curve if p.threshold == 0.0).score
+        reference = reference_score(curve)
         floor = reference - allowed_drop(margin, videos, multi_label) - 1e-9
         eligible = [p for p in curve if p.threshold == 0.0 or p.worst_near >= floor]  # every cell: the fallback
         chosen = min(eligible, key=lambda p: (p.gflops_per_video, p.threshold))
         if chosen.threshold == 0.0:
-            warnings.append(f"no threshold keeps the validation {metric} within {margin:g} points of every cell "
-                            "computed: the operating point computes every cell (no saving)")
+            warnings.append(f"no threshold keeps the validation {metric} within {margin:g} points of the best: the "
+                            "operating point computes every cell (no saving)")
         return chosen, warnings
     eligible = [p for p in curve if p.gflops_per_video <= budget * always_on + 1e-12]
     if not eligible:
@@ -216,7 +226,7 @@ def calibrate_model(model: AdaMML, dense: DenseOutputs, costs: ModelCosts, multi
     return OperatingPoint(
         threshold=chosen.threshold, target=target, margin=margin if target == "accuracy" else None,
         budget=budget if target == "budget" else None, metric="mAP" if multi_label else "top1", split=split,
-        videos=videos, score=chosen.score, reference_score=next(p for p in curve if p.threshold == 0.0).score,
+        videos=videos, score=chosen.score, reference_score=reference_score(curve),
         gflops_per_video=chosen.gflops_per_video, gflops_always_on=always_on, curve=curve, warnings=warnings,
         data=str(data) if data is not None else None)
 

@@ -4,7 +4,8 @@ says otherwise. An AdaMML training does this by itself at its end (``train.opera
 choose for another target, on another split, or for a checkpoint trained before.
 
 Targets: `--target accuracy` (default) takes the fewest GFLOPs per video whose validation top-1 (mAP on
-multi-label sets) is within `--margin` points of the same model computing every cell; `--target budget` the best
+multi-label sets) is within `--margin` points of the best the model does (computing every cell, or the best plateau
+of its threshold curve when that is higher); `--target budget` the best
 validation score within `--budget` x the always-on GFLOPs. How the rule copes with small validation splits:
 `adamml.operating_point`. Prints the validation curve with the chosen threshold marked.
 """
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=("accuracy", "budget"), help="default: the checkpoint's "
                    "train.operating_point.target (accuracy unless set)")
     p.add_argument("--margin", type=number(float, 0.0), help="accuracy target: points of top-1 (mAP) allowed below "
-                   "every cell computed (default: the checkpoint's, 1)")
+                   "the best (default: the checkpoint's, 1)")
     p.add_argument("--budget", type=number(float, 0.0, 1.0, above=True),
                    help="budget target: GFLOPs per video as a fraction of always-on (default: the checkpoint's, 0.5)")
     p.add_argument("--out", type=Path, help="write the calibrated checkpoint here instead of rewriting --checkpoint")
