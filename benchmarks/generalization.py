@@ -110,7 +110,8 @@ HEADERS = {"fusion": "weighted fusion", "adamml": "AdaMML at its operating point
 def table(results: dict[str, dict[str, dict]], split: str) -> str:
     """Markdown: one row per (variant, seed), a mean row per variant; top-1 (%) and share of fusion's GFLOPs."""
     present = [c for c in COLUMNS if any(c[0] in r for seeds in results.values() for r in seeds.values())]
-    head = ["variant", "seed"] + [HEADERS[c[0]] for c in present] + ["threshold", "AdaMML - fusion"]
+    head = ["variant", "seed"] + [HEADERS[c[0]] for c in present] + ["threshold", "AdaMML - fusion",
+                                                                      "AdaMML - random"]
     lines = [f"Top-1 (%) on the {split} split and, in brackets, GFLOPs per video as a share of weighted fusion's.", "",
              "| " + " | ".join(head) + " |", "| --- | ---: |" + " ---: |" * (len(head) - 2)]
 
@@ -127,13 +128,13 @@ def table(results: dict[str, dict[str, dict]], split: str) -> str:
     for variant, seeds in results.items():
         for seed, r in sorted(seeds.items()):
             lines.append(f"| {variant} | {seed} | " + " | ".join(cells(r)) + f" | {r['threshold']:g} | "
-                         f"{r['adamml'] - r['fusion']:+.2f} |")
+                         f"{r['adamml'] - r['fusion']:+.2f} | {r['adamml'] - r['random']:+.2f} |")
         if len(seeds) > 1:
             keys = {k for r in seeds.values() for k in r if isinstance(r[k], (int, float))}
             mean = {k: sum(r.get(k, math.nan) for r in seeds.values()) / len(seeds) for k in keys}
             worst = min(r["adamml"] - r["fusion"] for r in seeds.values())
             lines.append(f"| **{variant}** | mean | " + " | ".join(cells(mean)) + f" | | {mean['adamml'] - mean['fusion']:+.2f} "
-                         f"(worst seed {worst:+.2f}) |")
+                         f"(worst seed {worst:+.2f}) | {mean['adamml'] - mean['random']:+.2f} |")
     return "\n".join(lines) + "\n"
 
 

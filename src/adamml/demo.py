@@ -255,8 +255,11 @@ def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[
         sel = " / ".join(f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES)
         lines.append(f"| {label} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
                      f"{r.gflops_per_video:.4f} | {sel} | {r.videos_per_second:.1f} |")
+    op = ada.operating_point
+    chosen = (f" It decides at threshold {ada.threshold:g}, chosen on the {op['videos']} validation videos "
+              f"(validation top-1 {op['score']:.2f} %, the best {op['reference_score']:.2f} %)." if op else "")
     lines += ["", f"AdaMML saves {100 * saving:.1f} % of the GFLOPs of weighted fusion "
-                  f"({ada.gflops_per_video:.4f} vs {fusion.gflops_per_video:.4f}).", "",
+                  f"({ada.gflops_per_video:.4f} vs {fusion.gflops_per_video:.4f}).{chosen}", "",
               "## The policy against the ground truth", "",
               "| policy | computed cells that were informative (rgb + flow / all) | informative cells computed | "
               "videos with an informative cell of rgb / flow / audio |", "| --- | ---: | ---: | --- |"]
@@ -268,7 +271,8 @@ def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[
     lines += ["", "## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets]
     lines += ["", "## Threshold sweep (AdaMML)", "", "| threshold | top-1 (%) | GFLOPs / video |", "| ---: | ---: | ---: |"]
-    lines += [f"| {r.threshold:g} | {r.top1:.2f} | {r.gflops_per_video:.4f} |" for r in ada.sweep]
+    lines += [f"| {r.threshold:g}{' (chosen)' if r.threshold == ada.threshold else ''} | {r.top1:.2f} | "
+              f"{r.gflops_per_video:.4f} |" for r in sorted(ada.sweep, key=lambda r: r.threshold)]
     lines += ["", "## Wall time", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in times.items()]
     lines += [f"| total, this run | {total:.1f} |", ""]
