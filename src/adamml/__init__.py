@@ -8,7 +8,8 @@ The Python API, as a notebook uses it (names load on first use, so ``import adam
     cfg = adamml.load_config("tiny", ["model.num_classes=8"])      # a preset with overrides
     model = adamml.build_model(cfg.model)                          # an untrained AdaMML (or baseline)
     model, cfg, payload = adamml.load_trained("run/best.pt")        # a trained checkpoint, in eval mode
-    report = adamml.evaluate("run/best.pt", "store", "test", out=None)  # an `EvalReport`
+    point = adamml.calibrate("run/best.pt", "store", "val")           # the threshold, chosen and recorded
+    report = adamml.evaluate("run/best.pt", "store", "test", out=None)  # an `EvalReport`, at that threshold
     predictor = adamml.load_predictor("run/best.pt")
     prediction, _inputs = predictor("clip.mp4")                     # top-k, decisions, GFLOPs of one video
 
@@ -30,6 +31,8 @@ _API: dict[str, str] = {
     "load_trained": "adamml.checkpoint",
     "evaluate": "adamml.evaluation",
     "EvalReport": "adamml.results",
+    "calibrate": "adamml.calibration",
+    "OperatingPoint": "adamml.operating_point",
     "load_predictor": "adamml.predict",
     "Predictor": "adamml.predict",
     "VideoPrediction": "adamml.predict",
