@@ -173,7 +173,7 @@ def report_markdown(report: EvalReport) -> str:
                 "always-on GFLOPs")
         lines += ["", "## Operating point", "",
                   f"Recorded in the checkpoint: threshold {op['threshold']:g}, chosen on {op['videos']} "
-                  f"{op['split']} videos for {goal}: {op['metric']} {op['score']:.2f} % (every cell: "
+                  f"{op['split']} videos for {goal}: {op['metric']} {op['score']:.2f} % (the best: "
                   f"{op['reference_score']:.2f} %) at {op['gflops_per_video']:.4g} GFLOPs per video."]
         lines += [f"Warning: {w}" for w in op.get("warnings", [])]
     if report.sweep:
