@@ -121,8 +121,8 @@ def dense_outputs(model: AdaMML, loader, info: DistInfo, on_batch=None) -> Dense
         batch = to_device(batch, info.device)
         parts["features"].append(model.policy.forward_features(model.policy_inputs(batch)).float().cpu())
         parts["logits"].append(model.recognize_all(batch).float().cpu())
-        for key in ("labels", "targets", "indices"):
-            parts[key].append(batch[key[:-1] if key != "indices" else "index"].cpu().numpy())
+        for key, batch_key in (("labels", "label"), ("targets", "target"), ("indices", "index")):
+            parts[key].append(batch[batch_key].cpu().numpy())
         if on_batch is not None:
             on_batch(int(batch["label"].shape[0]) * info.world)
     local = {"features": torch.cat(parts["features"]), "logits": torch.cat(parts["logits"]),
