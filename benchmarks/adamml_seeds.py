@@ -32,9 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from adamml.config import load_config
-from adamml.demo import MODALITIES, policy_vs_truth
-from adamml.prepare.layout import read_jsonl
-from adamml.steps import SWEEP, Reused, eval_once, train_once
+from adamml.data.layout import read_jsonl
+from adamml.workflows.demo_pipeline import MODALITIES, policy_vs_truth
+from adamml.workflows.steps import SWEEP, Reused, eval_once, train_once
 
 
 def _value(result):

@@ -23,7 +23,7 @@ from adamml.prepare.flow import make_flow, quantize, to_gray
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-from adamml.synth import moving_square_clip
+from adamml.workflows.synthetic import moving_square_clip
 
 
 def make_tree(root: Path, clips: int, frames: int, width: int, height: int) -> Path:

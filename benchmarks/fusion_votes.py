@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adamml.checkpoint import load_trained
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.layout import read_jsonl
 from adamml.data.loader import make_loader
-from adamml.distributed import DistInfo
-from adamml.prepare.layout import read_jsonl
+from adamml.inference.checkpoint import load_trained
+from adamml.runtime.distributed import DistInfo
 
 SIGNATURE = ("rgb", "flow", "audio")  # the order of a class's bits
 

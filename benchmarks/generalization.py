@@ -30,15 +30,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from adamml.compare import Method, run_compare
 from adamml.config import load_config
 from adamml.data.dataset import Store
+from adamml.inference.results import EvalReport
 from adamml.prepare.importers import assign_classes, import_annotations
-from adamml.prepare.run import prepare_with_progress
+from adamml.prepare.runner import prepare_with_progress
 from adamml.prepare.worker import PrepareSettings
-from adamml.results import EvalReport
-from adamml.steps import SWEEP, Steps, eval_once, train_once
-from adamml.synth import VARIANTS, generate, variant_config
+from adamml.workflows.comparison import Method, run_compare
+from adamml.workflows.steps import SWEEP, Steps, eval_once, train_once
+from adamml.workflows.synthetic import VARIANTS, generate, variant_config
 
 DEFAULT_VARIANTS = ("any-one", "all-needed", "mute-audio", "uneven", "distractors")
 MODALITIES = ("rgb", "flow", "audio")

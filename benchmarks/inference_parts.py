@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from adamml.checkpoint import load_trained
 from adamml.data.batch import network_ready
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.inference.checkpoint import load_trained
 from adamml.models.folding import fold_batch_norms, optimize_for_inference
 
 

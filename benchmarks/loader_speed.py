@@ -48,10 +48,7 @@ from adamml.config import load_config  # noqa: E402
 from adamml.data.batch import finish_batch  # noqa: E402
 from adamml.data.dataset import SegmentDataset, Store, sampling_config  # noqa: E402
 from adamml.data.jpeg import collate_encoded, decode_batch  # noqa: E402
-from adamml.data.loader import LoaderPool, make_loader  # noqa: E402
-from adamml.distributed import DistInfo  # noqa: E402
-from adamml.jsonfile import write_json  # noqa: E402
-from adamml.prepare.layout import (  # noqa: E402
+from adamml.data.layout import (  # noqa: E402
     AUDIO_NAME,
     CLASSES_NAME,
     FLOW_X_TEMPLATE,
@@ -61,6 +58,9 @@ from adamml.prepare.layout import (  # noqa: E402
     MANIFEST_NAME,
     write_jsonl,
 )
+from adamml.data.loader import LoaderPool, make_loader  # noqa: E402
+from adamml.runtime.distributed import DistInfo  # noqa: E402
+from adamml.runtime.jsonfile import write_json  # noqa: E402
 
 WIDTH, HEIGHT, FPS, RATE = 340, 256, 30.0, 24_000
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adamml.checkpoint import load_trained
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.data.loader import make_loader
-from adamml.distributed import DistInfo
+from adamml.inference.checkpoint import load_trained
+from adamml.runtime.distributed import DistInfo
 
 STAGES = ("rgb extractor", "mlp output", "lstm state", "rgb P(use)")
 

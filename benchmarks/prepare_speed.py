@@ -23,7 +23,7 @@ from adamml.prepare.flow import make_flow, to_gray
 from adamml.prepare.importers import assign_classes, import_folder
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-from adamml.synth import moving_square_clip, tone, write_video
+from adamml.workflows.synthetic import moving_square_clip, tone, write_video
 
 
 def main() -> None:

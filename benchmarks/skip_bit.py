@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from adamml.checkpoint import load_checkpoint, load_trained, save_checkpoint
-from adamml.evaluation import evaluate
+from adamml.inference.checkpoint import load_checkpoint, load_trained, save_checkpoint
+from adamml.inference.evaluation import evaluate
 
 
 def explained(values: np.ndarray, groups: np.ndarray) -> float:

@@ -4,7 +4,7 @@ The dense path (what the official code does) runs every recognizer on every (vid
 logits; the sparse path runs each recognizer only on the cells that selected it. For selection fractions of
 25 %, 50 % and 75 % (exactly that fraction of the cells of every modality, chosen at random, the same cells for
 both paths) this prints the median wall time of both, the measured speed-up, the GMACs ratio (dense / sparse
-recognizer cost, from ``adamml.flops``) and their quotient (1.0 = the speed-up follows the GMACs exactly).
+recognizer cost, from ``adamml.inference.gflops``) and their quotient (1.0 = the speed-up follows the GMACs exactly).
 Decisions are given, so the policy (identical in both paths) is not timed.
 
     python benchmarks/sparse_vs_dense.py --config paper-rgb-flow-audio --videos 2 --segments 4
@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 import torch
 
-from adamml.bench import exact_decisions, random_inputs
 from adamml.config import load_config
-from adamml.flops import measure_costs, video_gmacs
+from adamml.inference.gflops import measure_costs, video_gmacs
+from adamml.inference.speed import exact_decisions, random_inputs
 from adamml.models import AdaMMLOutput, build_model
 
 

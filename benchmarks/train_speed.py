@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from adamml.bench import random_inputs  # noqa: E402
 from adamml.config import load_config  # noqa: E402
-from adamml.distributed import DistInfo  # noqa: E402
-from adamml.jsonfile import write_json  # noqa: E402
+from adamml.inference.speed import random_inputs  # noqa: E402
 from adamml.models.build import build_model  # noqa: E402
-from adamml.precision import PRECISIONS, Amp, channels_last  # noqa: E402
+from adamml.runtime.distributed import DistInfo  # noqa: E402
+from adamml.runtime.jsonfile import write_json  # noqa: E402
+from adamml.runtime.precision import PRECISIONS, Amp, channels_last  # noqa: E402
 from adamml.train.loop import train_epoch  # noqa: E402
 from adamml.train.optim import (  # noqa: E402
     efficiency_terms,

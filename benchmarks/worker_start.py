@@ -29,8 +29,8 @@ import torch.multiprocessing as mp  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from adamml.data.loader import LoaderPool, make_loader  # noqa: E402
-from adamml.distributed import DistInfo  # noqa: E402
-from adamml.jsonfile import write_json  # noqa: E402
+from adamml.runtime.distributed import DistInfo  # noqa: E402
+from adamml.runtime.jsonfile import write_json  # noqa: E402
 
 
 class Cheap(Dataset):

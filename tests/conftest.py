@@ -14,10 +14,29 @@ import pytest
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-
-from adamml.synth import moving_square_clip, tone, write_video
+from adamml.workflows.synthetic import moving_square_clip, tone, write_video
 
 FPS = 25.0
+
+# the smallest settings every training test uses (2 classes, 3 segments of 32 x 32, one epoch per phase)
+TINY = [
+    "model.num_classes=2", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",
+    "model.policy.size=32", "model.policy.audio_size=32", "model.resnet.dropout=0.0", "model.audio.dropout=0.0",
+    "data.train_segments=3", "data.stride=2", "data.train_scale=[32,40]", "data.test_short_side=32",
+    "data.workers=0", "train.batch_size=4", "train.eval_batch_size=4",
+    "train.unimodal.epochs=1", "train.fusion.epochs=1", "train.warmup.epochs=1", "train.alternating.epochs=1",
+    "train.finetune.epochs=1", "train.policy_pretrain.epochs=1", "train.policy_passes=2",
+]
+
+
+def train_cli(store: Path, out: Path, stage: str, *extra: str) -> list[str]:
+    """The arguments of `adamml train` at the TINY settings."""
+    args = ["train", "--config", "tiny", "--stage", stage, "--data", str(store), "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    return args + list(extra)
+
+
 
 
 def make_clip(path: Path, frames: int = 20, size: tuple[int, int] = (64, 48), audio: bool = True,

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 import adamml
-from tests.conftest import make_clip
-from tests.test_train import TINY
+from tests.conftest import make_clip, TINY
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +52,10 @@ def test_prepare_train_evaluate_and_predict_through_the_api(videos, tmp_path):
 
 def test_api_names_stay_functions_once_every_module_is_imported():
     """A submodule import sets the package attribute of its name: no API name may be a module's name."""
-    import adamml.evaluation  # noqa: F401
-    import adamml.predict  # noqa: F401
-    import adamml.prepare.run  # noqa: F401
-    import adamml.train.stages  # noqa: F401
+    import adamml.inference.evaluation  # noqa: F401
+    import adamml.inference.prediction  # noqa: F401
+    import adamml.prepare.runner  # noqa: F401
+    import adamml.train.trainer  # noqa: F401
 
     for name in adamml.__all__:
         if name != "__version__":

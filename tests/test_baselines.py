@@ -15,14 +15,14 @@ import torch
 from adamml.cli import main
 from adamml.config import BASELINE_KINDS, BlendConfig, FusionConfig, load_config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
-from adamml.decisions import always_on
-from adamml.distributed import DistInfo
-from adamml.flops import ZERO, always_on_gmacs, count_gmacs, measure_costs, video_gmacs
+from adamml.inference.decisions import always_on
+from adamml.inference.gflops import ZERO, always_on_gmacs, count_gmacs, measure_costs, video_gmacs
 from adamml.models import FusionBaseline, build_model
+from adamml.runtime.distributed import DistInfo
 from adamml.train.blending import BlendState, HeadLosses, holdout_split, ogr_weights
 from adamml.train.loop import train_epoch
 from adamml.train.run import stage_config
-from tests.test_train import TINY, _train_cli
+from tests.conftest import TINY, train_cli
 
 SMALL = ["model.resnet.base_width=8", "model.audio.width_mult=0.25", "model.fusion.hidden=16"]
 ALL = ("rgb", "flow", "audio")
@@ -131,15 +131,15 @@ def _report(out: Path) -> dict:
 def test_baseline_and_rgbdiff_checkpoints_train_and_evaluate(tiny_store, tmp_path) -> None:  # noqa: F811
     small = [arg for item in SMALL for arg in ("--set", item)]
     for m in ("rgb", "flow", "audio", "rgbdiff"):
-        assert main(_train_cli(tiny_store, tmp_path / m, "unimodal", "--modalities", m, *small)) == 0
+        assert main(train_cli(tiny_store, tmp_path / m, "unimodal", "--modalities", m, *small)) == 0
     init = ["--init"] + [str(tmp_path / m / "best.pt") for m in ALL]
     stages = ("average",) + BASELINE_KINDS
     for stage in stages:
         extra = ["--set", "train.fusion.epochs=2", "--set", "train.blend.interval=1"] * (stage == "gradient-blending")
-        assert main(_train_cli(tiny_store, tmp_path / stage, stage, "--modalities", ",".join(ALL), *init, *small,
+        assert main(train_cli(tiny_store, tmp_path / stage, stage, "--modalities", ",".join(ALL), *init, *small,
                                *extra)) == 0, stage
     rgbdiff_init = ["--init", str(tmp_path / "rgb" / "best.pt"), str(tmp_path / "rgbdiff" / "best.pt")]
-    assert main(_train_cli(tiny_store, tmp_path / "rgb_rgbdiff", "fusion", "--modalities", "rgb,rgbdiff",
+    assert main(train_cli(tiny_store, tmp_path / "rgb_rgbdiff", "fusion", "--modalities", "rgb,rgbdiff",
                            *rgbdiff_init, *small)) == 0
     for run in stages + ("rgbdiff", "rgb_rgbdiff"):
         assert main(["eval", "--checkpoint", str(tmp_path / run / "best.pt"), "--data", str(tiny_store),

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from adamml.checkpoint import load_checkpoint
 from adamml.cli import main
-from adamml.compare import Method, parse_method, plan, savings
-from adamml.results import EvalReport
-from adamml.steps import SWEEP
-from tests.test_train import TINY
+from adamml.inference.checkpoint import load_checkpoint
+from adamml.inference.results import EvalReport
+from adamml.workflows.comparison import Method, parse_method, plan, savings
+from adamml.workflows.steps import SWEEP
+from tests.conftest import TINY
 
 
 def test_methods_are_parsed_and_ordered():

@@ -78,7 +78,7 @@ def test_dump_and_reload_round_trip(tmp_path: Path) -> None:
 
 
 def test_a_run_trained_with_another_configuration_is_neither_reused_nor_resumed(tmp_path: Path) -> None:
-    from adamml.steps import RunMismatchError, check_same_run
+    from adamml.workflows.steps import RunMismatchError, check_same_run
 
     cfg = load_config("tiny", ["model.num_classes=4"])
     changed = load_config("tiny", ["model.num_classes=4", "model.policy.head_input=lstm",

@@ -212,7 +212,7 @@ def test_uint8_items_finished_on_the_device_equal_the_float_items(store, modalit
     from adamml.config import load_config
     from adamml.data.batch import finish_batch
     from adamml.data.loader import DeviceLoader, make_loader
-    from adamml.distributed import DistInfo
+    from adamml.runtime.distributed import DistInfo
 
     cfg = load_config("tiny", ["model.input_size=48", "model.num_segments=3", "model.frames_per_segment=8",
                                f"model.modalities=[{','.join(modalities)}]"]).model
@@ -253,7 +253,7 @@ def test_a_runs_loaders_keep_their_workers_across_epochs(store):
     loader reading in the training process, epoch after epoch, and iterating it takes from the torch RNG what a new
     loader takes (the Gumbel noise does not depend on data.workers); `close` stops the workers."""
     from adamml.data.loader import LoaderPool, make_loader
-    from adamml.distributed import DistInfo
+    from adamml.runtime.distributed import DistInfo
 
     info = DistInfo()
 

@@ -16,14 +16,13 @@ from adamml.data import jpeg
 from adamml.data.batch import finish_batch
 from adamml.data.dataset import SegmentDataset, Store, default_sampling
 from adamml.data.jpeg import at_key, collate_encoded, decode_batch, key
+from adamml.data.layout import IMG_TEMPLATE, StoreError
 from adamml.data.loader import DeviceLoader, make_loader
-from adamml.distributed import DistInfo
 from adamml.prepare.importers import assign_classes, import_folder
-from adamml.prepare.layout import IMG_TEMPLATE, StoreError
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-from tests.conftest import make_clip
-from tests.test_train import _train_cli
+from adamml.runtime.distributed import DistInfo
+from tests.conftest import make_clip, train_cli
 
 CPU = torch.device("cpu")
 # measured on this store: 1 level at most, 0.021 level on average (the centre crops, upscaled 4/3: 2 % of the values
@@ -140,7 +139,7 @@ def test_a_training_run_with_device_decoding(tiny_store, tmp_path, monkeypatch):
         return decode_batch(batch, device, size)
 
     monkeypatch.setattr(loader_module, "decode_batch", spy)
-    assert main(_train_cli(tiny_store, tmp_path / "flow", "unimodal", "--modalities", "flow",
+    assert main(train_cli(tiny_store, tmp_path / "flow", "unimodal", "--modalities", "flow",
                            "--set", "data.decode=device")) == 0
     assert (tmp_path / "flow" / "best.pt").exists()
     assert "decode: device" in (tmp_path / "flow" / "config.yaml").read_text()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from adamml.cli import main
-from adamml.demo import policy_vs_truth
+from adamml.workflows.demo_pipeline import policy_vs_truth
 
 SMALL = [
     "--classes", "2", "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2", "--size", "32",

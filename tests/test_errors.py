@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import ConfigError, load_config
 from adamml.errors import shorten
-from adamml.evaluation import check_finite_logits
-from adamml.jsonfile import json_text
+from adamml.inference.checkpoint import model_payload, save_checkpoint
+from adamml.inference.evaluation import check_finite_logits
 from adamml.models.build import build_model
+from adamml.runtime.jsonfile import json_text
 
 SMALL = ["model.num_classes=2", "model.num_segments=2", "model.input_size=32", "model.audio.size=32",
          "model.policy.size=16", "model.policy.audio_size=32"]

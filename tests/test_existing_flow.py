@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from adamml.cli import main
+from adamml.data.layout import read_jsonl
 from adamml.prepare.flow import dequantize, quantize
-from adamml.prepare.layout import read_jsonl
 
 
 def frame_folder(folder, frames: int = 6, size=(64, 48), names="img_{:05d}.jpg"):

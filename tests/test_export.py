@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import load_config
-from adamml.export import example_inputs
+from adamml.inference.checkpoint import model_payload, save_checkpoint
+from adamml.inference.exporter import example_inputs
 from adamml.models.build import build_model
 
 SMALL = ["model.num_classes=3", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",

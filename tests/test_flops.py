@@ -8,7 +8,7 @@ import torch
 
 from adamml.cli import main
 from adamml.config import ModelConfig, load_config
-from adamml.flops import (
+from adamml.inference.gflops import (
     Cost,
     always_on_gmacs,
     count_gmacs,

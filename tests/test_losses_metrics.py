@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from adamml.losses import classification_loss, correctness, efficiency_loss
-from adamml.metrics import average_precision, mean_average_precision, topk_accuracy
+from adamml.inference.metrics import average_precision, mean_average_precision, topk_accuracy
+from adamml.train.losses import classification_loss, correctness, efficiency_loss
 
 
 def test_efficiency_loss_matches_the_formula():

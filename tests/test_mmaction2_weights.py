@@ -106,8 +106,8 @@ def test_only_visual_modalities_take_mmaction2_weights():
 
 
 def test_train_init_accepts_modality_equals_file(tmp_path, monkeypatch):
-    import adamml.train.stages as stages
     from adamml.cli import main
+    import adamml.train.trainer as stages
 
     seen = {}
 

@@ -19,6 +19,7 @@ from adamml.config import (
     PolicyConfig,
     ResNetConfig,
 )
+from adamml.inference.gflops import measure_costs
 from adamml.models import (
     AdaMML,
     CheckpointError,
@@ -29,7 +30,6 @@ from adamml.models import (
     build_model,
     load_imagenet_weights,
 )
-from adamml.flops import measure_costs
 from adamml.models.policy import DecisionRule
 from adamml.models.tsn_resnet import temporal_max_pool
 

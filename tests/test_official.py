@@ -18,13 +18,13 @@ from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2 as TorchvisionMobileNetV2
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from adamml.checkpoint import load_trained
 from adamml.cli import main
 from adamml.data.batch import finish_batch
 from adamml.data.dataset import rgbdiff_segment
 from adamml.data.transforms import official_rgb_differences
+from adamml.inference.checkpoint import load_trained
+from adamml.interop.official import OfficialCheckpointError, _numpy_scalar_globals, convert_official
 from adamml.modalities import IMAGENET_MEAN, IMAGENET_STD
-from adamml.official_checkpoint import OfficialCheckpointError, _numpy_scalar_globals, convert_official
 
 SIZES = ["model.input_size=32", "model.policy.size=16", "model.audio.size=64", "model.policy.audio_size=64"]
 SMALL = SIZES + ["model.resnet.depth=18"]  # the official code's -d 18: the same layout with fewer weights

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from adamml.checkpoint import load_trained
 from adamml.cli import main
-from adamml.evaluation import evaluate
-from adamml.operating_point import CurvePoint, OperatingPoint, allowed_drop, choose
-from adamml.predict import load_predictor
-from tests.test_train import _train_cli
+from adamml.inference.checkpoint import load_trained
+from adamml.inference.evaluation import evaluate
+from adamml.inference.operating_point import CurvePoint, OperatingPoint, allowed_drop, choose
+from adamml.inference.prediction import load_predictor
+from tests.conftest import train_cli
 
 
 def _curve(points: list[tuple[float, float, float]]) -> list[CurvePoint]:
@@ -69,7 +69,7 @@ def test_budget_target_takes_the_best_score_within_the_budget():
 def calibrated(tiny_store, tmp_path_factory):
     """An AdaMML (RGB + audio) trained on the tiny store: its training ends by recording an operating point."""
     out = tmp_path_factory.mktemp("calibrated") / "ada"
-    assert main(_train_cli(tiny_store, out, "adamml", "--modalities", "rgb,audio")) == 0
+    assert main(train_cli(tiny_store, out, "adamml", "--modalities", "rgb,audio")) == 0
     return out / "best.pt"
 
 
@@ -127,6 +127,6 @@ def test_calibrate_command_for_a_budget_into_another_file(calibrated, tiny_store
 
 def test_calibrate_refuses_a_model_without_a_policy(tiny_store, tmp_path, capsys):
     out = tmp_path / "rgb"
-    assert main(_train_cli(tiny_store, out, "unimodal", "--modalities", "rgb")) == 0
+    assert main(train_cli(tiny_store, out, "unimodal", "--modalities", "rgb")) == 0
     assert main(["calibrate", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_store)]) == 2
     assert "no policy" in capsys.readouterr().err

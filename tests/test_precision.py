@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from adamml.bench import random_inputs
 from adamml.config import ConfigError, load_config
-from adamml.decisions import always_on
-from adamml.distributed import DistInfo
+from adamml.inference.decisions import always_on
+from adamml.inference.speed import random_inputs
 from adamml.models.build import build_model
-from adamml.precision import Amp
+from adamml.runtime.distributed import DistInfo
+from adamml.runtime.precision import Amp
 from adamml.train.loop import train_epoch
 
 SMALL = ["model.num_classes=3", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from adamml.checkpoint import model_payload, save_checkpoint
 from adamml.cli import main
 from adamml.config import load_config
-from adamml.evaluation import evaluate
+from adamml.data.layout import read_jsonl
+from adamml.inference.checkpoint import model_payload, save_checkpoint
+from adamml.inference.evaluation import evaluate
+from adamml.inference.prediction import InMemoryFrames, load_predictor
 from adamml.models.build import build_model
-from adamml.predict import InMemoryFrames, load_predictor
 from adamml.prepare.importers import assign_classes, import_annotations
-from adamml.prepare.layout import read_jsonl
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
 from tests.conftest import make_clip
@@ -66,10 +66,10 @@ def test_same_predictions_as_eval_on_a_prepared_copy(setup, tmp_path):
 def test_rgb_frames_are_converted_only_for_segments_that_chose_rgb(setup, monkeypatch):
     """Before the decisions only the policy's frames are cropped and normalised; after, the RGB recognizer's for
     the segments that chose RGB, and the logits are those of the evaluation pass given the same decisions."""
-    import adamml.predict as predict_module
-    from adamml.checkpoint import load_trained
     from adamml.data.batch import network_ready
     from adamml.data.dataset import SegmentDataset, Store, sampling_config
+    from adamml.inference.checkpoint import load_trained
+    import adamml.inference.prediction as predict_module
 
     root, store, checkpoint, _classes = setup
     chosen = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])  # (1, S, M): rgb, flow, audio
@@ -159,7 +159,7 @@ def test_frames_are_converted_only_for_the_policy_and_the_chosen_cells(setup, tm
     assert needed and converted[0.0] == len(needed)
     assert converted[1.0] == len(predictor.frames_used(n)) > len(needed)
     # the pictures converted late are those converted at once (prediction with everything held converted)
-    import adamml.predict as predict_module
+    import adamml.inference.prediction as predict_module
 
     saved = predict_module.DEFER_BYTES
     try:
@@ -236,9 +236,9 @@ def test_bench_measures_network_and_end_to_end_speed(setup, tmp_path, capsys):
 
 
 def test_synthetic_bench_runs_the_configured_rates_at_any_size(tmp_path, capsys):
-    from adamml.bench import exact_decisions, parse_rates
     from adamml.config import load_config
-    from adamml.flops import measure_costs
+    from adamml.inference.gflops import measure_costs
+    from adamml.inference.speed import exact_decisions, parse_rates
 
     decisions = exact_decisions(3, 4, [0.25, 0.5, 1.0], seed=1)
     assert decisions.shape == (3, 4, 3) and decisions.sum(dim=(0, 1)).tolist() == [3.0, 6.0, 12.0]
@@ -272,7 +272,7 @@ def test_synthetic_bench_end_to_end_on_video_files(setup, tmp_path, capsys):
     """`bench --synthetic CONFIG --videos`: predict's whole path on real files with random weights at the
     config's sizes; AdaMML at exactly the given rates, flow computed for the segments that chose it only."""
     from adamml.config import load_config
-    from adamml.flops import measure_costs
+    from adamml.inference.gflops import measure_costs
 
     root, _store, _checkpoint, _classes = setup
     out = tmp_path / "e2e.json"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from adamml.cli import main
+from adamml.data.layout import StoreError, read_jsonl
 from adamml.prepare.flow import dequantize
 from adamml.prepare.importers import assign_classes, import_folder
-from adamml.prepare.layout import StoreError, read_jsonl
 from adamml.prepare.pipeline import merge_manifests, parse_shard, run_prepare
 from adamml.prepare.worker import PrepareSettings
 from tests.conftest import make_clip, set_display_rotation, wait_for

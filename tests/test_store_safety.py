@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from adamml.checkpoint import save_checkpoint
 from adamml.cli import main
 from adamml.data.dataset import SegmentDataset, Store
-from adamml.prepare.layout import StoreError, read_jsonl
+from adamml.data.layout import StoreError, read_jsonl
+from adamml.inference.checkpoint import save_checkpoint
 from adamml.prepare.lock import StoreBusy, store_lock
 from tests.conftest import make_clip, wait_for
 

@@ -16,7 +16,7 @@ import pytest
 
 from adamml.cli import main
 from adamml.prepare.importers import import_csv
-from adamml.synth import (
+from adamml.workflows.synthetic import (
     MODALITIES,
     SPLITS,
     VARIANTS,
@@ -326,7 +326,7 @@ def test_the_same_arguments_write_the_same_videos(tmp_path):
 def test_generated_videos_decode_to_the_rendered_frames_exactly(tmp_path):
     """Lossless by default: whatever x264 decides (its decisions differed between runs on the same frames, in 2 of
     the demo's 320 videos), a generated video decodes to its rendered frames through yuv420p, bit for bit."""
-    from adamml.synth import SynthConfig, _encoder_frame, plan_dataset, render_video, write_synth_video
+    from adamml.workflows.synthetic import SynthConfig, _encoder_frame, plan_dataset, render_video, write_synth_video
 
     config = SynthConfig(classes=2, train_per_class=1, val_per_class=0, test_per_class=0, segments=2,
                          frames_per_segment=8, size=32)
@@ -353,7 +353,7 @@ def test_frames_reach_the_encoder_with_zeros_past_each_line():
     """Frames are converted to the encoder's format before it sees them, with nothing left past each line's end
     from earlier frames: the bytes of a video must depend on its frames only, not on what the process wrote
     before (two demo videos in 320 differed between two fresh clones)."""
-    from adamml.synth import _encoder_frame
+    from adamml.workflows.synthetic import _encoder_frame
 
     image = np.random.default_rng(0).integers(0, 256, (36, 50, 3), dtype=np.uint8)  # lines shorter than the rows
     for _ in range(3):

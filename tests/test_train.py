@@ -19,22 +19,15 @@ import torch
 from adamml.cli import main
 from adamml.config import load_config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
-from adamml.decisions import always_on
-from adamml.distributed import DistInfo
-from adamml.flops import measure_costs, video_gmacs
-from adamml.losses import classification_loss
+from adamml.inference.decisions import always_on
+from adamml.inference.gflops import measure_costs, video_gmacs
 from adamml.models.build import build_model
+from adamml.runtime.distributed import DistInfo
 from adamml.train.loop import EpochStats, recompute_batch_norm, train_epoch
+from adamml.train.losses import classification_loss
+from tests.conftest import TINY, train_cli
 
 # small and fast: 2 classes told apart by the direction of motion and by the pitch of the tone
-TINY = [
-    "model.num_classes=2", "model.num_segments=3", "model.input_size=32", "model.audio.size=32",
-    "model.policy.size=32", "model.policy.audio_size=32", "model.resnet.dropout=0.0", "model.audio.dropout=0.0",
-    "data.train_segments=3", "data.stride=2", "data.train_scale=[32,40]", "data.test_short_side=32",
-    "data.workers=0", "train.batch_size=4", "train.eval_batch_size=4",
-    "train.unimodal.epochs=1", "train.fusion.epochs=1", "train.warmup.epochs=1", "train.alternating.epochs=1",
-    "train.finetune.epochs=1", "train.policy_pretrain.epochs=1", "train.policy_passes=2",
-]
 
 
 def _cfg(*extra: str):
@@ -106,7 +99,7 @@ def test_policy_learns_to_pick_the_informative_modality(fusion, rate):
     # (it failed on an AVX-512 CPU); a lower rate at the end lets batch norm settle. 24 epochs, not 12: with 12 the
     # test failed in 3 of 4 seeds on an AMD EPYC with AVX-512 (recognizers left imperfect: the policy dropped audio
     # too, or kept it at 88 % accuracy); with 24 all four seeds learn audio-only decisions and 100 % accuracy there
-    from adamml.decisions import random_policy
+    from adamml.inference.decisions import random_policy
 
     for epoch in range(24):
         for group in rec.param_groups:
@@ -131,21 +124,14 @@ def test_policy_learns_to_pick_the_informative_modality(fusion, rate):
     assert (out.logits.argmax(1) == batch["label"]).float().mean() > 0.9
 
 
-def _train_cli(store: Path, out: Path, stage: str, *extra: str) -> list[str]:
-    args = ["train", "--config", "tiny", "--stage", stage, "--data", str(store), "--out", str(out)]
-    for item in TINY:
-        args += ["--set", item]
-    return args + list(extra)
-
-
 def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
     for m in ("rgb", "audio"):
-        assert main(_train_cli(tiny_store, tmp_path / m, "unimodal", "--modalities", m)) == 0
+        assert main(train_cli(tiny_store, tmp_path / m, "unimodal", "--modalities", m)) == 0
     init = ["--init", str(tmp_path / "rgb" / "best.pt"), str(tmp_path / "audio" / "best.pt")]
-    assert main(_train_cli(tiny_store, tmp_path / "fusion", "fusion", "--modalities", "rgb,audio", *init)) == 0
+    assert main(train_cli(tiny_store, tmp_path / "fusion", "fusion", "--modalities", "rgb,audio", *init)) == 0
     # uint8 pixels from the loader, finished by the training process (data.normalize_on_device), through every
     # phase of the stage and the evaluation below (which reads the setting from the checkpoint)
-    assert main(_train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio", *init,
+    assert main(train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio", *init,
                            "--set", "data.normalize_on_device=true")) == 0
     for name in ("best.pt", "last.pt", "config.yaml", "log.csv"):
         assert (tmp_path / "ada" / name).exists()
@@ -185,14 +171,14 @@ def test_a_non_finite_loss_stops_training_and_saves_nothing(tiny_store, tmp_path
 
     real = loop.classification_loss
     monkeypatch.setattr(loop, "classification_loss", lambda *a, **k: real(*a, **k) * float("nan"))
-    assert main(_train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")) == 2
+    assert main(train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")) == 2
     err = capsys.readouterr().err
     assert "adamml: error: the training loss became nan at step 1" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_existing_run_needs_resume_and_bad_checkpoint_is_clear(tiny_store, tmp_path, capsys):
-    args = _train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")
+    args = train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb")
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "8 training videos make 2 steps of 4 per epoch" in err  # too little data is said, not silent
@@ -219,9 +205,9 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_result(tiny_store, tmp_path):
     epochs = ["--set", "train.unimodal.epochs=4", "--modalities", "rgb"]
-    whole = [sys.executable, "-m", "adamml.cli"] + _train_cli(tiny_store, tmp_path / "whole", "unimodal", *epochs)
+    whole = [sys.executable, "-m", "adamml.cli"] + train_cli(tiny_store, tmp_path / "whole", "unimodal", *epochs)
     assert _run(whole).returncode == 0
-    cut = [sys.executable, "-m", "adamml.cli"] + _train_cli(tiny_store, tmp_path / "cut", "unimodal", *epochs)
+    cut = [sys.executable, "-m", "adamml.cli"] + train_cli(tiny_store, tmp_path / "cut", "unimodal", *epochs)
     proc = subprocess.Popen(cut, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     last = tmp_path / "cut" / "last.pt"
@@ -246,8 +232,8 @@ def test_loader_workers_kept_across_epochs_train_as_loading_in_process(tiny_stor
     the very run that loading in the training process gives: the same samples in every epoch of every phase (the
     workers follow the epoch) and the same random stream (the Gumbel noise)."""
     common = ("--modalities", "rgb,audio", "--set", "train.alternating.epochs=2")
-    assert main(_train_cli(tiny_store, tmp_path / "in_process", "adamml", *common)) == 0
-    assert main(_train_cli(tiny_store, tmp_path / "kept", "adamml", *common, "--set", "data.workers=2")) == 0
+    assert main(train_cli(tiny_store, tmp_path / "in_process", "adamml", *common)) == 0
+    assert main(train_cli(tiny_store, tmp_path / "kept", "adamml", *common, "--set", "data.workers=2")) == 0
     a, b = _final_weights(tmp_path / "in_process"), _final_weights(tmp_path / "kept")
     assert a.keys() == b.keys()
     for key in a:
@@ -269,7 +255,7 @@ def test_two_processes_train_like_one(tiny_store, tmp_path):
     # MobileNet) has near-zero batch variances that turn float rounding into different clipped steps.
     # A small learning rate: at 0.001 four steps of this toy amplify rounding (another convolution kernel,
     # another CPU) about a hundredfold, enough to fail an element-wise tolerance on another machine.
-    args = _train_cli(tiny_store, tmp_path / "one", "fusion", "--modalities", "rgb,flow", "--set",
+    args = train_cli(tiny_store, tmp_path / "one", "fusion", "--modalities", "rgb,flow", "--set",
                       "train.fusion.epochs=2", "--set", "train.efficiency_weights.flow=1.0",
                       "--set", "train.fusion.lr=0.0001")
     one = _run([sys.executable, "-m", "adamml.cli"] + args)
@@ -336,7 +322,7 @@ def _pretrain_losses(usefulness: bool) -> tuple[list[float], torch.nn.Module]:
 def _record_parts(monkeypatch) -> list[dict]:
     """Record, for every training pass the stage driver runs, what is trainable, in which mode, and what the
     optimisers step (through the driver's own code: `train_epoch` is wrapped, not replaced)."""
-    import adamml.train.stages as stages
+    import adamml.train.trainer as stages
 
     seen: list[dict] = []
     real = stages.train_epoch
@@ -365,7 +351,7 @@ def test_adamml_phases_train_what_the_paper_says(tiny_store, tmp_path, monkeypat
     `temperature_decay` per alternating epoch; every learning-rate schedule is applied to the optimiser that is
     stepped; fine-tuning trains the recognizers only. Learned skipped logits train with the policy."""
     seen = _record_parts(monkeypatch)
-    args = _train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio",
+    args = train_cli(tiny_store, tmp_path / "ada", "adamml", "--modalities", "rgb,audio",
                       "--set", "train.alternating.epochs=3", "--set", "train.alternating.milestones=[1,2]",
                       "--set", "train.alternating.lr=0.004", "--set", "train.policy_lr=0.02",
                       "--set", "train.temperature_decay=0.5", "--set", f"train.policy_passes={passes}",

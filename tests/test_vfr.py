@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from adamml.data.dataset import Store
+from adamml.data.layout import read_jsonl
 from adamml.prepare.decode import VideoReader, constant_rate_grid
 from adamml.prepare.importers import assign_classes, import_annotations
-from adamml.prepare.layout import read_jsonl
 from adamml.prepare.pipeline import run_prepare
 from adamml.prepare.worker import PrepareSettings
-from adamml.synth import write_video
+from adamml.workflows.synthetic import write_video
 
 TICK = 0.025  # source times are multiples of this, and each frame shows its time as its grey level
 

@@ -50,7 +50,7 @@ def output_file(text: str) -> Path:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    """``--precision`` of the inference commands (eval, predict, bench): see `adamml.precision`."""
+    """``--precision`` of the inference commands (eval, predict, bench): see `adamml.runtime.precision`."""
     from typing import get_args
 
     from adamml.config import Precision

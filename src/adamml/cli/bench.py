@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from adamml.bench import (
+    from adamml.inference.speed import (
         bench,
         bench_synthetic,
         bench_synthetic_end_to_end,
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         parse_named,
         video_files,
     )
-    from adamml.jsonfile import write_json
+    from adamml.runtime.jsonfile import write_json
 
     console = Console(stderr=True, soft_wrap=True)
     if args.threads is not None:

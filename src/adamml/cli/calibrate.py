@@ -7,7 +7,7 @@ Targets: `--target accuracy` (default) takes the fewest GFLOPs per video whose v
 multi-label sets) is within `--margin` points of the best the model does (computing every cell, or the best plateau
 of its threshold curve when that is higher); `--target budget` the best
 validation score within `--budget` x the always-on GFLOPs. How the rule copes with small validation splits:
-`adamml.operating_point`. Prints the validation curve with the chosen threshold marked.
+`adamml.inference.operating_point`. Prints the validation curve with the chosen threshold marked.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from adamml.calibration import calibrate
-    from adamml.checkpoint import checkpoint_config, load_checkpoint
-    from adamml.distributed import setup, teardown
     from adamml.errors import UserError
-    from adamml.operating_point import curve_table
+    from adamml.inference.calibration import calibrate
+    from adamml.inference.checkpoint import checkpoint_config, load_checkpoint
+    from adamml.inference.operating_point import curve_table
+    from adamml.runtime.distributed import setup, teardown
 
     console = Console(stderr=True, soft_wrap=True)
     if args.out is not None and args.out.resolve() == args.checkpoint.resolve():

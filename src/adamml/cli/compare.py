@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adamml.compare import parse_method, run_compare
     from adamml.config import load_config
+    from adamml.workflows.comparison import parse_method, run_compare
 
     cfg = load_config(args.config, args.overrides)
     texts = [t for name in args.preset for t in PRESETS[name]] + list(args.methods)

@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adamml.official_checkpoint import OfficialCheckpointError, convert_official, write_conversion
-    from adamml.prepare.layout import read_classes
+    from adamml.data.layout import read_classes
+    from adamml.interop.official import OfficialCheckpointError, convert_official, write_conversion
 
     classes = None
     if args.classes is not None:

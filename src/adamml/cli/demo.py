@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adamml.demo import DemoSettings, run_demo
+    from adamml.workflows.demo_pipeline import DemoSettings, run_demo
 
     fields = {f.name for f in dataclasses.fields(DemoSettings)}
     settings = {k: v for k, v in vars(args).items() if k in fields}

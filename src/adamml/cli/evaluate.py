@@ -2,7 +2,7 @@
 
 GFLOPs (multiply-accumulates, as the field counts them; conv layers as the paper counts, all layers beside
 it) per video = the policy on every segment (AdaMML only) + each recognizer on each segment that selected it
-+ a fusion baseline's own modules (`adamml.flops.video_gmacs`), measured on the model's real networks. The
++ a fusion baseline's own modules (`adamml.inference.gflops.video_gmacs`), measured on the model's real networks. The
 model is rebuilt from the checkpoint's stored configuration (AdaMML, or the fusion baseline of its
 `fusion.kind`). Writes `report.json`, `report.md` and `decisions.json`; `--threshold 0.3,0.5,0.7` sweeps the
 policy's decision threshold (accuracy vs GFLOPs).
@@ -37,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from adamml.distributed import setup, teardown
-    from adamml.evaluation import evaluate, report_markdown
+    from adamml.inference.evaluation import evaluate, report_markdown
     from adamml.report.page import write_page_after
+    from adamml.runtime.distributed import setup, teardown
 
     console = Console(stderr=True, soft_wrap=True)
     out = args.out or args.checkpoint.parent / f"eval-{args.split}"

@@ -2,7 +2,7 @@
 
 The per-segment routing stays in Python (it is data-dependent): a serving loop runs `policy.pt2` on the cheap
 inputs, thresholds P(use), and calls `recognizer-<modality>.pt2` on the selected segments only, as
-`adamml.predict` does, at the threshold in export.json (the checkpoint's recorded operating point unless
+`adamml.inference.prediction` does, at the threshold in export.json (the checkpoint's recorded operating point unless
 `--threshold`). Load with `torch.export.load(path).module()`. Recognizers take any number of packed
 cells and the policy any number of videos; the policy steps its LSTM over exactly `model.num_segments`
 segments. `torch.export` round-trips these networks exactly (tested); `--onnx` also writes `policy.onnx` and
@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from adamml.checkpoint import load_trained
-    from adamml.export import export
+    from adamml.inference.checkpoint import load_trained
+    from adamml.inference.exporter import export
     from adamml.models.adamml import AdaMML
     from adamml.models.folding import fold_batch_norms
 

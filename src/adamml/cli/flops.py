@@ -15,7 +15,7 @@ from adamml.config import load_config
 from adamml.modalities import get_modality
 
 if TYPE_CHECKING:
-    from adamml.flops import ModelCosts
+    from adamml.inference.gflops import ModelCosts
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -27,7 +27,7 @@ def cost_tables(costs: ModelCosts, num_segments: int, title: str) -> tuple[Table
 
     Figures are GMACs, or MMACs for models whose recognizers cost less than 1 GMAC per segment (tiny).
     """
-    from adamml.flops import ZERO
+    from adamml.inference.gflops import ZERO
 
     scale, unit = (1.0, "GMACs") if costs.always_on().conv >= 1.0 else (1e3, "MMACs")
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:  # piped or redirected: do not wrap the tables at 80 columns
         console = Console(width=120)
-    from adamml.flops import measure_costs
+    from adamml.inference.gflops import measure_costs
 
     cfg = load_config(args.config, args.set or [])
     model_cfg = cfg.model

@@ -53,7 +53,7 @@ def input_errors() -> tuple[type[BaseException], ...]:
     """The exception classes that mean bad input (a message for the user), not a bug."""
     errors: list[type[BaseException]] = [UserError]
     # defined where the input is read; only modules already imported can have raised
-    for module, name in (("adamml.prepare.layout", "StoreError"), ("adamml.prepare.importers", "AnnotationError"),
+    for module, name in (("adamml.data.layout", "StoreError"), ("adamml.prepare.importers", "AnnotationError"),
                          ("adamml.prepare.decode", "VideoError")):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))

@@ -19,7 +19,7 @@ from adamml.prepare.flow import FLOW_METHODS
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from adamml.predict import Predictor, VideoPrediction
+    from adamml.inference.prediction import Predictor, VideoPrediction
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from adamml.devices import torch_device
-    from adamml.jsonfile import write_json
-    from adamml.predict import load_predictor
+    from adamml.inference.prediction import load_predictor
     from adamml.prepare.decode import VideoError
+    from adamml.runtime.devices import torch_device
+    from adamml.runtime.jsonfile import write_json
 
     console = Console(stderr=False, soft_wrap=True)
     if args.threads is not None:
@@ -99,7 +99,7 @@ def print_prediction(result: VideoPrediction, console: Console) -> None:
 def _figure(result: VideoPrediction, figure: dict[str, Any], predictor: Predictor, out: Path) -> None:
     import numpy as np
 
-    from adamml.viz import normalize_spectrogram, selection_figure
+    from adamml.report.viz import normalize_spectrogram, selection_figure
 
     frames, indices = figure["frames"], figure["indices"]
     specs = figure["audio"][0, :, 0].cpu().numpy() if figure["audio"] is not None else None

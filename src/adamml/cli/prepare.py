@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from adamml.cli.arguments import number
+from adamml.data.layout import StoreError
 from adamml.prepare.decode import DEFAULT_AUDIO_RATE, DEFAULT_SHORT_SIDE
 from adamml.prepare.flow import DEFAULT_BOUND, FLOW_METHODS
 from adamml.prepare.importers import (
@@ -17,7 +18,6 @@ from adamml.prepare.importers import (
     SUBSETS,
     AnnotationError,
 )
-from adamml.prepare.layout import StoreError
 
 if TYPE_CHECKING:
     from adamml.prepare.pipeline import PrepareSummary
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adamml.prepare.pipeline import merge_manifests
-    from adamml.prepare.run import print_summary
+    from adamml.prepare.runner import print_summary
 
     console = Console(stderr=True, soft_wrap=True)
     try:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare_from_args(args: argparse.Namespace, console: Console) -> PrepareSummary:
-    from adamml.prepare.run import prepare_store
+    from adamml.prepare.runner import prepare_store
     from adamml.prepare.worker import PrepareSettings
 
     settings = PrepareSettings(

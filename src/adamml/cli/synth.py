@@ -1,11 +1,11 @@
-"""`adamml synth`: write the embedded audio-visual benchmark (`adamml.synth` explains its design).
+"""`adamml synth`: write the embedded audio-visual benchmark (`adamml.workflows.synthetic` explains its design).
 
 Videos go to DIR/videos/<split>/<class>/<index>.mp4 (H.264 + AAC); DIR/annotations.csv (`path,label,split`,
 paths relative to DIR) feeds `adamml prepare --list`, whose video ids are these paths without extension;
 DIR/ground_truth.jsonl says, per video and segment, which modalities are informative (and, with distractors,
-which show a misleading cue); DIR/synth.json holds the arguments and the class table. `--variant NAME` starts
-from a named benchmark (`adamml.synth.VARIANTS`, listed by `--list-variants`) and the flags given replace its
-settings. Re-running with the same arguments keeps the videos already written.
+which show a misleading cue); DIR/synth.json holds the arguments and the class table. `--variant NAME`
+starts from a named benchmark (`adamml.workflows.synthetic.VARIANTS`, listed by `--list-variants`) and the flags
+given replace its settings. Re-running with the same arguments keeps the videos already written.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from adamml.data.spectrogram import AUDIO_RATE, WINDOW_SAMPLES
 from adamml.modalities import modality_rates
-from adamml.synth import (
+from adamml.workflows.synthetic import (
     CODES,
     FORMAT_VERSION,
     MODALITIES,

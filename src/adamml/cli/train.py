@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from adamml.distributed import setup, teardown
-    from adamml.train.stages import train
+    from adamml.runtime.distributed import setup, teardown
+    from adamml.train.trainer import train
 
     console = Console(stderr=True, soft_wrap=True)
     overrides = list(args.overrides)

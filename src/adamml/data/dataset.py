@@ -37,6 +37,18 @@ from torch.utils.data import Dataset
 from adamml.config import Config, ModelConfig
 from adamml.data.batch import network_ready
 from adamml.data.jpeg import JpegPacker, at_key
+from adamml.data.layout import (
+    CLASSES_NAME,
+    FLOW_X_TEMPLATE,
+    FLOW_Y_TEMPLATE,
+    IMG_TEMPLATE,
+    MANIFEST_NAME,
+    SETTINGS_NAME,
+    StoreError,
+    check_video_row,
+    iter_jsonl,
+    read_classes,
+)
 from adamml.data.sampling import (
     diff_frame_indices,
     eval_segment_starts,
@@ -60,18 +72,6 @@ from adamml.data.transforms import (
     train_crop,
 )
 from adamml.modalities import check_modalities, policy_modalities
-from adamml.prepare.layout import (
-    CLASSES_NAME,
-    FLOW_X_TEMPLATE,
-    FLOW_Y_TEMPLATE,
-    IMG_TEMPLATE,
-    MANIFEST_NAME,
-    SETTINGS_NAME,
-    StoreError,
-    check_video_row,
-    iter_jsonl,
-    read_classes,
-)
 
 FLOW_STACK = 5
 DIFFS = 5

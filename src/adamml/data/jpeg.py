@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from adamml.prepare.layout import StoreError
+from adamml.data.layout import StoreError
 
 PREFIX = "jpeg_"
 # the two kinds of file: frames decoded as 3 channels (RGB, turned BGR as OpenCV reads them), flow as 1

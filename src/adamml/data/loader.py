@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Sampler, Subset
 
 from adamml.data.batch import finish_batch
 from adamml.data.jpeg import collate_encoded, decode_batch
-from adamml.distributed import DistInfo
+from adamml.runtime.distributed import DistInfo
 
 
 class GlobalBatchSampler(Sampler[list[int]]):

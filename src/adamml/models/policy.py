@@ -160,7 +160,7 @@ class PolicyNetwork(nn.Module):
 
     def decide_features(self, features: Tensor, rule: DecisionRule | None = None) -> PolicyOutput:
         """Decisions from MLP features ``(B, S, D)`` (what ``forward`` does after the extractors): the features do
-        not depend on the threshold, so a threshold sweep computes them once (`adamml.operating_point`)."""
+        not depend on the threshold, so a threshold sweep computes them once (`adamml.inference.operating_point`)."""
         logits, taken = self._steps(features, rule)
         if taken is None:
             decisions, probs = self.decide(logits, rule)

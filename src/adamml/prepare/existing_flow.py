@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from adamml.data.layout import FLOW_X_TEMPLATE, FLOW_Y_TEMPLATE
 from adamml.prepare.decode import VideoError
 from adamml.prepare.flow import dequantize, quantize
-from adamml.prepare.layout import FLOW_X_TEMPLATE, FLOW_Y_TEMPLATE
 
 # tool -> (x prefix, y prefix)
 NAMINGS: dict[str, tuple[str, str]] = {"denseflow": ("flow_x_", "flow_y_"), "tsn": ("x_", "y_")}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from adamml.prepare.layout import LOCK_NAME, StoreError
+from adamml.data.layout import LOCK_NAME, StoreError
 
 
 class StoreBusy(StoreError):

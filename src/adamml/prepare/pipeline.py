@@ -15,9 +15,7 @@ from concurrent.futures import wait as wait_any
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adamml.atomic_file import atomic_write_text
-from adamml.prepare.importers import VideoEntry
-from adamml.prepare.layout import (
+from adamml.data.layout import (
     AUDIO_NAME,
     CLASSES_NAME,
     FLOW_X_TEMPLATE,
@@ -36,8 +34,10 @@ from adamml.prepare.layout import (
     video_dir,
     write_jsonl,
 )
+from adamml.prepare.importers import VideoEntry
 from adamml.prepare.lock import store_lock
 from adamml.prepare.worker import STAGES, PrepareSettings, init_worker, prepare_video
+from adamml.runtime.atomic_file import atomic_write_text
 
 MANIFEST_FLUSH_SECONDS = 2.0
 

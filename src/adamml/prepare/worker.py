@@ -17,6 +17,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from adamml.data.layout import (
+    AUDIO_NAME,
+    FLOW_X_TEMPLATE,
+    FLOW_Y_TEMPLATE,
+    FRAMES_DIR,
+    IMG_TEMPLATE,
+    META_NAME,
+    TMP_DIR,
+    video_dir,
+)
 from adamml.prepare.decode import (
     DEFAULT_AUDIO_RATE,
     DEFAULT_SHORT_SIDE,
@@ -28,16 +38,6 @@ from adamml.prepare.decode import (
 from adamml.prepare.existing_flow import check_flow_count, find_existing_flow, flow_folder, reuse_flow
 from adamml.prepare.flow import DEFAULT_BOUND, make_flow, quantize, to_gray
 from adamml.prepare.importers import IMAGE_EXTENSIONS, VideoEntry
-from adamml.prepare.layout import (
-    AUDIO_NAME,
-    FLOW_X_TEMPLATE,
-    FLOW_Y_TEMPLATE,
-    FRAMES_DIR,
-    IMG_TEMPLATE,
-    META_NAME,
-    TMP_DIR,
-    video_dir,
-)
 
 STAGES = ("decode", "write", "flow", "audio")
 # A video with fewer frames than one segment window (8 frames at stride 4) is kept, with a warning:

@@ -21,7 +21,7 @@ COMPARE_NAME = "compare.json"
 TRUTH_PATH = Path("data") / "ground_truth.jsonl"  # the demo's generator truth: which cells were informative
 DEMO_STORE = "store"
 DEMO_METHODS = {"rgb": "unimodal-rgb", "flow": "unimodal-flow", "audio": "unimodal-audio", "fusion": "fusion",
-                "adamml": "adamml", "random": "random"}  # report key -> run folder (`adamml.demo`)
+                "adamml": "adamml", "random": "random"}  # report key -> run folder (`adamml.workflows.demo_pipeline`)
 RUN_FILES = ("config.yaml", "summary.json", "best.pt", "last.pt")  # any of them: a training run
 STAGE_LABELS = {"fusion": "Weighted fusion", "average": "Average fusion", "random": "Random policy",
                 "adamml": "AdaMML"}
@@ -30,7 +30,7 @@ MODALITY_LABELS = {"rgb": "RGB", "flow": "Flow", "rgbdiff": "RGBDiff", "audio": 
 
 @dataclass
 class Evaluation:
-    """One evaluated method: its report (`adamml.evaluation`) and the folder holding its decisions."""
+    """One evaluated method: its report (`adamml.inference.evaluation`) and the folder holding its decisions."""
 
     key: str
     label: str

@@ -20,14 +20,14 @@ from typing import Any
 import yaml
 from markupsafe import Markup
 
-from adamml.atomic_file import atomic_write_text
+from adamml.data.layout import CLASSES_NAME, read_classes, read_jsonl
 from adamml.errors import UserError
-from adamml.jsonfile import finite_or_none
-from adamml.prepare.layout import CLASSES_NAME, read_classes, read_jsonl
 from adamml.report.collect import DECISIONS_NAME, Evaluation, Source, find_source, read_json
 from adamml.report.plots import accuracy_gflops, gflops_histogram
 from adamml.report.tables import class_names, histogram, per_class, video_record
 from adamml.report.thumbnails import CELL_HEIGHT, CELL_WIDTH, MAX_CELLS, Sprite, build_sprite
+from adamml.runtime.atomic_file import atomic_write_text
+from adamml.runtime.jsonfile import finite_or_none
 
 PAGE_NAME = "report.html"
 MODALITY_LETTERS = {"rgb": "R", "flow": "F", "rgbdiff": "D", "audio": "A"}

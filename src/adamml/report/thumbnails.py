@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from adamml.data.layout import FRAMES_DIR, IMG_TEMPLATE, MANIFEST_NAME, StoreError, read_manifest
 from adamml.data.sampling import eval_segment_starts
-from adamml.prepare.layout import FRAMES_DIR, IMG_TEMPLATE, MANIFEST_NAME, StoreError, read_manifest
 
 CELL_WIDTH, CELL_HEIGHT = 48, 36
 SPRITE_COLUMNS = 40

@@ -1,7 +1,7 @@
 """One epoch of training and one pass of evaluation, written out (no framework hooks).
 
 The AdaMML specifics — which parts are frozen, which decisions are used, whether the efficiency loss is added,
-gradient blending's weights of its heads — are arguments set explicitly by the stage drivers in `stages.py`.
+gradient blending's weights of its heads — are arguments set explicitly by the stage driver, `trainer.py`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from adamml.data.batch import policy_key
 from adamml.data.loader import to_device
-from adamml.distributed import DistInfo, all_gather_objects, reduce_mean
 from adamml.errors import UserError
-from adamml.losses import classification_loss, correctness, efficiency_loss, head_losses
+from adamml.inference.predictions import DecisionFn
 from adamml.modalities import get_modality
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
-from adamml.precision import FP32, Amp
-from adamml.predictions import DecisionFn
+from adamml.runtime.distributed import DistInfo, all_gather_objects, reduce_mean
+from adamml.runtime.precision import FP32, Amp
+from adamml.train.losses import classification_loss, correctness, efficiency_loss, head_losses
 
 
 class TrainingDiverged(UserError, RuntimeError):

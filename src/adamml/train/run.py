@@ -13,18 +13,18 @@ from rich.console import Console
 from rich.markup import escape
 from torch.utils.data import Dataset, Subset
 
-from adamml.checkpoint import (
+from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config
+from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.loader import LoaderPool, make_loader
+from adamml.inference.checkpoint import (
     CheckpointError,
     checkpoint_config,
     load_checkpoint,
     load_recognizer,
 )
-from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config
-from adamml.data.dataset import SegmentDataset, Store, sampling_config
-from adamml.data.loader import LoaderPool, make_loader
-from adamml.distributed import DistInfo, sync_batch_norm
 from adamml.models.build import Model, build_model
-from adamml.precision import FP32, Amp, amp_for, channels_last
+from adamml.runtime.distributed import DistInfo, sync_batch_norm
+from adamml.runtime.precision import FP32, Amp, amp_for, channels_last
 from adamml.stages import Stage, get_stage
 from adamml.train.blending import holdout_split
 from adamml.train.logs import RunLog

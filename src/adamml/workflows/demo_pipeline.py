@@ -16,18 +16,18 @@ from rich.table import Table
 
 from adamml.config import load_config
 from adamml.data.dataset import read_wav_window
+from adamml.data.layout import IMG_TEMPLATE, read_jsonl
 from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
-from adamml.devices import machine_info
-from adamml.jsonfile import write_json
+from adamml.inference.results import EvalReport
 from adamml.prepare.importers import assign_classes, import_annotations
-from adamml.prepare.layout import IMG_TEMPLATE, read_jsonl
-from adamml.prepare.run import prepare_with_progress, print_summary
+from adamml.prepare.runner import prepare_with_progress, print_summary
 from adamml.prepare.worker import PrepareSettings
 from adamml.report.page import write_page_after
-from adamml.results import EvalReport
-from adamml.steps import SWEEP, Reused, Steps, eval_once, train_once
-from adamml.synth import SynthConfig, generate
-from adamml.viz import normalize_spectrogram, pareto_figure, selection_figure
+from adamml.report.viz import normalize_spectrogram, pareto_figure, selection_figure
+from adamml.runtime.devices import machine_info
+from adamml.runtime.jsonfile import write_json
+from adamml.workflows.steps import SWEEP, Reused, Steps, eval_once, train_once
+from adamml.workflows.synthetic import SynthConfig, generate
 
 MODALITIES = ("rgb", "flow", "audio")
 VISUAL = ("rgb", "flow")  # the expensive recognizers, whose cells the policy must choose well

@@ -23,8 +23,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from adamml.calibration import calibrate_dataset
-from adamml.checkpoint import (
+from adamml.config import Config, dump_config
+from adamml.data.dataset import SegmentDataset, sampling_config
+from adamml.inference.calibration import calibrate_dataset
+from adamml.inference.checkpoint import (
     CheckpointError,
     checkpoint_config,
     load_checkpoint,
@@ -34,15 +36,13 @@ from adamml.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from adamml.config import Config, dump_config
-from adamml.data.dataset import SegmentDataset, sampling_config
-from adamml.decisions import random_rates, stage_decisions
-from adamml.distributed import DistInfo, barrier, wrap
-from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
-from adamml.jsonfile import write_json
+from adamml.inference.decisions import random_rates, stage_decisions
+from adamml.inference.gflops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.inference.predictions import predict, summarize
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
-from adamml.predictions import predict, summarize
+from adamml.runtime.distributed import DistInfo, barrier, wrap
+from adamml.runtime.jsonfile import write_json
 from adamml.stages import Phase, get_stage
 from adamml.train.blending import HeadLosses
 from adamml.train.logs import RunLog

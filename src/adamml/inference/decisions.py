@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from adamml.config import Config
+from adamml.inference.predictions import DecisionFn
 from adamml.models.build import Model
-from adamml.predictions import DecisionFn
 from adamml.stages import get_stage
 
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from adamml.atomic_file import atomic_write_text
+from adamml.runtime.atomic_file import atomic_write_text
 
 STORE_FORMAT = "adamml-store"
 STORE_VERSION = 1

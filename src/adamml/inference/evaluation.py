@@ -17,21 +17,21 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from adamml.checkpoint import load_trained
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.layout import StoreError
 from adamml.data.loader import make_loader
-from adamml.decisions import stage_decisions
-from adamml.distributed import DistInfo
 from adamml.errors import UserError
-from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
-from adamml.jsonfile import write_json
-from adamml.metrics import softmax
+from adamml.inference.checkpoint import load_trained
+from adamml.inference.decisions import stage_decisions
+from adamml.inference.gflops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.inference.metrics import softmax
+from adamml.inference.predictions import predict, summarize
+from adamml.inference.results import EvalReport, SweepPoint
 from adamml.models.adamml import AdaMML
 from adamml.models.policy import DecisionRule
-from adamml.precision import amp_for
-from adamml.predictions import predict, summarize
-from adamml.prepare.layout import StoreError
-from adamml.results import EvalReport, SweepPoint
+from adamml.runtime.distributed import DistInfo
+from adamml.runtime.jsonfile import write_json
+from adamml.runtime.precision import amp_for
 from adamml.stages import get_stage
 
 
@@ -47,7 +47,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     """Evaluate `checkpoint` on `split` of the store `data`; writes the report into `out` (main process).
     A policy decides at `thresholds[0]` (given), else at the operating point recorded in the checkpoint, else at
     ``model.policy.threshold``; the other `thresholds` and those of `sweep` are evaluated too (the report's sweep).
-    `precision` (fp32, bf16, fp16) is the networks' arithmetic (`adamml.precision`)."""
+    `precision` (fp32, bf16, fp16) is the networks' arithmetic (`adamml.runtime.precision`)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
     model, cfg, payload = load_trained(checkpoint, str(info.device))

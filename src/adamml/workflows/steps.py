@@ -14,12 +14,12 @@ from typing import Any
 from rich.console import Console
 
 from adamml.config import Config, config_changes, load_config
-from adamml.distributed import DistInfo
 from adamml.errors import UserError
-from adamml.evaluation import evaluate
-from adamml.results import EvalReport
+from adamml.inference.evaluation import evaluate
+from adamml.inference.results import EvalReport
+from adamml.runtime.distributed import DistInfo
 from adamml.train.run import stage_config
-from adamml.train.stages import train
+from adamml.train.trainer import train
 
 # decision thresholds at which AdaMML runs are evaluated besides their operating point (the reported one)
 SWEEP = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

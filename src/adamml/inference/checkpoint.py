@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from adamml.atomic_file import atomic_file
 from adamml.config import Config, config_from_dict, config_to_dict
 from adamml.errors import shorten
 from adamml.models.build import Model, build_model
 from adamml.models.folding import optimize_for_inference
 from adamml.models.state import CheckpointError, non_finite_tensor, read_weights, state_mismatch
+from adamml.runtime.atomic_file import atomic_file
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """Choosing and recording a checkpoint's operating point on a prepared split: the library behind `adamml calibrate`
-and the last step of an AdaMML training (`adamml.operating_point` holds the rule and explains it)."""
+and the last step of an AdaMML training (`adamml.inference.operating_point` holds the rule and explains it)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adamml.checkpoint import checkpoint_config, load_checkpoint, load_trained, save_checkpoint
 from adamml.config import OperatingPointConfig
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.layout import StoreError
 from adamml.data.loader import make_loader
-from adamml.distributed import DistInfo
 from adamml.errors import UserError
-from adamml.flops import measure_costs
+from adamml.inference.checkpoint import checkpoint_config, load_checkpoint, load_trained, save_checkpoint
+from adamml.inference.gflops import measure_costs
+from adamml.inference.operating_point import OperatingPoint, calibrate_model, dense_outputs
 from adamml.models.adamml import AdaMML
-from adamml.operating_point import OperatingPoint, calibrate_model, dense_outputs
-from adamml.prepare.layout import StoreError
+from adamml.runtime.distributed import DistInfo
 from adamml.stages import get_stage
 
 

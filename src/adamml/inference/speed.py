@@ -16,12 +16,12 @@ from rich.table import Table
 from adamml.config import ModelConfig, load_config
 from adamml.data.batch import policy_key
 from adamml.data.dataset import Store
-from adamml.evaluation import evaluate
-from adamml.flops import always_on_gmacs, measure_costs, video_gmacs
+from adamml.inference.evaluation import evaluate
+from adamml.inference.gflops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.modalities import modality_rates
 from adamml.models.build import build_model
 from adamml.models.folding import optimize_for_inference
-from adamml.precision import FP32, Amp, amp_for
+from adamml.runtime.precision import FP32, Amp, amp_for
 
 
 def parse_named(items: list[str]) -> dict[str, Path]:
@@ -56,7 +56,7 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
                       "network_videos_per_second": best.videos_per_second}
     if videos_root is not None:
         # decoding (PyAV) is imported only where it is needed
-        from adamml.predict import load_predictor
+        from adamml.inference.prediction import load_predictor
 
         store = Store.open(data)
         sources = [videos_root / r["source"] for r in store.split(split)][:limit]
@@ -230,7 +230,7 @@ def bench_synthetic_end_to_end(config: str, overrides: list[str], videos: list[P
     AdaMML's policy runs on every segment and its decisions then give way to exactly ``rates`` of the segments
     of each video (random places, fixed per video); weighted fusion and the unimodal models compute every cell.
     Each model predicts the first video once unmeasured (allocations; DIS flow), then every video once, timed."""
-    from adamml.predict import STAGES, Predictor
+    from adamml.inference.prediction import STAGES, Predictor
 
     console = console or Console(stderr=True, soft_wrap=True)
     cfg = load_config(config, overrides)

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from adamml.devices import torch_device
+from adamml.runtime.devices import torch_device
 
 
 @dataclass(frozen=True)

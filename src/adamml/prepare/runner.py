@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from adamml.data.layout import CLASSES_NAME
 from adamml.prepare.importers import (
     AnnotationError,
     VideoEntry,
@@ -24,7 +25,6 @@ from adamml.prepare.importers import (
     guess_format,
     import_annotations,
 )
-from adamml.prepare.layout import CLASSES_NAME
 from adamml.prepare.pipeline import (
     PrepareSummary,
     check_known_labels,

@@ -14,13 +14,13 @@ from rich.table import Table
 
 from adamml.config import STAGES, Config, load_config
 from adamml.data.dataset import Store
-from adamml.jsonfile import write_json
+from adamml.inference.results import EvalReport
 from adamml.modalities import MODALITIES, check_modalities
 from adamml.report.page import write_page_after
-from adamml.results import EvalReport
+from adamml.report.viz import pareto_figure
+from adamml.runtime.jsonfile import write_json
 from adamml.stages import get_stage
-from adamml.steps import SWEEP, Steps, eval_once, train_once
-from adamml.viz import pareto_figure
+from adamml.workflows.steps import SWEEP, Steps, eval_once, train_once
 
 LABELS = {
     "unimodal": "Unimodal", "fusion": "Weighted fusion", "average": "Average fusion", "gating": "Gating fusion",

@@ -34,11 +34,11 @@ from torch import Tensor
 
 from adamml.config import OperatingPointConfig
 from adamml.data.loader import to_device
-from adamml.distributed import DistInfo, all_gather_objects
-from adamml.flops import ModelCosts, always_on_gmacs, video_gmacs
-from adamml.metrics import mean_average_precision, softmax, topk_accuracy
+from adamml.inference.gflops import ModelCosts, always_on_gmacs, video_gmacs
+from adamml.inference.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.adamml import AdaMML
 from adamml.models.policy import DecisionRule
+from adamml.runtime.distributed import DistInfo, all_gather_objects
 
 GRID = OperatingPointConfig().thresholds  # fine near 0, where a conservative choice lies; 0 is the reference
 

@@ -1,32 +1,16 @@
-"""Configuration: a few frozen dataclasses, YAML in, resolved YAML out.
-
-The numbers of the paper's setting (Sec. 4 and supplementary Sec. B) are the defaults: ResNet-50 recognizers on
-8 frames of 224 x 224, a MobileNetV2 audio recognizer on the 256 x 256 spectrogram, a MobileNetV2 policy on
-4 frames of 160 x 160, an MLP 2048-2048, an LSTM of 256, learnable weighted late fusion, 10 test segments.
-
-A preset is a YAML file shipped in ``adamml/configs/NAME.yaml`` and is loaded by its bare name; any other YAML
-file is loaded by path. Keys missing from a file take the defaults below; unknown keys are errors naming the key
-and the file. ``overrides`` are ``section.key=value`` strings whose value is parsed as YAML
-(``model.policy.threshold=0.3``, ``model.modalities=[rgb,audio]``).
-
-``Config`` is the top level; later parts add their own sections (``data``, ``train``) next to ``model``.
-"""
+"""The configuration's schema: frozen dataclasses whose defaults are the paper's setting (Sec. 4 and supplementary
+Sec. B), checked when built."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 
-from adamml.errors import UserError, shorten
 from adamml.modalities import check_modalities
+
 
 FusionKind = Literal["weighted", "average", "gating", "lateral-uni", "lateral-bi", "context-gating",
                      "gradient-blending"]
@@ -36,7 +20,7 @@ SkippedLogits = Literal["zero", "learned"]
 PretrainTarget = Literal["labels", "recognizers", "usefulness"]
 PolicyFeed = Literal["logits", "decisions"]
 PolicyHeadInput = Literal["lstm", "lstm+features"]
-Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.precision
+Precision = Literal["fp32", "bf16", "fp16"]  # see adamml.runtime.precision
 # how the inputs are formed: adamml's own, or the official AdaMML code's (what its published checkpoints were
 # trained on; `adamml convert-official` sets it): see docs/official.md
 Conventions = Literal["adamml", "official"]
@@ -45,7 +29,7 @@ Decode = Literal["cpu", "device"]  # where the store's JPEG frames are decoded (
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
 BASELINE_KINDS: tuple[str, ...] = ("gating", "lateral-uni", "lateral-bi", "context-gating", "gradient-blending")
-# the stages of `adamml train` (`adamml.train.stages`); each always-on fusion baseline trains the model of the fusion
+# the stages of `adamml train` (`adamml.train.trainer`); each always-on fusion baseline trains the model of the fusion
 # kind of its name
 BASELINE_STAGES: tuple[str, ...] = ("average",) + BASELINE_KINDS
 STAGES: tuple[str, ...] = ("unimodal", "fusion", "random", "adamml") + BASELINE_STAGES
@@ -287,8 +271,8 @@ OperatingTarget = Literal["accuracy", "budget", "fixed"]
 
 @dataclass(frozen=True)
 class OperatingPointConfig:
-    """How an AdaMML training ends: the decision threshold read off the validation split (`adamml.operating_point`)
-    and recorded in best.pt, which eval, predict, bench and export then use."""
+    """How an AdaMML training ends: the decision threshold read off the validation split
+    (`adamml.inference.operating_point`) and recorded in best.pt, which eval, predict, bench and export then use."""
 
     # accuracy: the fewest GFLOPs within `margin` points of the best (every cell computed, or the curve's best
     # plateau when higher); budget: the best score within
@@ -368,7 +352,7 @@ class TrainConfig:
     select_max_gflops: float = 1.0
     blend: BlendConfig = field(default_factory=BlendConfig)  # the gradient-blending stage
     operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)  # chosen after training
-    # arithmetic of every stage's forward and backward passes (see adamml.precision): fp32, or bf16 / fp16 under
+    # arithmetic of every stage's forward and backward passes (see adamml.runtime.precision): fp32, or bf16 / fp16 under
     # autocast (fp16 with a gradient scaler); weights and checkpoints stay float32
     precision: Precision = "fp32"
 
@@ -412,254 +396,3 @@ class Config:
 def _check_probability(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
-
-
-# ----------------------------------------------------------------------------------------------- YAML in
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration file or override that does not fit the dataclasses."""
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped with the package."""
-    folder = resources.files("adamml") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases (``*name``): a config has no use for them, and nested aliases expand
-    into values of any size (the "billion laughs")."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.MarkedYAMLError(problem=f"YAML aliases (*{event.anchor}) are not allowed in a config",
-                                       problem_mark=event.start_mark)
-        return super().compose_node(parent, index)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """The value of YAML `text` (safe tags only, no aliases); a syntax error names `source`, line and column."""
-    try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{source}{where}: {problem}") from None
-
-
-def _read_source(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
-    """The raw mapping and a description of where it came from."""
-    text = str(name_or_path)
-    is_name = "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
-    if is_name:
-        resource = resources.files("adamml") / "configs" / f"{text}.yaml"
-        if not resource.is_file():
-            raise ConfigError(f"no preset named {text!r}; presets: {', '.join(preset_names())} (or give a YAML path)")
-        source, content = f"preset {text!r} ({resource})", resource.read_text(encoding="utf-8")
-    else:
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            source, content = str(path), path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
-                              f"{error.start}); save the file as UTF-8") from None
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
-    raw = parse_yaml(content, source)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
-    return raw, source
-
-
-def _apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set ``a.b.c=value`` in the nested mapping ``raw`` (the value is parsed as YAML)."""
-    if "=" not in override:
-        raise ConfigError(f"override {override!r} is not of the form key.sub=value")
-    key, value_text = override.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"override {override!r}: empty key part")
-    # check the path against the dataclasses, for an error that names the override
-    cls: Any = Config
-    mapping_default: dict[str, Any] | None = None
-    for i, part in enumerate(parts):
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in names:
-            where = ".".join(parts[:i]) or "top level"
-            raise ConfigError(f"override {override!r}: unknown key {'.'.join(parts[: i + 1])!r} "
-                              f"(keys of {where}: {', '.join(names)})")
-        hint = typing.get_type_hints(cls)[part]
-        if i < len(parts) - 1 and typing.get_origin(hint) is dict and i == len(parts) - 2:
-            # a key inside a mapping field (train.efficiency_weights.rgb=0.5): start from the default mapping
-            mapping_default = dict(_default(cls, part))
-            break
-        if i < len(parts) - 1:
-            if not dataclasses.is_dataclass(hint):
-                raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])!r} has no sub-keys")
-            cls = hint
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            is_mapping_field = mapping_default is not None and i == len(parts) - 2
-            child = node[part] = dict(mapping_default) if is_mapping_field else {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"override {override!r}: {part!r} is not a mapping in the loaded file")
-        node = child
-    node[parts[-1]] = parse_yaml(value_text, f"override {override!r}")
-
-
-def _default(cls: type, name: str) -> Any:
-    """The default value of field `name` of dataclass `cls`."""
-    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
-    if spec.default_factory is not dataclasses.MISSING:
-        return spec.default_factory()
-    return spec.default
-
-
-def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
-    """Check and convert one YAML value to the annotated type."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key!r} must be a mapping, got {shorten(value)}")
-        return _from_dict(hint, value, key, source)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key, source)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{source}: bad value for {key!r}")
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ConfigError(f"{source}: {key!r} must be one of {list(allowed)}, got {shorten(value)}")
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key!r} must be a mapping, got {shorten(value)}")
-        key_type, value_type = typing.get_args(hint)
-        return {_convert(k, key_type, f"{key} key", source): _convert(v, value_type, f"{key}.{k}", source)
-                for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key!r} must be a list, got {shorten(value)}")
-        (item,) = typing.get_args(hint)[:1]
-        return tuple(_convert(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key!r} must be true or false, got {shorten(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {key!r} must be an integer, got {shorten(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key!r} must be a number, got {shorten(value)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{source}: {key!r} must be a finite number, got {value}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key!r} must be a string, got {shorten(value)}")
-        return value
-    raise ConfigError(f"{source}: unsupported type {hint!r} for {key!r}")  # a bug in the dataclasses
-
-
-def _from_dict(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
-    """Build dataclass ``cls`` from ``raw``; unknown keys are errors naming the key and the source."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"{source}: unknown key {shorten(full)} (allowed here: {', '.join(names)})")
-        kwargs[key] = _convert(value, hints[key], full, source)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as error:
-        where = f" (in {prefix})" if prefix and prefix not in str(error) else ""
-        raise ConfigError(f"{source}: {error}{where}") from None
-
-
-def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
-    """A ``Config`` from a nested mapping (as read from YAML)."""
-    return _from_dict(Config, raw, "", source)
-
-
-def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a preset (bare name) or a YAML file, apply ``key.sub=value`` overrides, validate."""
-    raw, source = _read_source(name_or_path)
-    for override in overrides:
-        _apply_override(raw, override)
-    if overrides:
-        source += f" with overrides {list(overrides)}"
-    return config_from_dict(raw, source)
-
-
-# ---------------------------------------------------------------------------------------------- YAML out
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested mapping of a config dataclass (tuples become lists)."""
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (tuple, list)):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(cfg)
-
-
-def config_changes(old: Config, new: Config) -> list[str]:
-    """Every key whose value differs between two configurations, as ``key: OLD -> NEW`` (dotted keys, in the
-    order of the fields; a key present in one mapping only, such as a selection rate, shows ``-`` on the other
-    side)."""
-    missing = object()
-
-    def flat(value: Any, prefix: str, into: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flat(item, f"{prefix}.{key}" if prefix else str(key), into)
-        else:
-            into[prefix] = value
-        return into
-
-    before, after = flat(config_to_dict(old), "", {}), flat(config_to_dict(new), "", {})
-    keys = list(before) + [k for k in after if k not in before]
-    changes = []
-    for key in keys:
-        a, b = before.get(key, missing), after.get(key, missing)
-        if a != b:
-            changes.append(f"{key}: {'-' if a is missing else shorten(a)} -> {'-' if b is missing else shorten(b)}")
-    return changes
-
-
-def dump_config(cfg: Config, path: str | Path) -> Path:
-    """Write the resolved configuration (every key, defaults included) as YAML; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
-    return path

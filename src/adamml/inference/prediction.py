@@ -36,13 +36,12 @@ from adamml.data.sampling import (
 )
 from adamml.data.spectrogram import audio_window, log_spectrogram, silence
 from adamml.data.transforms import centre_crop
-from adamml.decisions import stage_decisions
 from adamml.errors import UserError
-from adamml.flops import measure_costs, video_gmacs
-from adamml.metrics import softmax
+from adamml.inference.decisions import stage_decisions
+from adamml.inference.gflops import measure_costs, video_gmacs
+from adamml.inference.metrics import softmax
 from adamml.models.adamml import AdaMML
 from adamml.models.policy import DecisionRule
-from adamml.precision import amp_for
 from adamml.prepare.decode import DecodedAudio, DeferredFrame, VideoError, VideoReader
 from adamml.prepare.flow import (
     DEFAULT_BOUND,
@@ -51,6 +50,7 @@ from adamml.prepare.flow import (
     quantize,
     to_gray,
 )
+from adamml.runtime.precision import amp_for
 from adamml.stages import get_stage
 
 STAGES = ("decode", "policy inputs", "policy", "rgb", "flow", "recognizers")
@@ -308,7 +308,7 @@ def _tensor(items: list[np.ndarray]) -> torch.Tensor:
 
 def load_predictor(checkpoint: Path, flow_method: str = "dis", threshold: float | None = None, device: str = "cpu",
                    precision: str = "fp32") -> Predictor:
-    from adamml.checkpoint import load_trained
+    from adamml.inference.checkpoint import load_trained
 
     model, cfg, payload = load_trained(checkpoint, device)
     if threshold is not None:

@@ -15,11 +15,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from adamml.data.loader import to_device
-from adamml.distributed import DistInfo, all_gather_objects
-from adamml.metrics import mean_average_precision, softmax, topk_accuracy
+from adamml.inference.metrics import mean_average_precision, softmax, topk_accuracy
 from adamml.models.build import Model
 from adamml.models.policy import DecisionRule
-from adamml.precision import FP32, Amp
+from adamml.runtime.distributed import DistInfo, all_gather_objects
+from adamml.runtime.precision import FP32, Amp
 
 DecisionFn = Callable[[dict[str, Tensor]], Tensor]  # batch -> (B, S, M) decisions
 

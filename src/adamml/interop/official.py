@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adamml.checkpoint import CheckpointError, load_model_state, model_payload, save_checkpoint
 from adamml.config import Config, ModelConfig, load_config
 from adamml.errors import shorten
+from adamml.inference.checkpoint import CheckpointError, load_model_state, model_payload, save_checkpoint
 from adamml.modalities import policy_modalities
 from adamml.models.build import build_model
 from adamml.models.foreign_weights import state_dict_of

@@ -1,0 +1,2 @@
+"""Inference: evaluation, one video's prediction, decisions, GFLOPs, checkpoints, the operating point, speed,
+export."""

@@ -1,0 +1,1 @@
+"""Interop with the field's assets: the official AdaMML checkpoints."""

@@ -1,0 +1,1 @@
+"""The machine and the file system: devices, processes, precision, atomic files, JSON."""
