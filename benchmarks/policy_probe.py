@@ -7,7 +7,7 @@ single feature's AUC and a linear probe's AUC (least squares fitted on the train
 test split's) against two targets: coloured cells (either hue) and first-hue cells (the coloured segments of the
 videos whose hue needs RGB). The last line is the RGB decision itself: P(use)'s AUC against the same targets.
 A policy whose extractor and MLP tell the first hue but whose LSTM state does not has failed in its LSTM
-(docs/measurements.md, "Why the fifth seed failed").
+(CHANGELOG.md, "Why the fifth seed failed").
 
     .venv/bin/python benchmarks/policy_probe.py runs/demo/adamml/best.pt runs/seeds/seed1/adamml/best.pt
 """
