@@ -109,10 +109,16 @@ def test_configs_are_frozen_and_default_to_the_paper() -> None:
 
 
 def test_every_stage_has_a_record_whose_phases_have_settings():
-    from adamml.config import STAGES, Config
-    from adamml.stages import STAGE_TABLE, get_stage
+    from adamml.config import BASELINE_KINDS, LATE_FUSION_KINDS, Config
+    from adamml.stages import BASELINE_STAGES, STAGE_TABLE, STAGES, get_stage
 
-    assert tuple(STAGE_TABLE) == STAGES
+    assert STAGES == ("unimodal", "fusion", "random", "adamml", *BASELINE_STAGES)
+    # every fusion baseline trains a fusion kind the configuration knows; the labels people read come from the table
+    assert {get_stage(s).fusion_kind for s in BASELINE_STAGES} == {"average", *BASELINE_KINDS}
+    assert {get_stage(s).fusion_kind for s in BASELINE_STAGES} <= set(LATE_FUSION_KINDS + BASELINE_KINDS)
+    assert get_stage("random").rates_from == "adamml" and get_stage("unimodal").one_modality
+    assert get_stage("unimodal").method_label(["flow"]) == "Flow" and get_stage("fusion").method_label(
+        ["rgb", "audio"]) == "Weighted fusion"
     train = Config().train
     for stage in STAGE_TABLE.values():
         assert [p.name for p in stage.phases_for(train)] == [spec.name for spec in stage.phases]

@@ -37,13 +37,14 @@ class Modality:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     policy_proxy: str
+    label: str  # for people: tables, figures, the report page
 
 
 MODALITIES: dict[str, Modality] = {
-    "rgb": Modality("rgb", 3, True, IMAGENET_MEAN, IMAGENET_STD, "rgb"),
-    "flow": Modality("flow", 10, True, (FLOW_MEAN,) * 10, (FLOW_STD,) * 10, "rgbdiff"),
-    "rgbdiff": Modality("rgbdiff", 15, True, IMAGENET_MEAN * 5, IMAGENET_STD * 5, "rgbdiff"),
-    "audio": Modality("audio", 1, False, (), (), "audio"),
+    "rgb": Modality("rgb", 3, True, IMAGENET_MEAN, IMAGENET_STD, "rgb", "RGB"),
+    "flow": Modality("flow", 10, True, (FLOW_MEAN,) * 10, (FLOW_STD,) * 10, "rgbdiff", "Flow"),
+    "rgbdiff": Modality("rgbdiff", 15, True, IMAGENET_MEAN * 5, IMAGENET_STD * 5, "rgbdiff", "RGBDiff"),
+    "audio": Modality("audio", 1, False, (), (), "audio", "Audio"),
 }
 
 

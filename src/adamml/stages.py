@@ -11,8 +11,12 @@ of testing stage names.
   initialisation, recognizers trained with CE) -> alternating (a recognition part with the policy frozen, then a
   policy part with the recognizers frozen and CE + efficiency loss; Gumbel temperature decays) -> fine-tune (policy
   frozen, from the best checkpoint).
-- the fusion baselines of the supplementary material (`BASELINE_STAGES`), trained like `fusion`;
-  `gradient-blending` holds part of the training split out to weigh its heads' losses.
+- the fusion baselines of the supplementary material (`BASELINE_STAGES`), trained like `fusion` with the fusion
+  kind of their name; `gradient-blending` holds part of the training split out to weigh its heads' losses.
+
+Each record also says what the commands ask of a stage: its label for people, whether it trains one modality,
+which fusion kind it trains, whose selection rates it takes (the random policy: AdaMML's), and whether it starts
+from the unimodal checkpoints.
 """
 
 from __future__ import annotations
@@ -20,13 +24,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from adamml.config import BASELINE_STAGES, TrainConfig
+from adamml.config import TrainConfig
+from adamml.modalities import get_modality
 
 Decisions = Literal["all", "random", "policy"]
-# (part, trains the recognizers, trains the policy): one epoch of a phase trains these parts in turn
-Part = tuple[str, bool, bool]
-SUPERVISED: tuple[Part, ...] = (("supervised", True, False),)
-RECOGNITION: tuple[Part, ...] = (("recognition", True, False),)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a phase's epoch: what it trains (the other networks are frozen meanwhile)."""
+
+    name: str
+    trains_recognizers: bool
+    trains_policy: bool
+
+
+SUPERVISED: tuple[Part, ...] = (Part("supervised", True, False),)
+RECOGNITION: tuple[Part, ...] = (Part("recognition", True, False),)
+POLICY_PART = Part("policy", False, True)
+POLICY: tuple[Part, ...] = (POLICY_PART,)
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,7 @@ class PhaseSpec:
 
     @property
     def trains_policy(self) -> bool:
-        return any(policy for _part, _rec, policy in self.parts)
+        return any(part.trains_policy for part in self.parts)
 
 
 @dataclass(frozen=True)
@@ -58,9 +74,16 @@ class Phase:
 
 @dataclass(frozen=True)
 class Stage:
+    """A training stage and everything the other code asks of it, so that nothing outside this table tests a
+    stage's name."""
+
     name: str
+    label: str  # for people: tables, figures, the report page (a one-modality stage: the modality's label)
     phases: tuple[PhaseSpec, ...]
     decisions: Decisions  # at evaluation: every cell, random cells at fixed rates, or the policy's
+    one_modality: bool = False  # trains one recognizer (else: two or more modalities, fused)
+    fusion_kind: str | None = None  # the `model.fusion.kind` it trains (None: AdaMML's late fusion, as configured)
+    rates_from: str | None = None  # the stage whose validation selection rates set its random decisions
     holds_out: bool = False  # trains on the training split less a held-out part (gradient blending)
 
     @property
@@ -70,30 +93,44 @@ class Stage:
 
     @property
     def needs_init(self) -> bool:
-        """The paper starts the recognizers from unimodal checkpoints."""
-        return self.name != "unimodal"
+        """The paper starts a multi-modal model's recognizers from the unimodal checkpoints."""
+        return not self.one_modality
 
     def phases_for(self, train: TrainConfig) -> list[Phase]:
         return [Phase(spec, getattr(train, spec.section).epochs) for spec in self.phases]
 
+    def method_label(self, modalities: tuple[str, ...] | list[str]) -> str:
+        """The name of this stage on `modalities` for people: "RGB", "Weighted fusion", "AdaMML"."""
+        if self.one_modality and len(modalities) == 1:
+            return get_modality(modalities[0]).label
+        return self.label
 
-def _supervised(name: str, section: str, decisions: Decisions = "all", holds_out: bool = False) -> Stage:
-    return Stage(name, (PhaseSpec(name, section),), decisions, holds_out)
+
+def _supervised(name: str, label: str, section: str, **kwargs) -> Stage:
+    return Stage(name, label, (PhaseSpec(name, section),), kwargs.pop("decisions", "all"), **kwargs)
 
 
 ADAMML_PHASES = (
-    PhaseSpec("policy_pretrain", "policy_pretrain", parts=(("policy", False, True),), pretrains_policy=True),
+    PhaseSpec("policy_pretrain", "policy_pretrain", parts=POLICY, pretrains_policy=True),
     PhaseSpec("warmup", "warmup", parts=RECOGNITION, validates=False),
-    PhaseSpec("alternating", "alternating", parts=RECOGNITION + (("policy", False, True),), alternates=True),
+    PhaseSpec("alternating", "alternating", parts=RECOGNITION + POLICY, alternates=True),
     PhaseSpec("finetune", "finetune", parts=RECOGNITION, from_best=True),
 )
+# the fusion baselines of the supplementary material, each trained like `fusion` with its own fusion kind
+BASELINE_LABELS = {"average": "Average fusion", "gating": "Gating fusion",
+                   "lateral-uni": "Mid-level fusion, unilateral", "lateral-bi": "Mid-level fusion, bilateral",
+                   "context-gating": "Context gating", "gradient-blending": "Gradient blending"}
 STAGE_TABLE: dict[str, Stage] = {
-    "unimodal": _supervised("unimodal", "unimodal"),
-    "fusion": _supervised("fusion", "fusion"),
-    "random": _supervised("random", "fusion", decisions="random"),
-    "adamml": Stage("adamml", ADAMML_PHASES, "policy"),
-    **{name: _supervised(name, "fusion", holds_out=name == "gradient-blending") for name in BASELINE_STAGES},
+    "unimodal": _supervised("unimodal", "Unimodal", "unimodal", one_modality=True),
+    "fusion": _supervised("fusion", "Weighted fusion", "fusion"),
+    "random": _supervised("random", "Random policy", "fusion", decisions="random", rates_from="adamml"),
+    "adamml": Stage("adamml", "AdaMML", ADAMML_PHASES, "policy"),
+    **{name: _supervised(name, label, "fusion", fusion_kind=name, holds_out=name == "gradient-blending")
+       for name, label in BASELINE_LABELS.items()},
 }
+STAGES: tuple[str, ...] = tuple(STAGE_TABLE)
+BASELINE_STAGES: tuple[str, ...] = tuple(name for name, stage in STAGE_TABLE.items() if stage.fusion_kind)
+UNIMODAL = "unimodal"  # the stage every multi-modal one starts from
 
 
 def get_stage(name: str) -> Stage:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adamml.config import STAGES, load_config
+from adamml.config import load_config
 from adamml.errors import UserError
+from adamml.stages import STAGES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

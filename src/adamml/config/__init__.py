@@ -19,7 +19,6 @@ from __future__ import annotations
 from adamml.config.schema import (  # noqa: F401
     AudioNetConfig,
     BASELINE_KINDS,
-    BASELINE_STAGES,
     BlendConfig,
     Config,
     Conventions,
@@ -41,7 +40,6 @@ from adamml.config.schema import (  # noqa: F401
     ResNetConfig,
     SegmentMean,
     SkippedLogits,
-    STAGES,
     TrainConfig,
 )
 from adamml.config.yaml_io import (  # noqa: F401

@@ -29,10 +29,6 @@ Decode = Literal["cpu", "device"]  # where the store's JPEG frames are decoded (
 # baselines of the supplementary material (``adamml.models.baselines``), each trained by the stage of its name
 LATE_FUSION_KINDS: tuple[str, ...] = ("weighted", "average")
 BASELINE_KINDS: tuple[str, ...] = ("gating", "lateral-uni", "lateral-bi", "context-gating", "gradient-blending")
-# the stages of `adamml train` (`adamml.train.trainer`); each always-on fusion baseline trains the model of the fusion
-# kind of its name
-BASELINE_STAGES: tuple[str, ...] = ("average",) + BASELINE_KINDS
-STAGES: tuple[str, ...] = ("unimodal", "fusion", "random", "adamml") + BASELINE_STAGES
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from adamml.errors import UserError
+from adamml.modalities import MODALITIES
+from adamml.stages import STAGE_TABLE
 
 REPORT_NAME = "report.json"
 DECISIONS_NAME = "decisions.json"
@@ -23,9 +25,6 @@ DEMO_STORE = "store"
 DEMO_METHODS = {"rgb": "unimodal-rgb", "flow": "unimodal-flow", "audio": "unimodal-audio", "fusion": "fusion",
                 "adamml": "adamml", "random": "random"}  # report key -> run folder (`adamml.workflows.demo_pipeline`)
 RUN_FILES = ("config.yaml", "summary.json", "best.pt", "last.pt")  # any of them: a training run
-STAGE_LABELS = {"fusion": "Weighted fusion", "average": "Average fusion", "random": "Random policy",
-                "adamml": "AdaMML"}
-MODALITY_LABELS = {"rgb": "RGB", "flow": "Flow", "rgbdiff": "RGBDiff", "audio": "Audio"}
 
 
 @dataclass
@@ -72,9 +71,10 @@ def method_label(key: str, report: dict[str, Any]) -> str:
     if report.get("label"):
         return str(report["label"])
     stage, modalities = report.get("stage", key), report.get("modalities", [])
-    if stage == "unimodal" and len(modalities) == 1:
-        return MODALITY_LABELS.get(modalities[0], modalities[0])
-    return STAGE_LABELS.get(stage, stage)
+    record = STAGE_TABLE.get(stage) if isinstance(stage, str) else None
+    if record is None or not all(isinstance(m, str) and m in MODALITIES for m in modalities):
+        return str(stage)  # a report of another version: its own words
+    return record.method_label(modalities)
 
 
 def _evaluation(key: str, folder: Path, report: dict[str, Any] | None = None) -> Evaluation:

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from adamml.stages import STAGE_TABLE
+
 WIDTH, HEIGHT = 560, 320
 LEFT, RIGHT, TOP, BOTTOM = 58, 150, 14, 44  # margins; the right one holds the method names
 
@@ -61,7 +63,8 @@ def _marker_class(method: dict[str, Any]) -> str:
     """CSS classes of a method's point: its stage (k-STAGE); a unimodal model also its modality (u-MODALITY),
     drawn as a ring of that modality's colour so that the unimodal points are told apart."""
     css = f"k-{method['stage']}"
-    if method["stage"] == "unimodal" and method.get("modalities"):
+    record = STAGE_TABLE.get(method["stage"])
+    if record is not None and record.one_modality and method.get("modalities"):
         css += f" u-{method['modalities']}"
     return css
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from torch.utils.data import Dataset, Subset
 
-from adamml.config import BASELINE_STAGES, LATE_FUSION_KINDS, STAGES, Config
+from adamml.config import LATE_FUSION_KINDS, Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.data.loader import LoaderPool, make_loader
 from adamml.inference.checkpoint import (
@@ -37,13 +37,14 @@ def stage_config(cfg: Config, stage: str) -> Config:
     """The configuration `stage` trains: a baseline stage sets `model.fusion.kind` to its own name; the other
     stages use AdaMML's late fusion (weighted or average)."""
     kind = cfg.model.fusion.kind
-    if stage in BASELINE_STAGES:
-        if kind != stage and kind not in LATE_FUSION_KINDS:
-            raise ValueError(f"--stage {stage} trains the {stage!r} fusion, but the configuration sets "
+    own = get_stage(stage).fusion_kind
+    if own is not None:
+        if kind != own and kind not in LATE_FUSION_KINDS:
+            raise ValueError(f"--stage {stage} trains the {own!r} fusion, but the configuration sets "
                              f"model.fusion.kind={kind!r} (drop it, or train --stage {kind})")
-        fusion = dataclasses.replace(cfg.model.fusion, kind=stage)
+        fusion = dataclasses.replace(cfg.model.fusion, kind=own)
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fusion=fusion))
-    if stage in STAGES and kind not in LATE_FUSION_KINDS:
+    if kind not in LATE_FUSION_KINDS:
         raise ValueError(f"the {stage} stage uses AdaMML's late fusion (model.fusion.kind weighted or average), "
                          f"the configuration sets {kind!r}: train that baseline with --stage {kind}")
     return cfg
@@ -109,8 +110,8 @@ def _warn_small_training_set(run: Run) -> None:
 
 def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
               init: list[Path]) -> Run:
-    if stage == "unimodal" and len(cfg.model.modalities) != 1:
-        raise ValueError(f"the unimodal stage trains one modality, got {list(cfg.model.modalities)} "
+    if get_stage(stage).one_modality and len(cfg.model.modalities) != 1:
+        raise ValueError(f"the {stage} stage trains one modality, got {list(cfg.model.modalities)} "
                          "(give --modalities NAME)")
     store = Store.open(data)
     if len(store.classes) != cfg.model.num_classes:

@@ -43,7 +43,7 @@ from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
 from adamml.runtime.distributed import DistInfo, barrier, wrap
 from adamml.runtime.jsonfile import write_json
-from adamml.stages import Phase, get_stage
+from adamml.stages import POLICY_PART, Part, Phase, get_stage
 from adamml.train.blending import HeadLosses
 from adamml.train.logs import RunLog
 from adamml.train.loop import (
@@ -209,19 +209,19 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
                                          t.gumbel_noise_min))
     if state.blend is not None and epoch % t.blend.interval == 0:
         _estimate_blend(run, state, epoch)  # new loss weights for the heads (eval mode; the parts set modes)
-    for part, rec, pol in parts:
-        set_trainable(model, rec, pol, extractors=not t.freeze_policy_extractors)
-        if part == "policy" and t.policy_passes > 1:
+    for part in parts:
+        set_trainable(model, part.trains_recognizers, part.trains_policy, extractors=not t.freeze_policy_extractors)
+        if part.trains_policy and t.policy_passes > 1:
             _policy_passes(run, state, phase, epoch)
             continue
         forward = wrap(model, info)
-        optimizers = [state.rec_opt] if rec else [state.pol_opt]
+        optimizers = [state.rec_opt] if part.trains_recognizers else [state.pol_opt]
         decisions_fn = stage_decisions(model, run.stage, cfg, training=True)
-        efficiency = efficiency_terms(cfg) if part == "policy" else None
+        efficiency = efficiency_terms(cfg) if part.trains_policy else None
         head_weights = list(state.blend.weights) if state.blend is not None else None
         loader = run.loader(training_data(run), t.batch_size, t.seed * 1000 + _global_epoch(run, phase, epoch),
                             train=True)
-        label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part}" if len(parts) > 1 else "")
+        label = f"{phase.name} {epoch + 1}/{phase.epochs}" + (f" {part.name}" if len(parts) > 1 else "")
         stats = _with_progress(run, label, len(loader), lambda on_step: train_epoch(
             model, forward, loader, optimizers, info, decisions_fn=decisions_fn, efficiency=efficiency,
             multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, head_weights=head_weights,
@@ -285,7 +285,7 @@ def _policy_passes(run: Run, state: PhaseState, phase: Phase, epoch: int) -> Non
             model, forward, loader, [state.pol_opt], info, decisions_fn=None, efficiency=efficiency,
             multi_label=run.multi_label, clip_grad_norm=t.clip_grad_norm, recognized=cached.recognized,
             on_step=on_step, amp=run.amp, scaler=state.scaler))
-        _log(run, phase, epoch, "policy", stats, state)
+        _log(run, phase, epoch, POLICY_PART, stats, state)
 
 
 def _policy_set(run: Run) -> SegmentDataset:
@@ -333,7 +333,7 @@ def _pretrain_policy_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int
                                      scaler=state.scaler)
 
     stats = _with_progress(run, label, len(loader), body)
-    _log(run, phase, epoch, "policy", stats, state)
+    _log(run, phase, epoch, POLICY_PART, stats, state)
     state.step_schedules()
     set_trainable(model, True, True)
     _precise_policy_bn(run, phase, epoch)
@@ -407,9 +407,9 @@ def _noise_scale(model: Model) -> float | None:
     return model.policy.noise_scale if isinstance(model, AdaMML) else None
 
 
-def _log(run: Run, phase: Phase, epoch: int, part: str, stats: EpochStats, state: PhaseState) -> None:
-    row = {"phase": phase.name, "epoch": epoch + 1, "part": part,
-           "lr": state.rec_opt.param_groups[0]["lr"] if part != "policy" else state.pol_opt.param_groups[0]["lr"],
+def _log(run: Run, phase: Phase, epoch: int, part: Part, stats: EpochStats, state: PhaseState) -> None:
+    optimizer = state.pol_opt if part.trains_policy else state.rec_opt
+    row = {"phase": phase.name, "epoch": epoch + 1, "part": part.name, "lr": optimizer.param_groups[0]["lr"],
            "loss": stats.loss, "ce": stats.ce, "efficiency": stats.efficiency, "train_top1": stats.top1}
     temperature = _temperature(run.model)
     if temperature is not None:

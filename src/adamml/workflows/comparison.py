@@ -12,24 +12,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from adamml.config import STAGES, Config, load_config
+from adamml.config import Config, load_config
 from adamml.data.dataset import Store
 from adamml.inference.results import EvalReport
 from adamml.modalities import MODALITIES, check_modalities
 from adamml.report.page import write_page_after
 from adamml.report.viz import pareto_figure
 from adamml.runtime.jsonfile import write_json
-from adamml.stages import get_stage
+from adamml.stages import STAGES, UNIMODAL, Stage, get_stage
 from adamml.workflows.steps import SWEEP, Steps, eval_once, train_once
-
-LABELS = {
-    "unimodal": "Unimodal", "fusion": "Weighted fusion", "average": "Average fusion", "gating": "Gating fusion",
-    "lateral-uni": "Mid-level fusion, unilateral", "lateral-bi": "Mid-level fusion, bilateral",
-    "context-gating": "Context gating", "gradient-blending": "Gradient blending", "random": "Random policy",
-    "adamml": "AdaMML",
-}
-MODALITY_LABELS = {"rgb": "RGB", "flow": "Flow", "rgbdiff": "RGBDiff", "audio": "Audio"}
-
 
 @dataclass(frozen=True)
 class Method:
@@ -44,46 +35,54 @@ class Method:
         return f"{self.stage}-{'+'.join(self.modalities)}"
 
     @property
+    def record(self) -> Stage:
+        return get_stage(self.stage)
+
+    @property
     def label(self) -> str:
-        if self.stage == "unimodal":
-            return MODALITY_LABELS.get(self.modalities[0], self.modalities[0])
-        return LABELS.get(self.stage, self.stage)
+        return self.record.method_label(self.modalities)
 
 
 def parse_method(text: str, default_modalities: tuple[str, ...]) -> Method:
     """``rgb`` -> unimodal RGB; ``fusion`` -> fusion on the config's modalities; ``fusion:rgb+flow``."""
     text = text.strip()
     if text in MODALITIES:
-        return Method("unimodal", (text,))
+        return Method(UNIMODAL, (text,))
     stage, _, mods = text.partition(":")
     if stage not in STAGES:
         raise ValueError(f"unknown method {text!r}: the stage must be one of {', '.join(STAGES)} "
                          f"(or a modality name: {', '.join(MODALITIES)})")
     modalities = check_modalities(tuple(m for m in mods.split("+") if m)) if mods else default_modalities
-    if stage == "unimodal" and len(modalities) != 1:
-        raise ValueError(f"{text!r}: a unimodal method takes one modality (e.g. unimodal:rgb, or just rgb)")
-    if stage != "unimodal" and len(modalities) < 2:
+    if get_stage(stage).one_modality and len(modalities) != 1:
+        raise ValueError(f"{text!r}: a {stage} method takes one modality (e.g. {stage}:rgb, or just rgb)")
+    if not get_stage(stage).one_modality and len(modalities) < 2:
         raise ValueError(f"{text!r}: {stage} combines modalities; give at least two (e.g. {stage}:rgb+flow)")
     return Method(stage, modalities)
 
 
 def plan(methods: list[Method]) -> list[Method]:
     """The methods in training order, without repeats: every needed unimodal model first, then the rest in the
-    given order except that `random` comes after the `adamml` of the same modalities (it uses its rates)."""
+    given order except that a method whose rates come from another (the random policy's, from AdaMML's) comes
+    right after that one on the same modalities."""
     ordered: list[Method] = []
     for method in methods:
         for m in method.modalities:
-            uni = Method("unimodal", (m,))
+            uni = Method(UNIMODAL, (m,))
             if uni not in ordered:
                 ordered.append(uni)
-    rest = [m for m in dict.fromkeys(methods) if m.stage != "unimodal"]
-    randoms = [m for m in rest if m.stage == "random" and Method("adamml", m.modalities) in rest]
+    rest = [m for m in dict.fromkeys(methods) if not m.record.one_modality]
+    followers = [m for m in rest if m.record.rates_from and rates_source(m) in rest]
     for method in rest:
-        if method not in randoms:
+        if method not in followers:
             ordered.append(method)
-        if get_stage(method.stage).uses_policy:
-            ordered += [r for r in randoms if r.modalities == method.modalities]
+        ordered += [f for f in followers if rates_source(f) == method]
     return ordered
+
+
+def rates_source(method: Method) -> Method | None:
+    """The method whose validation selection rates `method` decides at (AdaMML's, for the random policy)."""
+    source = method.record.rates_from
+    return Method(source, method.modalities) if source else None
 
 
 def method_config(cfg: Config, method: Method) -> Config:
@@ -108,15 +107,15 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
     for method in plan(methods):
         folder = out / method.key
         extra: list[str] = []
-        if method.stage == "random":
-            source = out / Method("adamml", method.modalities).key
+        if method.record.rates_from:
+            source = out / rates_source(method).key
             if (source / "best.pt").exists():
                 val = steps.run(f"{source.name}: selection rates (validation)", eval_once, source / "best.pt", data,
                                 cfg.data.val_split, source / "eval-val", console)
                 extra = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in method.modalities]
         run_cfg = method_config(load_config(config, overrides + extra) if extra else cfg, method)
-        init = [out / Method("unimodal", (m,)).key / "best.pt" for m in method.modalities] \
-            if method.stage != "unimodal" else []
+        init = [out / Method(UNIMODAL, (m,)).key / "best.pt" for m in method.modalities] \
+            if method.record.needs_init else []
         steps.run(f"train {method.key}", train_once, run_cfg, method.stage, data, folder, console, init)
         sweep = SWEEP if get_stage(method.stage).uses_policy else ()
         reports[method.key] = steps.run(f"evaluate {method.key}", eval_once, folder / "best.pt", data, split,
@@ -144,13 +143,18 @@ def savings(reports: dict[str, EvalReport]) -> list[dict[str, Any]]:
         if not get_stage(ada.stage).uses_policy:
             continue
         for other_key, other in reports.items():
-            if (other_key == key or other.stage == "unimodal" or other.gflops_per_video <= 0
+            if (other_key == key or get_stage(other.stage).one_modality or other.gflops_per_video <= 0
                     or _as_flow(other.modalities) != _as_flow(ada.modalities)):
                 continue
             rows.append({"adamml": key, "versus": other_key, "top1_difference": ada.top1 - other.top1,
                          "mAP_difference": ada.mAP - other.mAP,
                          "gflops_saving": 1.0 - ada.gflops_per_video / other.gflops_per_video})
     return rows
+
+
+def _marker(stage: Stage) -> str:
+    """The figure's marker of a stage: a star for a policy, a square for one modality, a diamond for fusion."""
+    return "*" if stage.uses_policy else "s" if stage.one_modality else "D"
 
 
 def _selection(report: EvalReport) -> str:
@@ -195,7 +199,7 @@ def write_comparison(out: Path, reports: dict[str, EvalReport], labels: dict[str
     payload = {"split": split, "methods": methods, "seconds": seconds, "adamml_vs": rows, "total_seconds": total}
     write_json(out / "compare.json", payload, indent=1, default=str)
     points = [{"name": f"{labels[key]} ({'+'.join(r.modalities)})", "gflops": r.gflops_per_video,
-               "top1": r.top1, "marker": "*" if get_stage(r.stage).uses_policy else "s" if r.stage == "unimodal" else "D"}
+               "top1": r.top1, "marker": _marker(get_stage(r.stage))}
               for key, r in reports.items()]
     sweep = [{"threshold": s.threshold, "gflops": s.gflops_per_video, "top1": s.top1}
              for s in sweeps[0][1].sweep] if sweeps else []

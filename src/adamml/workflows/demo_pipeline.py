@@ -26,11 +26,20 @@ from adamml.report.page import write_page_after
 from adamml.report.viz import normalize_spectrogram, pareto_figure, selection_figure
 from adamml.runtime.devices import machine_info
 from adamml.runtime.jsonfile import write_json
+from adamml.stages import get_stage
 from adamml.workflows.steps import SWEEP, Reused, Steps, eval_once, train_once
 from adamml.workflows.synthetic import SynthConfig, generate
 
 MODALITIES = ("rgb", "flow", "audio")
 VISUAL = ("rgb", "flow")  # the expensive recognizers, whose cells the policy must choose well
+# the demo's methods: report key -> training stage, in the order of its tables
+METHODS = {"rgb": "unimodal", "flow": "unimodal", "audio": "unimodal", "fusion": "fusion", "random": "random",
+           "adamml": "adamml"}
+
+
+def label(key: str) -> str:
+    """A demo method's name for people: "RGB", "Weighted fusion", "AdaMML"."""
+    return get_stage(METHODS[key]).method_label((key,) if key in MODALITIES else MODALITIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +187,8 @@ def run_demo(settings: DemoSettings) -> int:
     reports: dict[str, EvalReport] = {}
     for name, folder in runs.items():
         reports[name] = steps.run(f"evaluate {name}", eval_once, folder / "best.pt", store, "test",
-                                  folder / "eval-test", console, None, SWEEP if name == "adamml" else ())
+                                  folder / "eval-test", console, None,
+                                  SWEEP if get_stage(METHODS[name]).uses_policy else ())
 
     truth = {row["id"]: row for row in read_jsonl(data / "ground_truth.jsonl")}
     decisions = json.loads((runs["adamml"] / "eval-test" / "decisions.json").read_text())
@@ -186,10 +196,9 @@ def run_demo(settings: DemoSettings) -> int:
     vs_truth = {"adamml": policy_vs_truth(decisions, truth), "random": policy_vs_truth(random_decisions, truth)}
 
     selection_figure(_selection_videos(decisions, truth, store, 4), MODALITIES, out / "selections.png")
-    names = {"rgb": "RGB", "flow": "Flow", "audio": "Audio", "fusion": "Weighted fusion",
-             "random": "Random policy", "adamml": "AdaMML"}
-    points = [{"name": names[k], "gflops": r.gflops_per_video, "top1": r.top1,
-               "marker": "s" if k in MODALITIES else "D"} for k, r in reports.items() if k != "adamml"]
+    points = [{"name": label(k), "gflops": r.gflops_per_video, "top1": r.top1,
+               "marker": "s" if k in MODALITIES else "D"} for k, r in reports.items()
+              if not get_stage(METHODS[k]).uses_policy]
     points.append({"name": f"AdaMML (threshold {reports['adamml'].threshold:g}, chosen on validation)",
                    "gflops": reports["adamml"].gflops_per_video,
                    "top1": reports["adamml"].top1, "marker": "*"})
@@ -228,11 +237,10 @@ def demo_table(reports: dict[str, EvalReport]) -> Table:
     table = Table(title="Built-in benchmark, test split (the paper's table form)")
     for col in ("method", "modalities", "top-1 (%)", "GFLOPs / video", "rgb", "flow", "audio", "videos/s"):
         table.add_column(col, justify="right" if col not in ("method", "modalities") else "left")
-    for name, label in (("rgb", "RGB"), ("flow", "Flow"), ("audio", "Audio"), ("fusion", "Weighted fusion"),
-                        ("random", "Random policy"), ("adamml", "AdaMML")):
+    for name in METHODS:
         r = reports[name]
         sel = [f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES]
-        table.add_row(label, "+".join(r.modalities), f"{r.top1:.2f}", f"{r.gflops_per_video:.4f}", *sel,
+        table.add_row(label(name), "+".join(r.modalities), f"{r.top1:.2f}", f"{r.gflops_per_video:.4f}", *sel,
                       f"{r.videos_per_second:.1f}")
     return table
 
@@ -249,11 +257,10 @@ def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[
              "actually taken; videos/s is network time on this machine's CPU.", "",
              "| method | modalities | top-1 (%) | mAP (%) | GFLOPs / video | selection rgb / flow / audio | videos/s |",
              "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
-    for name, label in (("rgb", "RGB"), ("flow", "Flow"), ("audio", "Audio"), ("fusion", "Weighted fusion"),
-                        ("random", "Random policy"), ("adamml", "AdaMML")):
+    for name in METHODS:
         r = reports[name]
         sel = " / ".join(f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES)
-        lines.append(f"| {label} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
+        lines.append(f"| {label(name)} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
                      f"{r.gflops_per_video:.4f} | {sel} | {r.videos_per_second:.1f} |")
     op = ada.operating_point
     chosen = (f" It decides at threshold {ada.threshold:g}, chosen on the {op['videos']} validation videos "
