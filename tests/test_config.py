@@ -128,3 +128,39 @@ def test_every_stage_has_a_record_whose_phases_have_settings():
     assert get_stage("gradient-blending").holds_out and not get_stage("unimodal").needs_init
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
         get_stage("nope")
+
+
+def test_a_file_can_start_from_a_preset_and_say_only_what_it_changes(tmp_path):
+    from adamml.config import load_config
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: paper-rgb-flow-audio\nmodel: {num_classes: 7, policy: {size: 96}}\n"
+                    "train: {efficiency_weights: {rgb: 1.0, audio: 0.1}, alternating: {epochs: 3}}\n")
+    cfg, paper = load_config(mine), load_config("paper-rgb-flow-audio")
+    assert cfg.model.num_classes == 7 and cfg.model.policy.size == 96
+    assert cfg.model.policy.lstm_hidden == paper.model.policy.lstm_hidden == 256  # the rest of the section: the base's
+    assert cfg.train.alternating.epochs == 3 and cfg.train.alternating.milestones == paper.train.alternating.milestones
+    assert cfg.train.efficiency_weights == {"rgb": 1.0, "audio": 0.1}  # a mapping is replaced whole, not merged
+    # the presets themselves: each paper preset is the base with its classes or modalities
+    assert load_config("paper-fcvid-rgb-audio").train == load_config("paper-rgb-audio").train
+    assert load_config("tiny").model.resnet.depth == 18 and load_config("tiny").train.warmup.lr == paper.train.warmup.lr
+    relative = tmp_path / "child.yaml"
+    relative.write_text("base: mine.yaml\nmodel: {num_classes: 5}\n")
+    assert load_config(relative).model.policy.size == 96 and load_config(relative).model.num_classes == 5
+
+
+def test_a_base_that_cannot_be_used_is_an_error_naming_the_file(tmp_path):
+    from adamml.config import ConfigError, load_config
+
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loop.yaml.*a cycle"):
+        load_config(loop)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("base: [tiny]\n")
+    with pytest.raises(ConfigError, match=r"odd.yaml: `base` must name a preset or a YAML file"):
+        load_config(odd)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("base: nope\n")
+    with pytest.raises(ConfigError, match="no preset named 'nope'"):
+        load_config(missing)

@@ -79,6 +79,43 @@ def _read_source(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     return raw, source
 
 
+BASE_KEY = "base"  # a file's preset to start from: a preset name, or a YAML path relative to the file
+MAX_BASE_DEPTH = 8
+
+
+def _resolve_base(raw: dict[str, Any], source: str, name_or_path: str | Path, depth: int = 0) -> dict[str, Any]:
+    """`raw` on top of the file its `base:` names (recursively): sections merge key by key, every other value
+    (a list, a mapping field such as `train.efficiency_weights`) is replaced whole."""
+    if BASE_KEY not in raw:
+        return raw
+    base = raw.pop(BASE_KEY)
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{source}: `{BASE_KEY}` must name a preset or a YAML file, got {base!r}")
+    if depth >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{source}: more than {MAX_BASE_DEPTH} `{BASE_KEY}` files in a chain (a cycle?)")
+    target: str | Path = base
+    here = Path(str(name_or_path))
+    if base.endswith((".yaml", ".yml")) and here.suffix in (".yaml", ".yml") and not Path(base).is_absolute():
+        target = here.parent / base
+    parent, parent_source = _read_source(target)
+    parent = _resolve_base(parent, parent_source, target, depth + 1)
+    return _merge(parent, raw, Config, source)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], cls: Any, source: str) -> dict[str, Any]:
+    """`over` on top of `base`, following the dataclasses: a section (a nested dataclass) merges key by key."""
+    merged = dict(base)
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    for key, value in over.items():
+        hint = hints.get(key)
+        if (hint is not None and dataclasses.is_dataclass(hint) and isinstance(value, dict)
+                and isinstance(merged.get(key), dict)):
+            merged[key] = _merge(merged[key], value, hint, source)
+        else:
+            merged[key] = value  # unknown keys stay, for the error that names them
+    return merged
+
+
 def _apply_override(raw: dict[str, Any], override: str) -> None:
     """Set ``a.b.c=value`` in the nested mapping ``raw`` (the value is parsed as YAML)."""
     if "=" not in override:
@@ -209,6 +246,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a preset (bare name) or a YAML file, apply ``key.sub=value`` overrides, validate."""
     raw, source = _read_source(name_or_path)
+    raw = _resolve_base(raw, source, name_or_path)
     for override in overrides:
         _apply_override(raw, override)
     if overrides:
