@@ -39,7 +39,8 @@ SIGNATURE = ("rgb", "flow", "audio")  # the order of a class's bits
 def video_parts(checkpoint: Path, store: Store, split: str, truth: dict[str, dict]) -> tuple[list[dict], dict]:
     """Each video's per-modality weighted contribution to its logits, with the policy's decisions at the
     checkpoint's threshold."""
-    model, cfg, _ = load_trained(checkpoint, "cpu")
+    trained = load_trained(checkpoint, "cpu")
+    model, cfg = trained.model, trained.config
     model.eval()
     if tuple(model.modalities) != SIGNATURE:
         raise SystemExit(f"{checkpoint}: expected the demo's modalities {list(SIGNATURE)}, got "

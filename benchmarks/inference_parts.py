@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8, help="videos per batch")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    model, cfg, _ = load_trained(args.checkpoint, fold=False)
+    trained = load_trained(args.checkpoint, fold=False)
+    model, cfg = trained.model, trained.config
     stored = dataclasses.replace(sampling_config(cfg), network=None)  # the stored layout, shaped below
     data = SegmentDataset(Store.open(args.data), args.split, cfg.model.modalities, train=False, sampling=stored)
     raw = torch.utils.data.default_collate([data[i] for i in range(min(args.videos, len(data)))])

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     store = Store.open(args.store)
     results = {}
     for checkpoint in args.checkpoints:
-        model, cfg, _payload = load_trained(checkpoint, "cpu", fold=False)
+        trained = load_trained(checkpoint, "cpu", fold=False)
+        model, cfg = trained.model, trained.config
         found = probe(cells(model, cfg, store, "train", truth, args.batch_size),
                       cells(model, cfg, store, "test", truth, args.batch_size))
         results[str(checkpoint)] = found

@@ -44,7 +44,8 @@ def explained(values: np.ndarray, groups: np.ndarray) -> float:
 
 
 def analyse(checkpoint: Path, data: Path, split: str, synth: Path | None, console: Console) -> dict:
-    model, _cfg, _payload = load_trained(checkpoint, fold=False)
+    trained = load_trained(checkpoint, fold=False)
+    model = trained.model
     skipped = model.fusion.skipped
     if skipped is None:
         raise SystemExit(f"{checkpoint}: its fusion has no learned skipped logits (skipped_logits: zero)")

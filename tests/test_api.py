@@ -34,15 +34,16 @@ def test_prepare_train_evaluate_and_predict_through_the_api(videos, tmp_path):
     assert result["stage"] == "adamml" and (tmp_path / "adamml" / "best.pt").exists()
 
     checkpoint = tmp_path / "adamml" / "best.pt"
-    model, trained_cfg, payload = adamml.load_trained(checkpoint)
-    assert not model.training and payload["stage"] == "adamml" and trained_cfg.model.num_classes == 2
+    trained = adamml.load_trained(checkpoint)
+    assert isinstance(trained, adamml.Checkpoint) and trained.classes == ["down", "right"]
+    assert not trained.model.training and trained.stage == "adamml" and trained.config.model.num_classes == 2
     report = adamml.evaluate(checkpoint, tmp_path / "store", "test")
     assert isinstance(report, adamml.EvalReport) and report.videos == 4 and report.uses_policy
     assert 0.0 <= report.top1 <= 100.0 and report.gflops_per_video <= report.gflops_always_on
     assert adamml.EvalReport.from_json(report.to_json()) == report
     point = adamml.calibrate(checkpoint, tmp_path / "store", "val", out=tmp_path / "calibrated.pt")
     assert isinstance(point, adamml.OperatingPoint) and point.split == "val" and point.videos == 4
-    assert report.threshold == payload["operating_point"]["threshold"]  # the training's own choice, used by eval
+    assert report.threshold == trained.operating_point["threshold"]  # the training's own choice, used by eval
 
     predictor = adamml.load_predictor(checkpoint)
     prediction, _inputs = predictor(videos / "test" / "down" / "0.mp4", top_k=2)

@@ -256,7 +256,8 @@ def test_rgb_flow_audio_converts_to_the_official_logits(rgb_flow_audio, tmp_path
     path, official = rgb_flow_audio
     out = tmp_path / "best.pt"
     assert main(["convert-official", str(path), "--out", str(out)] + [a for s in SMALL for a in ("--set", s)]) == 0
-    model, cfg, payload = load_trained(out, fold=False)  # as eval, predict, bench and export load it
+    trained = load_trained(out, fold=False)
+    model, cfg, payload = trained.model, trained.config, trained.metadata
     assert payload["stage"] == "adamml" and cfg.data.conventions == "official"
     assert model.modalities == ("rgb", "flow", "audio")  # adamml's order; the file's is rgb, sound, flow
     assert float(model.policy.temperature) == pytest.approx(3.3)
@@ -296,7 +297,8 @@ def test_unimodal_files_convert(tmp_path, modality):
     out = tmp_path / "best.pt"
     if modality == "sound":  # through the command line and the loader of eval, predict, bench and export
         assert main(["convert-official", str(path), "--out", str(out)] + [a for s in SIZES for a in ("--set", s)]) == 0
-        model, cfg, payload = load_trained(out, fold=False)
+        trained = load_trained(out, fold=False)
+        model, cfg, payload = trained.model, trained.config, trained.metadata
     else:  # the published ResNet-50 layout
         conversion = convert_official(path, overrides=SIZES)
         model, cfg, payload = conversion.model.eval(), conversion.cfg, conversion.payload

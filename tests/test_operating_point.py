@@ -106,7 +106,8 @@ def test_training_records_the_operating_point_that_eval_and_predict_use(calibrat
     report = json.loads((given / "report.json").read_text())
     assert report["threshold"] == 0.97 and report["threshold_source"] == "given"
 
-    model, cfg, _payload = load_trained(calibrated)
+    trained = load_trained(calibrated)
+    model, cfg = trained.model, trained.config
     assert model.policy.threshold == cfg.model.policy.threshold == point.threshold
     assert load_predictor(calibrated).model.policy.threshold == point.threshold
 

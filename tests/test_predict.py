@@ -96,7 +96,8 @@ def test_rgb_frames_are_converted_only_for_segments_that_chose_rgb(setup, monkey
     cfg = predictor.cfg
     assert converted == [cfg.model.policy.frames] * 3 + [cfg.model.frames_per_segment]  # 3 policy views, 1 segment for RGB
     assert result.segments == [["rgb", "audio"], ["flow", "audio"], []]
-    model, _cfg, _payload = load_trained(checkpoint)
+    trained = load_trained(checkpoint)
+    model = trained.model
     data = SegmentDataset(Store.open(store), "test", cfg.model.modalities, train=False, sampling=sampling_config(cfg))
     item = data[[r["id"] for r in data.rows].index(row["id"])]
     batch = network_ready({k: v[None] for k, v in item.items() if v.dim() >= 3}, cfg.model)

@@ -7,7 +7,7 @@ The Python API, as a notebook uses it (names load on first use, so ``import adam
     adamml.prepare_store("videos/", "store")                      # frames, audio, flow, manifest
     cfg = adamml.load_config("tiny", ["model.num_classes=8"])      # a preset with overrides
     model = adamml.build_model(cfg.model)                          # an untrained AdaMML (or baseline)
-    model, cfg, payload = adamml.load_trained("run/best.pt")        # a trained checkpoint, in eval mode
+    trained = adamml.load_trained("run/best.pt")          # a Checkpoint: .model (eval mode), .config, .stage, .classes
     point = adamml.calibrate("run/best.pt", "store", "val")           # the threshold, chosen and recorded
     report = adamml.evaluate("run/best.pt", "store", "test", out=None)  # an `EvalReport`, at that threshold
     predictor = adamml.load_predictor("run/best.pt")
@@ -29,6 +29,7 @@ _API: dict[str, str] = {
     "Config": "adamml.config",
     "build_model": "adamml.models.build",
     "load_trained": "adamml.inference.checkpoint",
+    "Checkpoint": "adamml.inference.checkpoint",
     "evaluate": "adamml.inference.evaluation",
     "EvalReport": "adamml.inference.results",
     "calibrate": "adamml.inference.calibration",

@@ -42,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     # batch norms folded, weights left in the default layout: a channels-last program warns on saving and
     # the serving runtime chooses its own layout
-    model, _cfg, payload = load_trained(args.checkpoint, fold=False)
+    trained = load_trained(args.checkpoint, fold=False)
+    model = trained.model
     fold_batch_norms(model)
     if not isinstance(model, AdaMML):
-        raise UserError(f"{args.checkpoint} is a {payload.get('stage')!r} baseline: adamml export writes AdaMML's "
+        raise UserError(f"{args.checkpoint} is a {trained.stage!r} baseline: adamml export writes AdaMML's "
                         "policy and recognizers (the routing stays in Python); a baseline's fusion has no policy "
                         "to route with")
     if args.threshold is not None:

@@ -18,9 +18,7 @@ from adamml.errors import UserError
 from adamml.inference.checkpoint import checkpoint_config, load_checkpoint, load_trained, save_checkpoint
 from adamml.inference.gflops import measure_costs
 from adamml.inference.operating_point import OperatingPoint, calibrate_model, dense_outputs
-from adamml.models.adamml import AdaMML
 from adamml.runtime.distributed import DistInfo
-from adamml.stages import get_stage
 
 
 def calibrate(checkpoint: Path, data: Path, split: str = "val", settings: OperatingPointConfig | None = None,
@@ -53,9 +51,9 @@ def calibrate_dataset(checkpoint: Path, dataset: SegmentDataset, multi_label: bo
     """`calibrate` on a dataset already built (training's validation set)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
-    model, cfg, payload = load_trained(checkpoint, str(info.device))
-    stage = payload.get("stage", "adamml")
-    if not (get_stage(stage).uses_policy and isinstance(model, AdaMML)):
+    trained = load_trained(checkpoint, str(info.device))
+    model, cfg, stage = trained.model, trained.config, trained.stage
+    if not trained.uses_policy:
         raise UserError(f"{checkpoint} is a {stage!r} model: it has no policy, so no decision threshold to choose")
     settings = settings or cfg.train.operating_point
     if settings.target == "fixed":

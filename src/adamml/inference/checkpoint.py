@@ -7,6 +7,7 @@ input) and strictly: a mismatch is an error listing the keys, never silently ign
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ from torch import nn
 
 from adamml.config import Config, config_from_dict, config_to_dict
 from adamml.errors import shorten
+from adamml.models.adamml import AdaMML
 from adamml.models.build import Model, build_model
 from adamml.models.folding import optimize_for_inference
 from adamml.models.state import CheckpointError, non_finite_tensor, read_weights, state_mismatch
 from adamml.runtime.atomic_file import atomic_file
+from adamml.stages import get_stage
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -86,8 +89,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Model, Config, dict[str, Any]]:
-    """Model (in eval mode), config and checkpoint payload of a trained checkpoint (strict, weights only).
+@dataclass
+class Checkpoint:
+    """A trained checkpoint loaded for inference (`load_trained`): the model in eval mode, its configuration (with
+    the recorded operating point applied), the stage that trained it, the class names it was trained on, and the
+    rest of the file (`metadata`: epoch, validation metrics, the operating point, ...; not the weights)."""
+
+    model: Model
+    config: Config
+    stage: str
+    classes: list[str] | None
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def uses_policy(self) -> bool:
+        """A policy decides which cells run (AdaMML), so a decision threshold means something."""
+        return get_stage(self.stage).uses_policy and isinstance(self.model, AdaMML)
+
+    @property
+    def operating_point(self) -> dict[str, Any] | None:
+        """The operating point recorded by `adamml calibrate` or the end of training (None: none)."""
+        return self.metadata.get("operating_point")
+
+
+def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> Checkpoint:
+    """A trained checkpoint (strict, weights only): its model in eval mode, config, stage, classes and metadata.
 
     With `fold`, batch norms are folded into their convolutions and the convolution weights stored channels-last
     (same outputs up to float rounding, less time; see `adamml.models.folding`): the model is then for inference
@@ -110,7 +137,10 @@ def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> tuple[Mo
     model = model.to(device).eval()
     if fold:
         optimize_for_inference(model)
-    return model, cfg, payload
+    classes = payload.get("classes")
+    metadata = {key: value for key, value in payload.items() if key != "model"}
+    return Checkpoint(model, cfg, str(payload.get("stage", "adamml")), list(classes) if classes else None, Path(path),
+                      metadata)
 
 
 def recorded_threshold(payload: dict[str, Any], path: Path | str = "<checkpoint>") -> float | None:

@@ -27,12 +27,10 @@ from adamml.inference.gflops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.inference.metrics import softmax
 from adamml.inference.predictions import predict, summarize
 from adamml.inference.results import EvalReport, SweepPoint
-from adamml.models.adamml import AdaMML
 from adamml.models.policy import DecisionRule
 from adamml.runtime.distributed import DistInfo
 from adamml.runtime.jsonfile import write_json
 from adamml.runtime.precision import amp_for
-from adamml.stages import get_stage
 
 
 def _gflops_stats(values: np.ndarray) -> dict[str, float]:
@@ -50,8 +48,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     `precision` (fp32, bf16, fp16) is the networks' arithmetic (`adamml.runtime.precision`)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
-    model, cfg, payload = load_trained(checkpoint, str(info.device))
-    stage = payload.get("stage", "adamml")
+    trained = load_trained(checkpoint, str(info.device))
+    model, cfg, stage = trained.model, trained.config, trained.stage
     store = Store.open(data)
     if len(store.classes) != cfg.model.num_classes:
         raise StoreError(f"{data} has {len(store.classes)} classes, the checkpoint {checkpoint} was trained for "
@@ -63,8 +61,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)
-    uses_policy = get_stage(stage).uses_policy and isinstance(model, AdaMML)
-    recorded = payload.get("operating_point") if uses_policy else None
+    uses_policy = trained.uses_policy
+    recorded = trained.operating_point if uses_policy else None
     source = ("given" if thresholds else "validation" if recorded else "config") if uses_policy else None
     thresholds = list(thresholds or [cfg.model.policy.threshold])  # load_trained applied a recorded point
     thresholds += [t for t in sweep if t not in thresholds]

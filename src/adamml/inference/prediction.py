@@ -133,7 +133,7 @@ class VideoPrediction:
 class Predictor:
     """A trained checkpoint ready to predict single videos."""
 
-    def __init__(self, model: AdaMML, cfg: Config, payload: dict[str, Any], classes: list[str] | None,
+    def __init__(self, model: AdaMML, cfg: Config, stage: str, classes: list[str] | None,
                  flow_method: str = "dis", device: str = "cpu", precision: str = "fp32",
                  rule: DecisionRule | None = None,
                  override: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -143,7 +143,7 @@ class Predictor:
         # fixes the selection rates of a model with random weights)
         self.override = override
         self.amp = amp_for(precision, self.device)
-        self.stage = payload.get("stage", "adamml")
+        self.stage = stage
         self.sampling: SamplingConfig = sampling_config(cfg)
         self.classes = classes or [str(i) for i in range(cfg.model.num_classes)]
         if flow_method not in FLOW_METHODS or flow_method == "none":
@@ -310,11 +310,9 @@ def load_predictor(checkpoint: Path, flow_method: str = "dis", threshold: float 
                    precision: str = "fp32") -> Predictor:
     from adamml.inference.checkpoint import load_trained
 
-    model, cfg, payload = load_trained(checkpoint, device)
-    if threshold is not None:
-        if not get_stage(payload.get("stage", "adamml")).uses_policy:
-            raise UserError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
-                             f"{payload.get('stage')!r} model, which runs every modality on every segment")
-    classes = payload.get("classes")
-    return Predictor(model, cfg, payload, classes, flow_method, device, precision,
+    trained = load_trained(checkpoint, device)
+    if threshold is not None and not get_stage(trained.stage).uses_policy:
+        raise UserError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
+                        f"{trained.stage!r} model, which runs every modality on every segment")
+    return Predictor(trained.model, trained.config, trained.stage, trained.classes, flow_method, device, precision,
                      rule=DecisionRule(threshold) if threshold is not None else None)

@@ -249,15 +249,15 @@ def bench_synthetic_end_to_end(config: str, overrides: list[str], videos: list[P
         return exact_decisions(1, s, rate_list, seed + next(draws))
 
     plans: dict[str, Predictor] = {
-        "adamml": Predictor(model, cfg, {"stage": "adamml"}, None, flow, device, precision, override=fixed_rates),
-        "fusion": Predictor(model, cfg, {"stage": "fusion"}, None, flow, device, precision),
+        "adamml": Predictor(model, cfg, "adamml", None, flow, device, precision, override=fixed_rates),
+        "fusion": Predictor(model, cfg, "fusion", None, flow, device, precision),
     }
     if unimodal:
         for name in model_cfg.modalities:
             single = dataclasses.replace(cfg, model=dataclasses.replace(model_cfg, modalities=(name,)))
             torch.manual_seed(seed)
             net = optimize_for_inference(build_model(single.model).eval()).to(dev)
-            plans[name] = Predictor(net, single, {"stage": "unimodal"}, None, flow, device, precision)
+            plans[name] = Predictor(net, single, "unimodal", None, flow, device, precision)
     console.print(f"{config}: {', '.join(model_cfg.modalities)}; {len(videos)} video files end to end, "
                   f"{s} segments, flow {flow}; input {model_cfg.input_size}, ResNet-{model_cfg.resnet.depth}; {dev}"
                   + (f", {torch.get_num_threads()} CPU threads" if dev.type == "cpu" else "") + f"; {precision}")
