@@ -31,7 +31,7 @@ def test_prepare_train_evaluate_and_predict_through_the_api(videos, tmp_path):
     assert isinstance(cfg, adamml.Config) and cfg.model.modalities == ("rgb", "audio")
     assert adamml.build_model(cfg.model).modalities == ("rgb", "audio")
     result = adamml.train_stage(cfg, "adamml", tmp_path / "store", tmp_path / "adamml")
-    assert result["stage"] == "adamml" and (tmp_path / "adamml" / "best.pt").exists()
+    assert result.stage == "adamml" and (tmp_path / "adamml" / "best.pt").exists()
 
     checkpoint = tmp_path / "adamml" / "best.pt"
     trained = adamml.load_trained(checkpoint)

@@ -164,3 +164,28 @@ def test_a_base_that_cannot_be_used_is_an_error_naming_the_file(tmp_path):
     missing.write_text("base: nope\n")
     with pytest.raises(ConfigError, match="no preset named 'nope'"):
         load_config(missing)
+
+
+def test_every_paper_preset_pins_the_papers_setting() -> None:
+    """The paper's numbers (Sec. 4, supplementary Sec. B, the official README's commands) in all 12 presets."""
+    from adamml.config.yaml_io import preset_names
+
+    papers = [name for name in preset_names() if name.startswith("paper-")]
+    assert len(papers) == 12
+    for name in papers:
+        cfg = load_config(name)
+        model, data, train = cfg.model, cfg.data, cfg.train
+        assert train.batch_size == 72, name
+        assert (data.train_segments, model.num_segments, model.frames_per_segment, data.stride) == (5, 10, 8, 4)
+        assert tuple(data.train_scale) == (256, 320) and data.test_short_side == 256 and model.input_size == 224
+        assert (train.warmup.epochs, train.alternating.epochs, train.finetune.epochs) == (5, 20, 10)
+        assert (train.unimodal.lr, train.unimodal.epochs, tuple(train.unimodal.milestones)) == (0.01, 60, (20, 40, 50))
+        for phase in (train.fusion, train.warmup, train.alternating, train.finetune):  # recognizer SGD
+            assert (phase.lr, phase.momentum, phase.weight_decay) == (0.001, 0.9, 0.0001), name
+        assert (train.policy_lr, train.policy_weight_decay, train.policy_pretrain.epochs) == (0.01, 0.0001, 0)
+        assert (model.resnet.depth, model.resnet.base_width, model.resnet.dropout) == (50, 64, 0.5)
+        assert (model.audio.size, model.audio.width_mult) == (256, 1.0)
+        assert (model.policy.size, model.policy.frames, model.policy.audio_size, model.policy.width_mult) == (
+            160, 4, 256, 1.0)
+        assert (tuple(model.policy.hidden), model.policy.lstm_hidden) == ((2048, 2048), 256)
+        assert (model.resnet.pretrained, model.audio.pretrained, model.policy.pretrained) == (None, None, None)

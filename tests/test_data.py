@@ -17,7 +17,9 @@ from adamml.data.sampling import (
     diff_frame_indices,
     eval_segment_starts,
     flow_stack_indices,
+    official_eval_frame_indices,
     segment_frame_indices,
+    eval_frame_indices,
     train_segment_starts,
 )
 from adamml.data.spectrogram import (
@@ -318,3 +320,25 @@ def test_wav_window_reads_the_centre(store, tmp_path):
     row = next(r for r in store.rows if r["has_audio"])
     x = read_wav_window(store.root / row["audio"], 0.8, 2400)
     assert x.shape == (2400,) and np.abs(x).max() > 0.3
+
+
+def test_official_conventions_read_the_official_loaders_test_frames():
+    """`data.conventions: official`: the official loader's test windows (IBM/AdaMML utils/video_dataset.py, dense
+    sampling with a fixed offset), against the index lists it gives; adamml's own centre them in equal regions."""
+    official = eval_frame_indices(300, 10, 8, 4, "official", consecutive=5)  # flow or RGBDiff read: 5 frames after
+    assert official[:, 0].tolist() == [0, 29, 58, 88, 117, 146, 176, 205, 234, 264]
+    assert official[3].tolist() == [88 + 4 * k for k in range(8)]
+    assert eval_frame_indices(300, 10, 8, 4)[:, 0].tolist() == [0, 29, 59, 89, 119, 149, 179, 209, 239, 268]
+    assert official_eval_frame_indices(300, 10, 8, 4, consecutive=1)[-1, 0] == 268  # RGB and audio only
+    # a video shorter than a window wraps around, as the official loader's modulo does (adamml's clamps)
+    assert official_eval_frame_indices(20, 2, 8, 4, consecutive=1).tolist() == [[0, 4, 8, 12, 16, 0, 4, 8]] * 2
+    assert eval_frame_indices(20, 2, 8, 4)[0].tolist() == [0, 4, 8, 12, 16, 19, 19, 19]
+
+
+def test_official_conventions_crop_an_odd_margin_at_a_whole_pixel():
+    """A 16:9 frame at short side 256 is 455 wide: torchvision's centre crop (the official code's) starts at column
+    116; adamml's own samples at 115.5, between two columns."""
+    columns = np.tile(np.arange(455, dtype=np.float32), (256, 1))  # each pixel holds its column
+    whole = apply_crop(columns, centre_crop(455, 256, 224, 256, whole_pixels=True))
+    assert whole[0].tolist() == list(range(116, 340))
+    assert apply_crop(columns, centre_crop(455, 256, 224, 256))[0, 0] == pytest.approx(115.5)

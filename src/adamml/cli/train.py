@@ -63,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         teardown(info)
     if info.is_main:
-        console.print(f"trained {summary['stage']} in {summary['seconds']:.1f} s; best validation score "
-                      f"{summary['best_val_score']:.2f}; checkpoints in {summary['out']}")
+        console.print(f"trained {summary.stage} in {summary.seconds:.1f} s; best validation score "
+                      f"{summary.best_val_score:.2f}; checkpoints in {summary.out}")
     return 0

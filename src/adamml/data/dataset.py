@@ -50,11 +50,12 @@ from adamml.data.layout import (
     read_classes,
 )
 from adamml.data.sampling import (
+    consecutive_frames,
     diff_frame_indices,
-    eval_segment_starts,
     flow_stack_indices,
     segment_centre_seconds,
     segment_frame_indices,
+    eval_frame_indices,
     train_segment_starts,
     window_span,
 )
@@ -207,7 +208,7 @@ class SegmentDataset(Dataset):
             raise StoreError(f"{store.root}: no prepared videos in split {split!r}")
         self.modalities = check_modalities(modalities)
         needed = list(self.modalities) + [m for m in policy_modalities(self.modalities) if m not in self.modalities]
-        self.keys = tuple(needed)
+        self.keys = tuple(needed)  # every input read: the recognizers' and the policy's
         self.train = train
         self.cfg = sampling if sampling is not None else default_sampling()
         self.seed = seed
@@ -257,11 +258,10 @@ class SegmentDataset(Dataset):
     def frame_indices(self, row: dict, rng: np.random.Generator | None) -> np.ndarray:
         """(S, T) frame indices of `row`'s segments."""
         n, cfg = int(row["num_frames"]), self.cfg
-        span = window_span(cfg.frames, cfg.stride)
-        if self.train:
-            starts = train_segment_starts(n, cfg.train_segments, span, rng)
-        else:
-            starts = eval_segment_starts(n, cfg.test_segments, span)
+        if not self.train:
+            return eval_frame_indices(n, cfg.test_segments, cfg.frames, cfg.stride, cfg.conventions,
+                                      consecutive_frames(self.keys))
+        starts = train_segment_starts(n, cfg.train_segments, window_span(cfg.frames, cfg.stride), rng)
         return segment_frame_indices(starts, cfg.frames, cfg.stride, n)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -341,7 +341,7 @@ class SegmentDataset(Dataset):
         cfg = self.cfg
         if self.train:
             return train_crop(width, height, cfg.input_size, cfg.train_scale, rng)
-        return centre_crop(width, height, cfg.input_size, cfg.test_short_side)
+        return centre_crop(width, height, cfg.input_size, cfg.test_short_side, cfg.conventions == "official")
 
     def _audio(self, row: dict, indices: np.ndarray) -> np.ndarray:
         centres = segment_centre_seconds(indices, float(row["fps"]))

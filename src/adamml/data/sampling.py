@@ -44,6 +44,38 @@ def eval_segment_starts(num_frames: int, num_segments: int, span: int) -> np.nda
     return np.clip(starts, 0, last_start)
 
 
+def consecutive_frames(modalities) -> int:
+    """Frames a position reads past itself in the official loader: 5 when flow (5 fields) or RGBDiff (5
+    differences) is read, else 1."""
+    return 5 if {"flow", "rgbdiff"} & set(modalities) else 1
+
+
+def official_eval_frame_indices(num_frames: int, num_segments: int, frames: int, stride: int,
+                                consecutive: int) -> np.ndarray:
+    """The official AdaMML loader's test frames (`data.conventions: official`; its dense sampling with a fixed
+    offset): the window starts spread by `linspace` from frame 0 to the last start that leaves `consecutive`
+    frames (5 when flow or RGBDiff is read, else 1) after the window, truncated to integers; an index past that
+    wraps around (a video shorter than a window). (S, frames) int64, 0-based. For 300 frames, 10 segments of 8
+    frames at stride 4 and flow: starts 0, 29, 58, 88, 117, 146, 176, 205, 234, 264."""
+    if num_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    max_frame = max(1, num_frames - consecutive + 1)
+    last = max(1, 1 + max_frame - stride * frames)
+    starts = np.linspace(0, last - 1, num=num_segments, dtype=int)
+    indices = (starts[:, None] + stride * np.arange(frames)[None, :]) % max_frame
+    return indices.astype(np.int64)
+
+
+def eval_frame_indices(num_frames: int, num_segments: int, frames: int, stride: int, conventions: str = "adamml",
+                       consecutive: int = 1) -> np.ndarray:
+    """The test segments' frames: adamml's windows centred in equal regions (clamped to the video), or with
+    `conventions` "official" the official loader's (`official_eval_frame_indices`); (S, frames) int64."""
+    if conventions == "official":
+        return official_eval_frame_indices(num_frames, num_segments, frames, stride, consecutive)
+    starts = eval_segment_starts(num_frames, num_segments, window_span(frames, stride))
+    return segment_frame_indices(starts, frames, stride, num_frames)
+
+
 def segment_frame_indices(starts: np.ndarray, frames: int, stride: int, num_frames: int) -> np.ndarray:
     """Frame indices of each segment, clamped to the video; (S, frames) int64."""
     indices = np.asarray(starts, dtype=np.int64)[:, None] + stride * np.arange(frames)[None, :]

@@ -39,11 +39,16 @@ def train_crop(width: int, height: int, size: int, scale_range: tuple[int, int],
     return Crop(x / scale, y / scale, size / scale, size, bool(rng.random() < 0.5))
 
 
-def centre_crop(width: int, height: int, size: int, short_side: int) -> Crop:
-    """Short side resized to `short_side`, centre `size` crop."""
+def centre_crop(width: int, height: int, size: int, short_side: int, whole_pixels: bool = False) -> Crop:
+    """Short side resized to `short_side`, centre `size` crop. The crop starts half way into the margin, which is
+    a half pixel when the margin is odd (a 16:9 frame at short side 256 is 455 wide: x = 115.5, sampled between
+    two columns); with `whole_pixels` (`data.conventions: official`) it starts at the rounded pixel, as
+    torchvision's centre crop that the official code uses does (x = 116)."""
     scale = short_side / min(width, height)
     x = (width * scale - size) / 2
     y = (height * scale - size) / 2
+    if whole_pixels:
+        x, y = float(round(x)), float(round(y))  # round half to even, as torchvision's int(round(...))
     return Crop(x / scale, y / scale, size / scale, size, False)
 
 

@@ -89,16 +89,16 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     always = always_on_gmacs(costs, num_segments, "conv")
     report = EvalReport(
         checkpoint=str(checkpoint), data=str(Path(data).resolve()), stage=stage, fusion=cfg.model.fusion.kind, modalities=list(model.modalities),
-        split=split, videos=metrics["videos"], segments=int(num_segments),
-        threshold=threshold if uses_policy else None, top1=metrics["top1"], top5=metrics["top5"], mAP=metrics["mAP"],
+        split=split, videos=metrics.videos, segments=int(num_segments),
+        threshold=threshold if uses_policy else None, top1=metrics.top1, top5=metrics.top5, mAP=metrics.mAP,
         gflops_per_video=float(gflops.mean()), gflops=_gflops_stats(gflops),
         gflops_all_layers_per_video=float(gflops_all.mean()), gflops_always_on=always,
         saving_vs_always_on=1.0 - float(gflops.mean()) / always if always else 0.0,
-        selection_rate=metrics["selection_rate"],
-        videos_per_second=metrics["videos"] / pred.seconds if pred.seconds else float("nan"),
+        selection_rate=metrics.selection_rate,
+        videos_per_second=metrics.videos / pred.seconds if pred.seconds else float("nan"),
         wall_seconds=wall, device=str(info.device), precision=precision,
-        sweep=[SweepPoint(threshold=t, top1=m["top1"], mAP=m["mAP"], gflops_per_video=float(g.mean()),
-                          selection_rate=m["selection_rate"]) for t, _p, m, g, _ga, _w in runs] if uses_policy else [],
+        sweep=[SweepPoint(threshold=t, top1=m.top1, mAP=m.mAP, gflops_per_video=float(g.mean()),
+                          selection_rate=m.selection_rate) for t, _p, m, g, _ga, _w in runs] if uses_policy else [],
         threshold_source=source, operating_point=recorded,
     )
     if info.is_main and out is not None:

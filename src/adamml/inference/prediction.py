@@ -27,12 +27,11 @@ from adamml.data.dataset import (
     sampling_config,
 )
 from adamml.data.sampling import (
+    consecutive_frames,
     diff_frame_indices,
-    eval_segment_starts,
     flow_stack_indices,
     segment_centre_seconds,
-    segment_frame_indices,
-    window_span,
+    eval_frame_indices,
 )
 from adamml.data.spectrogram import audio_window, log_spectrogram, silence
 from adamml.data.transforms import centre_crop
@@ -165,8 +164,8 @@ class Predictor:
     def segment_indices(self, num_frames: int) -> np.ndarray:
         """Frame indices of the test segments of a video of `num_frames` frames; (S, T)."""
         cfg = self.sampling
-        starts = eval_segment_starts(num_frames, cfg.test_segments, window_span(cfg.frames, cfg.stride))
-        return segment_frame_indices(starts, cfg.frames, cfg.stride, num_frames)
+        return eval_frame_indices(num_frames, cfg.test_segments, cfg.frames, cfg.stride, cfg.conventions,
+                                  consecutive_frames(self.wanted))
 
     def frames_used(self, num_frames: int) -> set[int]:
         """Every frame a video of `num_frames` frames is read at: the segments' frames, the frames of their RGB
@@ -216,7 +215,7 @@ class Predictor:
         frames, (width, height), n, fps, audio = self.decode(path)
         lap("decode")
         indices = self.segment_indices(n)  # (S, T)
-        crop = centre_crop(width, height, cfg.input_size, cfg.test_short_side)
+        crop = centre_crop(width, height, cfg.input_size, cfg.test_short_side, cfg.conventions == "official")
         source = InMemoryFrames(frames, self.flow_method)
         policy_inputs, wanted = self.policy_inputs, self.wanted
         # with a policy, the RGB recognizer's frames are converted only for the segments that choose RGB; before

@@ -72,16 +72,32 @@ def predict(model: Model, loader: DataLoader, info: DistInfo, decisions_fn: Deci
     return Predictions(**{k: v[order] for k, v in merged.items()}, seconds=max(g[1] for g in gathered))
 
 
-def summarize(pred: Predictions, modalities: tuple[str, ...], multi_label: bool) -> dict[str, Any]:
+@dataclass
+class Metrics:
+    """What a prediction pass scores (training's validation, `adamml eval`): percentages and selection rates."""
+
+    videos: int
+    top1: float
+    top5: float
+    mAP: float
+    selection_rate: dict[str, float]
+    score: float  # what model selection maximises: mAP on multi-label stores, else top-1
+    gflops_fraction: float | None = None  # GFLOPs per video as a fraction of always-on (validation sets it)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"videos": self.videos, "top1": self.top1, "top5": self.top5, "mAP": self.mAP,
+               "selection_rate": dict(self.selection_rate), "score": self.score}
+        if self.gflops_fraction is not None:
+            out["gflops_fraction"] = self.gflops_fraction
+        return out
+
+
+def summarize(pred: Predictions, modalities: tuple[str, ...], multi_label: bool) -> Metrics:
     """top1 / top5 / mAP and selection rates of a prediction pass."""
     scores = softmax(pred.logits)
     labelled = pred.labels >= 0
-    out: dict[str, Any] = {
-        "videos": len(pred.labels),
-        "top1": topk_accuracy(scores[labelled], pred.labels[labelled], 1),
-        "top5": topk_accuracy(scores[labelled], pred.labels[labelled], 5),
-        "mAP": mean_average_precision(scores, pred.targets),
-        "selection_rate": {m: float(pred.decisions[..., i].mean()) for i, m in enumerate(modalities)},
-    }
-    out["score"] = out["mAP"] if multi_label else out["top1"]
-    return out
+    top1 = topk_accuracy(scores[labelled], pred.labels[labelled], 1)
+    mean_ap = mean_average_precision(scores, pred.targets)
+    return Metrics(videos=len(pred.labels), top1=top1, top5=topk_accuracy(scores[labelled], pred.labels[labelled], 5),
+                   mAP=mean_ap, selection_rate={m: float(pred.decisions[..., i].mean()) for i, m in enumerate(modalities)},
+                   score=mean_ap if multi_label else top1)

@@ -9,6 +9,7 @@ is actually stepped, and stepped once per epoch of its phase.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from adamml.inference.checkpoint import (
 )
 from adamml.inference.decisions import random_rates, stage_decisions
 from adamml.inference.gflops import always_on_gmacs, measure_costs, video_gmacs
-from adamml.inference.predictions import predict, summarize
+from adamml.inference.predictions import Metrics, predict, summarize
 from adamml.models.adamml import AdaMML
 from adamml.models.build import Model
 from adamml.runtime.distributed import DistInfo, barrier, wrap
@@ -86,8 +87,28 @@ def _estimate_blend(run: Run, state: PhaseState, epoch: int) -> None:
         run.console.print(f"  gradient blending at epoch {epoch + 1}: weights {weights}{note}")
 
 
+@dataclass
+class TrainSummary:
+    """What a training run did (also its `summary.json`, whose presence marks the run as complete)."""
+
+    stage: str
+    best_val_score: float  # the selected epoch's validation top-1 (mAP on multi-label stores), in %
+    seconds: float
+    out: str
+    at_chance: bool = False  # the best validation score is no better than always answering the commonest class
+    operating_point: dict[str, float] | None = None  # AdaMML: the threshold chosen on validation at the end
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"stage": self.stage, "best_val_score": self.best_val_score, "seconds": self.seconds, "out": self.out}
+        if self.at_chance:
+            out["at_chance"] = True
+        if self.operating_point is not None:
+            out["operating_point"] = self.operating_point
+        return out
+
+
 def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None = None, init: list[Path] = (),
-          resume: bool = False, console: Console | None = None) -> dict[str, Any]:
+          resume: bool = False, console: Console | None = None) -> TrainSummary:
     """Train `stage` on the store `data` into `out` (best.pt, last.pt, config.yaml, log.csv); returns a summary.
     `info` is this process's place in a distributed run (default: one process)."""
     info = info or DistInfo()
@@ -122,7 +143,7 @@ def train(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo | None 
         run.loaders.close()  # the loaders' workers, kept from epoch to epoch
 
 
-def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, resume: bool) -> dict[str, Any]:
+def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, resume: bool) -> TrainSummary:
     """The phases of `train` on the run built (resumed from `payload`, the run's last.pt, when given)."""
     cfg, stage, out, info, console = run.cfg, run.stage, run.out, run.info, run.console
     last = out / "last.pt"
@@ -156,11 +177,10 @@ def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, re
                                        **_progress(run, stage, index, epoch, state)})
             barrier(info)
     run.log.close()
-    summary = {"stage": stage, "best_val_score": run.best_score, "seconds": time.perf_counter() - started,
-               "out": str(out)}
+    summary = TrainSummary(stage, run.best_score, time.perf_counter() - started, str(out))
     chance = chance_score(run.val_set, run.multi_label)
     if chance is not None and np.isfinite(run.best_score) and run.best_score <= chance + CHANCE_MARGIN:
-        summary["at_chance"] = True
+        summary.at_chance = True
         if info.is_main:
             console.print(f"[yellow]warning:[/yellow] validation top-1 stayed at chance: best {run.best_score:.1f} % "
                           f"against {chance:.1f} % for always answering the most frequent class. The model learnt "
@@ -174,14 +194,14 @@ def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, re
         if len(run.val_set):
             point = calibrate_dataset(out / "best.pt", run.val_set, run.multi_label, cfg.data.val_split, info=info,
                                       console=console)
-            summary["operating_point"] = {"threshold": point.threshold, "val_score": point.score,
-                                          "gflops_fraction": point.gflops_fraction}
+            summary.operating_point = {"threshold": point.threshold, "val_score": point.score,
+                                       "gflops_fraction": point.gflops_fraction}
         elif info.is_main:
             console.print(f"[yellow]warning:[/yellow] no {cfg.data.val_split!r} videos: no operating point chosen; "
                           f"evaluations decide at model.policy.threshold = {cfg.model.policy.threshold:g}")
         barrier(info)
     if info.is_main:  # marks the run as complete
-        write_json(out / "summary.json", summary, indent=1)
+        write_json(out / "summary.json", summary.to_json(), indent=1)
     return summary
 
 
@@ -238,20 +258,20 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
             _write_logs(run)
         return
     val = validate(run)
-    run.log.update_last({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mAP")})
-    run.log.update_last({f"val_sel_{m}": r for m, r in val["selection_rate"].items()})
-    eligible = not run.record.uses_policy or val["gflops_fraction"] <= cfg.train.select_max_gflops
-    improved = eligible and val["score"] > run.best_score
+    run.log.update_last({"val_top1": val.top1, "val_top5": val.top5, "val_mAP": val.mAP})
+    run.log.update_last({f"val_sel_{m}": r for m, r in val.selection_rate.items()})
+    eligible = not run.record.uses_policy or val.gflops_fraction <= cfg.train.select_max_gflops
+    improved = eligible and val.score > run.best_score
     if improved:
-        run.best_score = val["score"]
+        run.best_score = val.score
         if info.is_main:
             save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg, classes=run.classes), "stage": run.stage,
-                                                  "val": val, "phase": phase.name, "epoch": epoch,
+                                                  "val": val.to_json(), "phase": phase.name, "epoch": epoch,
                                                   "random_rates": _random_rates(run)})
     if info.is_main:
-        sel = " ".join(f"{m} {100 * r:.0f}%" for m, r in val["selection_rate"].items())
-        run.console.print(f"  val: top1 {val['top1']:.2f}  mAP {val['mAP']:.2f}  selection {sel}  "
-                          f"GFLOPs {100 * val['gflops_fraction']:.0f} % of always-on"
+        sel = " ".join(f"{m} {100 * r:.0f}%" for m, r in val.selection_rate.items())
+        run.console.print(f"  val: top1 {val.top1:.2f}  mAP {val.mAP:.2f}  selection {sel}  "
+                          f"GFLOPs {100 * val.gflops_fraction:.0f} % of always-on"
                           + ("  (best)" if improved else "" if eligible else "  (over the GFLOPs budget)"))
         _write_logs(run)
 
@@ -361,7 +381,7 @@ def _alternating_epochs_before(run: Run, phase: Phase, epoch: int) -> int:
     return done
 
 
-def validate(run: Run) -> dict[str, Any]:
+def validate(run: Run) -> Metrics:
     loader = run.loader(run.val_set, run.cfg.train.eval_batch_size, 0, train=False)
     pred = predict(run.model, loader, run.info, stage_decisions(run.model, run.stage, run.cfg), amp=run.amp)
     if not np.isfinite(pred.logits).all():  # argmax of NaN is class 0: never a score, never a best.pt
@@ -370,7 +390,7 @@ def validate(run: Run) -> dict[str, Any]:
     out = summarize(pred, run.model.modalities, run.multi_label)
     costs = measure_costs(run.cfg.model)
     gflops = video_gmacs(pred.decisions, costs, include_policy=run.record.uses_policy)
-    out["gflops_fraction"] = float(gflops.mean()) / always_on_gmacs(costs, pred.decisions.shape[1])
+    out.gflops_fraction = float(gflops.mean()) / always_on_gmacs(costs, pred.decisions.shape[1])
     return out
 
 
