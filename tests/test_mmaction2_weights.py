@@ -113,7 +113,7 @@ def test_train_init_accepts_modality_equals_file(tmp_path, monkeypatch):
 
     def fake_train(cfg, stage, data, out, info, init, resume, console):
         seen.update(cfg=cfg, init=init)
-        return {"stage": stage, "seconds": 0.0, "best_val_score": 0.0, "out": out}
+        return stages.TrainSummary(stage, 0.0, 0.0, str(out))
 
     monkeypatch.setattr(stages, "train", fake_train)
     assert main(["train", "--config", "tiny", "--stage", "unimodal", "--modalities", "rgb", "--data", str(tmp_path),
