@@ -194,3 +194,39 @@ def test_parsing_the_command_line_imports_no_heavy_library():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
     version = subprocess.run([sys.executable, "-m", "adamml.cli", "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("adamml ")
+
+
+def test_no_output_may_be_an_input_and_nothing_is_written(tmp_path, capsys):
+    """`predict V.mp4 --json V.mp4` would overwrite the video with the JSON: refused before any work."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video, but the user's file")
+    before = video.read_bytes()
+    assert main(["predict", str(video), "--checkpoint", str(tmp_path / "none.pt"), "--json", str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "--json" in err and "is also an input" in err and "Traceback" not in err
+    assert video.read_bytes() == before
+    # the same file by another name
+    (tmp_path / "link.mp4").symlink_to(video)
+    assert main(["predict", str(video), "--checkpoint", "x.pt", "--viz", str(tmp_path / "link.mp4")]) == 2
+    assert video.read_bytes() == before
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    for command in (["train", "--config", "tiny", "--stage", "unimodal", "--data", str(tmp_path)],
+                    ["synth"], ["export", "--checkpoint", "x.pt"], ["demo"]):
+        assert main([*command, "--out", str(taken)]) == 2
+        assert f"{taken}: exists and is not a folder" in capsys.readouterr().err
+    assert taken.read_text() == "a file"
+
+
+def test_a_file_that_cannot_be_read_or_written_is_one_line_naming_it(monkeypatch, capsys):
+    import adamml.cli.flops as flops
+
+    def disk_full(args):
+        raise OSError(28, "No space left on device", "/data/out.json")
+
+    monkeypatch.setattr(flops, "run", disk_full)
+    assert main(["flops"]) == 2
+    assert capsys.readouterr().err.strip() == "adamml: error: /data/out.json: No space left on device"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adamml.cli.arguments import number, positive_int
+from adamml.cli.arguments import number, output_file, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the best (default: the checkpoint's, 1)")
     p.add_argument("--budget", type=number(float, 0.0, 1.0, above=True),
                    help="budget target: GFLOPs per video as a fraction of always-on (default: the checkpoint's, 0.5)")
-    p.add_argument("--out", type=Path, help="write the calibrated checkpoint here instead of rewriting --checkpoint")
+    p.add_argument("--out", type=output_file, help="write the calibrated checkpoint here instead of rewriting --checkpoint")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)

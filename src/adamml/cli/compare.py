@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adamml.cli.arguments import output_folder
 from adamml.errors import UserError
 
 # named lists of methods (--preset)
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="preset name or YAML path shared by every method")
     p.add_argument("--data", type=Path, required=True, help="prepared store")
-    p.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
+    p.add_argument("--out", type=output_folder, required=True, help="folder for the runs and the comparison")
     p.add_argument("--methods", nargs="+", default=[], metavar="METHOD",
                    help="STAGE[:MOD+MOD...] or a modality name (unimodal)")
     p.add_argument("--preset", choices=sorted(PRESETS), action="append", default=[],

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adamml.cli.arguments import output_file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("convert-official", help="an official AdaMML checkpoint -> an adamml checkpoint",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, metavar="CKPT", help="official checkpoint (.pth.tar)")
-    p.add_argument("--out", required=True, type=Path, help="the adamml checkpoint to write (e.g. runs/official/best.pt)")
+    p.add_argument("--out", required=True, type=output_file, help="the adamml checkpoint to write (e.g. runs/official/best.pt)")
     p.add_argument("--preset", help="preset name or YAML path (default: the one matching the file's modalities)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value of the converted model (repeatable)")

@@ -15,12 +15,14 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from adamml.cli.arguments import output_folder
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="the whole job on the built-in benchmark: synth, prepare, train, "
                               "evaluate, report and figures", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default runs/demo)")
+    p.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default runs/demo)")
     p.add_argument("--config", default="tiny", help="model/training preset (default tiny)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable)")

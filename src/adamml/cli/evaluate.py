@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adamml.cli.arguments import add_precision_argument, positive_int, probabilities
+from adamml.cli.arguments import add_precision_argument, output_folder, positive_int, probabilities
 from adamml.errors import UserError
 
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path, help="prepared store")
     p.add_argument("--split", default="test")
-    p.add_argument("--out", type=Path, help="report folder (default: next to the checkpoint, eval-SPLIT/)")
+    p.add_argument("--out", type=output_folder, help="report folder (default: next to the checkpoint, eval-SPLIT/)")
     p.add_argument("--threshold", type=probabilities,
                    help="decision threshold in [0, 1], or a comma-separated sweep (e.g. 0.3,0.5,0.7)")
     p.add_argument("--batch-size", type=positive_int)

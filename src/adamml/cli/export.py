@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adamml.cli.arguments import probability
+from adamml.cli.arguments import output_folder, probability
 from adamml.errors import UserError
 
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="write the policy and the recognizers as torch.export programs",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=output_folder)
     p.add_argument("--onnx", action="store_true", help="also write ONNX models, checked with ONNX Runtime")
     p.add_argument("--threshold", type=probability, help="the decision threshold written to export.json (default: "
                    "the checkpoint's recorded operating point, else model.policy.threshold)")

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from adamml import __version__
+from adamml.cli.arguments import claimed_outputs
 from adamml.errors import UserError
 
 # Each module has `register(subparsers)`, which adds its sub-command and sets `func` (args -> exit code); in
@@ -64,10 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        claimed_outputs(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a file that cannot be read or written (permissions, a full disk, a read-only folder)
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"adamml: error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as error:
         if args.debug or not isinstance(error, input_errors()):
             raise

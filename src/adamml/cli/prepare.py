@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from adamml.cli.arguments import number
+from adamml.cli.arguments import number, output_folder
 from adamml.data.layout import StoreError
 from adamml.prepare.decode import DEFAULT_AUDIO_RATE, DEFAULT_SHORT_SIDE
 from adamml.prepare.flow import DEFAULT_BOUND, FLOW_METHODS
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--merge", type=Path, metavar="STORE",
                      help="join the manifest parts of a sharded run in STORE into manifest.jsonl")
     p.add_argument("--root", type=Path, help="folder the paths of --list are relative to (default: the list's folder)")
-    p.add_argument("--out", type=Path, help="the store folder to write")
+    p.add_argument("--out", type=output_folder, help="the store folder to write")
     p.add_argument("--format", choices=("auto",) + FORMATS, default="auto", help="annotation format of --list")
     p.add_argument("--subset", choices=sorted(SUBSETS), help="keep only the classes of this subset")
     p.add_argument("--split", choices=("train", "val", "test"), help="split for entries that do not name one")

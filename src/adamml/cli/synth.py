@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from adamml.cli.arguments import output_folder
 from adamml.data.spectrogram import AUDIO_RATE, WINDOW_SAMPLES
 from adamml.modalities import modality_rates
 from adamml.workflows.synthetic import (
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "arguments keeps the videos already written.",
     )
     d = DEFAULTS
-    p.add_argument("--out", type=Path, metavar="DIR", help="dataset folder to write (required)")
+    p.add_argument("--out", type=output_folder, metavar="DIR", help="dataset folder to write (required)")
     p.add_argument("--variant", default=DEFAULT_VARIANT, metavar="NAME",
                    help=f"named benchmark to start from (default {DEFAULT_VARIANT}: the default config); "
                    f"one of {', '.join(VARIANTS)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adamml.cli.arguments import output_folder
 from adamml.config import load_config
 from adamml.errors import UserError
 from adamml.stages import STAGES
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--modalities", help="comma-separated modalities (overrides model.modalities)")
     p.add_argument("--data", required=True, type=Path, help="prepared store (adamml prepare)")
-    p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, config.yaml, log.csv")
+    p.add_argument("--out", required=True, type=output_folder, help="run folder: best.pt, last.pt, config.yaml, log.csv")
     p.add_argument("--init", nargs="+", type=Path, default=[], metavar="CKPT",
                    help="checkpoints whose recognizers initialise this model's (matched by modality name); "
                         "MODALITY=FILE.pth: an mmaction2 TSN checkpoint for that modality's ResNet "
