@@ -63,3 +63,19 @@ def test_policy_against_the_ground_truth():
     assert result["recall"] == pytest.approx(1 / 3)
     assert result["per_modality"]["rgb"] == {"precision": 0.5, "recall": 1.0, "covered": 1.0}
     assert result["per_modality"]["flow"]["covered"] == 0.0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--config", "nope"], "no preset named 'nope'"),
+    (["--set", "train.batch_size=0"], "batch_size"),
+    (["--train-per-class", "0"], "--train-per-class must be at least 1"),
+    (["--classes", "0"], "need at least 2 classes"),
+    (["--size", "63"], "size must be even"),
+    (["--informative-rate", "5"], "informative rate must be in [0, 1]"),
+])
+def test_bad_demo_settings_stop_before_any_video_is_made(tmp_path, capsys, arguments, message):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *arguments]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()  # nothing generated, nothing to clean up

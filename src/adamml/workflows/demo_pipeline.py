@@ -14,10 +14,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from adamml.config import load_config
+from adamml.config import Config, load_config
 from adamml.data.dataset import read_wav_window
 from adamml.data.layout import IMG_TEMPLATE, read_jsonl
 from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, silence
+from adamml.errors import UserError
 from adamml.inference.results import EvalReport
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.runner import prepare_with_progress, print_summary
@@ -135,19 +136,40 @@ def _selection_videos(decisions: list[dict], truth: dict[str, dict], store: Path
     return out
 
 
+def check_settings(settings: DemoSettings) -> tuple[SynthConfig, Config]:
+    """The benchmark's and the training's settings, checked before any work: a bad value is a `UserError` naming
+    it, never a traceback after the videos are made."""
+    if settings.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {settings.workers}")
+    if settings.short_side < 16:
+        raise UserError(f"--short-side must be at least 16, got {settings.short_side}")
+    for split in ("train", "val", "test"):  # the demo trains, chooses on validation and reports on test
+        count = getattr(settings, f"{split}_per_class")
+        if count < 1:
+            raise UserError(f"--{split}-per-class must be at least 1 (the demo uses every split), got {count}")
+    try:
+        synth = SynthConfig(classes=settings.classes, train_per_class=settings.train_per_class,
+                            val_per_class=settings.val_per_class, test_per_class=settings.test_per_class,
+                            size=settings.size, informative_rate=(settings.informative_rate,) * 3)
+    except ValueError as error:
+        raise UserError(f"the demo's benchmark: {error}") from None
+    try:
+        cfg = load_config(settings.config, [f"model.num_classes={settings.classes}", *settings.overrides])
+    except ValueError as error:  # ConfigError is a UserError already; a dataclass check is a ValueError
+        raise UserError(f"--config {settings.config}: {error}") from None
+    return synth, cfg
+
+
 def run_demo(settings: DemoSettings) -> int:
     """Every step of `adamml demo` (see `adamml.cli.demo`), reusing what an earlier run finished."""
     console = Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
+    synth, _cfg = check_settings(settings)  # before anything is generated or removed
     out: Path = settings.out
     if settings.fresh and out.exists():
         shutil.rmtree(out)
     steps = Steps(console, record=out / "steps.json")
     data, store = out / "data", out / "store"
-
-    synth = SynthConfig(classes=settings.classes, train_per_class=settings.train_per_class, val_per_class=settings.val_per_class,
-                        test_per_class=settings.test_per_class, size=settings.size,
-                        informative_rate=(settings.informative_rate,) * 3)
     try:
         made = steps.run("synth", _unless_nothing_new, "written", generate, synth, data, workers=settings.workers,
                          console=console)
