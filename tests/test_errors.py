@@ -230,3 +230,41 @@ def test_a_file_that_cannot_be_read_or_written_is_one_line_naming_it(monkeypatch
     monkeypatch.setattr(flops, "run", disk_full)
     assert main(["flops"]) == 2
     assert capsys.readouterr().err.strip() == "adamml: error: /data/out.json: No space left on device"
+
+
+def test_a_list_read_strictly_refuses_a_repeat_naming_file_and_line(tmp_path, tiny_store):
+    """A class or video given twice used to shift the class ids or count a video twice, without a word."""
+    import shutil
+
+    from adamml.data.dataset import Store
+    from adamml.data.layout import StoreError, read_classes
+    from adamml.inference.speed import parse_named
+    from adamml.prepare.importers import AnnotationError, assign_classes
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("cat\ndog\ncat\n")
+    with pytest.raises(AnnotationError, match=r"classes.txt:3: class 'cat' is listed again \(first at line 1\)"):
+        assign_classes([], None, classes)
+    with pytest.raises(StoreError, match=r"classes.txt:3: class 'cat' is listed again"):
+        read_classes(classes)
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    manifest = store / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, lines[0]]) + "\n")
+    with pytest.raises(StoreError, match=rf"manifest.jsonl:{len(lines) + 1}: video .* again \(first at line 1\)"):
+        Store.open(store)
+    with pytest.raises(ValueError, match="--checkpoint a= is given twice"):
+        parse_named(["a=x.pt", "a=y.pt"])
+
+
+def test_an_empty_config_or_a_key_given_twice_is_an_error(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n# nothing\n")
+    with pytest.raises(ConfigError, match="empty.yaml: the file is empty"):
+        load_config(empty)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("base: tiny\ntrain:\n  batch_size: 4\n  seed: 1\n  batch_size: 8\n")
+    message = r"twice.yaml, line 5, column 3: key 'batch_size' given twice \(first at line 3\)"
+    with pytest.raises(ConfigError, match=message):
+        load_config(twice)

@@ -39,6 +39,17 @@ class _NoAliasLoader(yaml.SafeLoader):
                                        problem_mark=event.start_mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A key given twice in one mapping is an error (YAML would keep the last silently)."""
+        seen: dict[Any, Any] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.MarkedYAMLError(problem=f"key {key!r} given twice (first at line {seen[key].line + 1})",
+                                           problem_mark=key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
 
 def parse_yaml(text: str, source: str) -> Any:
     """The value of YAML `text` (safe tags only, no aliases); a syntax error names `source`, line and column."""
@@ -72,8 +83,8 @@ def _read_source(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
         except OSError as error:
             raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
     raw = parse_yaml(content, source)
-    if raw is None:
-        raw = {}
+    if raw is None:  # an empty file would silently mean the full paper defaults
+        raise ConfigError(f"{source}: the file is empty; give at least `base: PRESET` or the keys to set")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
     return raw, source

@@ -160,6 +160,9 @@ class Store:
         for number, row in iter_jsonl(manifest):
             if row.get("status", "ok") == "ok":
                 check_video_row(row, f"{manifest}:{number}", len(classes))
+                if row["id"] in lines:  # it would be evaluated twice
+                    raise StoreError(f"{manifest}:{number}: video {row['id']!r} again (first at line "
+                                     f"{lines[row['id']]}); each video once")
                 rows.append(row)
                 lines[row["id"]] = number
         return cls(root, rows, classes, settings, lines)

@@ -156,5 +156,16 @@ _ROW_KEYS: dict[str, tuple[type, ...]] = {
 
 
 def read_classes(path: Path) -> list[str]:
-    # line i is class i: split on "\n" only (splitlines() would also split on \x1c, \x85, \u2028, ...)
-    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    """Class names, line i is class i; a class listed twice is an error naming the file and line."""
+    # split on "\n" only (splitlines() would also split on \x1c, \x85, \u2028, ...)
+    names: list[str] = []
+    first: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        name = line.rstrip("\r")
+        if not name.strip():
+            continue
+        if name in first:
+            raise StoreError(f"{path}:{number}: class {name!r} is listed again (first at line {first[name]})")
+        first[name] = number
+        names.append(name)
+    return names

@@ -30,7 +30,12 @@ def parse_named(items: list[str]) -> dict[str, Path]:
         if "=" not in item:
             raise ValueError(f"--checkpoint takes NAME=PATH, got {item!r}")
         name, path = item.split("=", 1)
-        out[name.strip()] = Path(path)
+        name = name.strip()
+        if not name:
+            raise ValueError(f"--checkpoint takes NAME=PATH, got {item!r} (no name)")
+        if name in out:  # the later one would replace the earlier without a word
+            raise ValueError(f"--checkpoint {name}= is given twice ({out[name]} and {path}); give each a name of its own")
+        out[name] = Path(path)
     return out
 
 

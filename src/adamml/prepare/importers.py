@@ -307,10 +307,16 @@ def import_activitynet(path: Path, root: Path) -> ImportResult:
 
 def _read_class_names(path: Path) -> list[str]:
     """One class name a line, optionally preceded by its index (`3 name`, `3,name`, `3\tname`)."""
-    names = []
-    for _number, line in _lines(path):
+    names: list[str] = []
+    first: dict[str, int] = {}
+    for number, line in _lines(path):
         match = re.match(r"^\d+[\s,;]+(.+)$", line)
-        names.append((match.group(1) if match else line).strip())
+        name = (match.group(1) if match else line).strip()
+        if name in first:  # a repeated class would shift every later class's id
+            raise AnnotationError(f"{path}:{number}: class {name!r} is listed again (first at line {first[name]}); "
+                                  "each class once")
+        first[name] = number
+        names.append(name)
     return names
 
 
