@@ -291,7 +291,7 @@ def test_a_frame_folder_with_an_image_linked_out_of_the_root_is_not_read(tmp_pat
     listing = _csv(tmp_path / "list.txt", "clip 1 0\n")
     store = tmp_path / "store"
     assert main(["prepare", "--list", str(listing), "--format", "mmaction-rawframes", "--root",
-                 str(tmp_path / "raw"), "--out", str(store), *FAST]) == 0
+                 str(tmp_path / "raw"), "--out", str(store), *FAST]) == 1  # its one video failed
     (row,) = read_jsonl(store / "manifest.jsonl")
     assert row["status"] == "failed" and "img_00001.jpg resolves to" in row["error"]
 
@@ -383,3 +383,20 @@ def test_store_files_and_checkpoints_honour_the_umask(clips, tmp_path):
         os.umask(old)
     for path in ("store/manifest.jsonl", "store/classes.txt", "store/store.json", "run/last.pt"):
         assert (tmp_path / path).stat().st_mode & 0o777 == 0o640, path
+
+
+def test_nothing_to_prepare_is_an_error_and_all_failed_is_not_success(tmp_path, capsys):
+    """'Nothing done' is never exit 0: an empty list, a header-only list, a folder with no videos."""
+    header_only = tmp_path / "list.csv"
+    header_only.write_text("path,label,split\n")
+    assert main(["prepare", "--list", str(header_only), "--out", str(tmp_path / "s1"), *FAST]) == 2
+    assert "gives no videos to prepare" in capsys.readouterr().err
+    empty = tmp_path / "videos"
+    (empty / "cat").mkdir(parents=True)
+    assert main(["prepare", "--videos", str(empty), "--out", str(tmp_path / "s2"), *FAST]) == 2
+    assert "gives no videos to prepare" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    (broken / "cat").mkdir(parents=True)
+    (broken / "cat" / "a.mp4").write_bytes(b"not a video")
+    assert main(["prepare", "--videos", str(broken), "--out", str(tmp_path / "s3"), *FAST]) == 1
+    assert "every video of" in capsys.readouterr().err

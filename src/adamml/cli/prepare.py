@@ -85,13 +85,22 @@ def run(args: argparse.Namespace) -> int:
             console.print(escape(f"merged {parts} shard parts: {rows} videos -> {path}"))
             return 0
         if args.out is None:
-            console.print("[red]error:[/red] --out STORE is required")
+            console.print("[red]adamml: error:[/red] --out STORE is required")
             return 2
         summary = prepare_from_args(args, console)
     except (AnnotationError, StoreError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        console.print(f"[red]adamml: error:[/red] {escape(str(exc))}")
         return 2
     print_summary(summary, console)
+    source = args.videos if args.videos is not None else args.list
+    if summary.ok + summary.skipped + summary.failed == 0:  # "nothing done" is never a success
+        console.print(f"[red]adamml: error:[/red] {escape(str(source))} gives no videos to prepare (an empty list, "
+                      "a header only, or no video files under the folder)")
+        return 2
+    if summary.ok + summary.skipped == 0:
+        console.print(f"[red]adamml: error:[/red] every video of {escape(str(source))} failed to prepare "
+                      f"({summary.failed}; the reasons are in the manifest)")
+        return 1
     return 0
 
 

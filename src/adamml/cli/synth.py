@@ -171,15 +171,15 @@ def run(args: argparse.Namespace) -> int:
         Console(soft_wrap=True).print(variants_table())
         return 0
     if args.variant not in VARIANTS:
-        console.print(f"[red]error:[/red] unknown variant {args.variant!r}; known: {', '.join(VARIANTS)}")
+        console.print(f"[red]adamml: error:[/red] unknown variant {args.variant!r}; known: {', '.join(VARIANTS)}")
         return 2
     if args.out is None:
-        console.print("[red]error:[/red] --out DIR is required (the dataset folder to write)")
+        console.print("[red]adamml: error:[/red] --out DIR is required (the dataset folder to write)")
         return 2
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]adamml: error:[/red] {exc}")
         return 2
     window = WINDOW_SAMPLES / AUDIO_RATE
     if config.cell_seconds < window:
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         result = generate(config, args.out, workers=args.workers, overwrite=args.overwrite, console=console,
                           quiet=args.quiet)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]adamml: error:[/red] {exc}")
         return 2
     rates = ", ".join(f"{m} {100 * r:.1f} %" for m, r in result["rates"].items())
     if config.has_distractors:
