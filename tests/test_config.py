@@ -189,3 +189,18 @@ def test_every_paper_preset_pins_the_papers_setting() -> None:
             160, 4, 256, 1.0)
         assert (tuple(model.policy.hidden), model.policy.lstm_hidden) == ((2048, 2048), 256)
         assert (model.resnet.pretrained, model.audio.pretrained, model.policy.pretrained) == (None, None, None)
+
+
+def test_a_paper_run_from_random_weights_says_so_and_names_the_keys() -> None:
+    from pathlib import Path
+
+    from adamml.train.run import random_start_warning
+
+    unimodal = load_config("paper-rgb-flow-audio", ["model.modalities=[rgb]"])
+    message = random_start_warning(unimodal, "unimodal", [])
+    assert "model.resnet.pretrained" in message and "resnet50" in message and "policy" not in message
+    given = load_config("paper-rgb-flow-audio", ["model.modalities=[rgb]", "model.resnet.pretrained=/w/r50.pth"])
+    assert random_start_warning(given, "unimodal", []) is None
+    adamml = random_start_warning(load_config("paper-rgb-audio"), "adamml", [Path("rgb.pt"), Path("audio.pt")])
+    assert "model.policy.pretrained" in adamml and "model.resnet.pretrained" not in adamml  # recognizers from --init
+    assert random_start_warning(load_config("tiny"), "adamml", []) is None  # the CPU preset is meant to start so

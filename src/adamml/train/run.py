@@ -22,6 +22,7 @@ from adamml.inference.checkpoint import (
     load_checkpoint,
     load_recognizer,
 )
+from adamml.modalities import get_modality
 from adamml.models.build import Model, build_model
 from adamml.runtime.distributed import DistInfo, sync_batch_norm
 from adamml.runtime.precision import FP32, Amp, amp_for, channels_last
@@ -108,6 +109,33 @@ def _warn_small_training_set(run: Run) -> None:
                           "train.batch_size, or raise the epochs of each phase.")
 
 
+PAPER_DEPTH = 50  # the paper's recognizers: ResNet-50 (a smaller preset is not expected to start from ImageNet)
+
+
+def random_start_warning(cfg: Config, stage: str, init: list[Path]) -> str | None:
+    """What a paper-sized run starting from random weights should be told (None: nothing to say). The paper starts
+    the recognizers from ImageNet (and Kinetics), the policy's MobileNetV2 from ImageNet; the paper presets leave
+    those paths empty because nothing is downloaded."""
+    m = cfg.model
+    if m.resnet.depth < PAPER_DEPTH:
+        return None
+    record = get_stage(stage)
+    keys = []
+    if not init:  # recognizers not taken from unimodal checkpoints
+        if any(get_modality(name).visual for name in m.modalities) and not m.resnet.pretrained:
+            keys.append("model.resnet.pretrained (a torchvision resnet50 ImageNet file, e.g. resnet50-0676ba61.pth)")
+        if "audio" in m.modalities and not m.audio.pretrained:
+            keys.append("model.audio.pretrained (a torchvision mobilenet_v2 ImageNet file, "
+                        "e.g. mobilenet_v2-b0353104.pth)")
+    if record.uses_policy and not m.policy.pretrained:
+        keys.append("model.policy.pretrained (the same torchvision mobilenet_v2 file)")
+    if not keys:
+        return None
+    return ("this run starts from random weights where the paper starts from ImageNet: set "
+            + "; ".join(keys) + " with --set KEY=PATH (docs/cli.md, presets). From random weights expect far "
+            "lower accuracy than the paper's, and longer training")
+
+
 def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, console: Console,
               init: list[Path]) -> Run:
     if get_stage(stage).one_modality and len(cfg.model.modalities) != 1:
@@ -133,6 +161,9 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
               amp=amp_for(cfg.train.precision, info.device))
     _warn_small_training_set(run)
+    warning = random_start_warning(cfg, stage, init)
+    if warning and info.is_main:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     note = store.stale_note()
     if note and info.is_main:
         console.print(f"[yellow]warning:[/yellow] {escape(note)}")
