@@ -20,9 +20,7 @@ from pathlib import Path
 
 from adamml.data.layout import check_relative
 
-VIDEO_EXTENSIONS = (
-    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts",
-)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {
@@ -306,18 +304,15 @@ def import_activitynet(path: Path, root: Path) -> ImportResult:
 
 
 def _read_class_names(path: Path) -> list[str]:
-    """One class name a line, optionally preceded by its index (`3 name`, `3,name`, `3\tname`)."""
-    names: list[str] = []
-    first: dict[str, int] = {}
+    """One class name a line, optionally preceded by its index (`3 name`, `3,name`, `3\tname`); each class once."""
+    first: dict[str, int] = {}  # name -> its line, in the file's order
     for number, line in _lines(path):
         match = re.match(r"^\d+[\s,;]+(.+)$", line)
         name = (match.group(1) if match else line).strip()
         if name in first:  # a repeated class would shift every later class's id
-            raise AnnotationError(f"{path}:{number}: class {name!r} is listed again (first at line {first[name]}); "
-                                  "each class once")
+            raise AnnotationError(f"{path}:{number}: class {name!r} is listed again (first at line {first[name]})")
         first[name] = number
-        names.append(name)
-    return names
+    return list(first)
 
 
 def import_fcvid(path: Path, label_file: Path | None = None) -> ImportResult:
