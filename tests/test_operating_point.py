@@ -37,12 +37,18 @@ def test_accuracy_target_takes_the_cheapest_threshold_whose_neighbourhood_keeps_
 
 
 def test_the_margin_is_counted_in_whole_videos_and_a_small_split_is_flagged():
-    assert allowed_drop(1.0, 80, multi_label=False) == 0.0  # one video of 80 is 1.25 points
-    assert allowed_drop(1.0, 250, multi_label=False) == pytest.approx(0.8)  # 2 videos
+    # the nearest whole number of videos: one video of 80 is 1.25 points, nearer to 1 point than no video is
+    assert allowed_drop(1.0, 80, multi_label=False) == pytest.approx(1.25)
+    assert allowed_drop(1.0, 90, multi_label=False) == pytest.approx(100 / 90)
+    assert allowed_drop(1.0, 40, multi_label=False) == 0.0  # one video is 2.5 points: none allowed
+    assert allowed_drop(1.0, 250, multi_label=False) == pytest.approx(1.2)  # 2.5 videos round up to 3
     assert allowed_drop(1.0, 80, multi_label=True) == 1.0  # mAP is not counted in videos
+    chosen, warnings = choose(CURVE, "accuracy", 1.0, 0.5, 10.0, videos=40, multi_label=False)
+    assert chosen.threshold == 0.0  # 0.1's neighbour 0.2 loses half a point: a video, more than 40 allow
+    assert "40 validation videos" in warnings[0] and "no loss at all" in warnings[0] and "100 videos" in warnings[0]
     chosen, warnings = choose(CURVE, "accuracy", 1.0, 0.5, 10.0, videos=80, multi_label=False)
-    assert chosen.threshold == 0.0  # 0.1's neighbour 0.2 loses half a point: a video, more than 80 allow
-    assert "80 validation videos" in warnings[0] and "100 videos" in warnings[0]
+    assert chosen.threshold == 0.1  # one video of 80 allowed: 0.1 and its neighbours stay within it
+    assert "1 video (1.25 points)" in warnings[0]
 
 
 def test_the_margin_counts_from_the_best_plateau_when_the_policy_beats_every_cell_computed():
@@ -79,7 +85,7 @@ def test_training_records_the_operating_point_that_eval_and_predict_use(calibrat
     assert point.split == "val" and point.videos == 4 and point.target == "accuracy"
     assert point.threshold in [p.threshold for p in point.curve] and point.curve[0].threshold == 0.0
     assert point.curve[0].selection_rate == {"rgb": 1.0, "audio": 1.0}
-    assert point.score >= point.reference_score - 1e-9  # 4 videos: no loss allowed
+    assert point.score >= point.reference_score - 1e-9  # 4 videos: one video is 25 points, none allowed
     summary = json.loads((calibrated.parent / "summary.json").read_text())
     assert summary["operating_point"]["threshold"] == point.threshold
 
