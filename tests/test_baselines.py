@@ -19,7 +19,8 @@ from adamml.inference.decisions import always_on
 from adamml.inference.gflops import ZERO, always_on_gmacs, count_gmacs, measure_costs, video_gmacs
 from adamml.models import FusionBaseline, build_model
 from adamml.runtime.distributed import DistInfo
-from adamml.train.blending import BlendState, HeadLosses, holdout_split, ogr_weights
+from adamml.data.splits import holdout_split
+from adamml.train.blending import BlendState, HeadLosses, ogr_weights
 from adamml.train.loop import train_epoch
 from adamml.train.run import stage_config
 from tests.conftest import TINY, train_cli
@@ -180,7 +181,7 @@ def test_holdout_split_is_stratified_disjoint_and_seeded() -> None:
     assert [labels[i] for i in held].count(0) == 2 and [labels[i] for i in held].count(1) == 1
     assert holdout_split(labels, 0.2, seed=3) == (train, held)
     assert len(holdout_split([0, 1], 0.2, seed=0)[1]) == 1  # tiny split: one held out, one trained on
-    with pytest.raises(ValueError, match="holds out part"):
+    with pytest.raises(ValueError, match="at least 2 videos"):
         holdout_split([0], 0.2, seed=0)
 
 

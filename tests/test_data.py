@@ -12,7 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adamml.data.dataset import SegmentDataset, Store, default_sampling, read_wav_window
+from adamml.config import load_config
+from adamml.data.dataset import SegmentDataset, Store, default_sampling, read_wav_window, sampling_config
+from adamml.data.layout import StoreError
 from adamml.data.sampling import (
     diff_frame_indices,
     eval_segment_starts,
@@ -22,6 +24,7 @@ from adamml.data.sampling import (
     eval_frame_indices,
     train_segment_starts,
 )
+from adamml.data.splits import HOLDOUT, Holdout, split_rows
 from adamml.data.spectrogram import (
     EPS,
     HOP,
@@ -342,3 +345,36 @@ def test_official_conventions_crop_an_odd_margin_at_a_whole_pixel():
     whole = apply_crop(columns, centre_crop(455, 256, 224, 256, whole_pixels=True))
     assert whole[0].tolist() == list(range(116, 340))
     assert apply_crop(columns, centre_crop(455, 256, 224, 256))[0, 0] == pytest.approx(115.5)
+
+
+def _rows(split_counts: dict[str, int], classes: int = 2) -> list[dict]:
+    return [{"id": f"{split}-{c}-{i}", "split": split, "label_ids": [c]}
+            for split, count in split_counts.items() for c in range(classes) for i in range(count)]
+
+
+def test_holdout_is_a_seeded_stratified_part_of_the_training_split_and_train_the_rest():
+    rows = _rows({"train": 10, "val": 3})
+    spec = Holdout(0.2, seed=0)
+    held = split_rows(rows, HOLDOUT, spec, "store")
+    rest = split_rows(rows, "train", spec, "store")
+    assert [r["label_ids"][0] for r in held].count(0) == 2 and [r["label_ids"][0] for r in held].count(1) == 2
+    assert sorted(r["id"] for r in held + rest) == sorted(r["id"] for r in rows if r["split"] == "train")
+    assert not {r["id"] for r in held} & {r["id"] for r in rest}
+    assert split_rows(rows, HOLDOUT, Holdout(0.2, seed=0), "store") == held  # the same videos on every run
+    assert split_rows(rows, HOLDOUT, Holdout(0.2, seed=1), "store") != held
+    assert split_rows(rows, "val", spec, "store") == split_rows(rows, "val", None, "store")  # other splits as stored
+    assert len(split_rows(rows, "train", None, "store")) == 20  # without holdout: the whole training split
+    with pytest.raises(StoreError, match="data.val_split: holdout"):
+        split_rows(rows, HOLDOUT, None, "store")  # a model not trained with a held-out part
+    with pytest.raises(StoreError, match="split of its own called 'holdout'"):
+        split_rows(rows + _rows({"holdout": 1}), HOLDOUT, spec, "store")
+
+
+def test_val_split_holdout_comes_from_the_config_and_bad_values_are_refused():
+    cfg = load_config("tiny", ["data.val_split=holdout", "data.holdout_fraction=0.25", "data.holdout_seed=3"])
+    assert sampling_config(cfg).holdout == Holdout(0.25, 3)
+    assert sampling_config(load_config("tiny", [])).holdout is None
+    with pytest.raises(ValueError, match="training split"):
+        load_config("tiny", ["data.val_split=train"])
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        load_config("tiny", ["data.val_split=holdout", "data.holdout_fraction=1"])

@@ -166,6 +166,27 @@ def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
     assert fused_report["gflops_per_video"] == pytest.approx(fused_report["gflops_always_on"])
 
 
+def test_model_selection_on_a_part_held_out_of_the_training_split(tiny_store, tmp_path, capsys):
+    # data.val_split: holdout selects best.pt on a quarter of each class of the training list (8 videos: 2 held
+    # out), never trained on; eval names the same videos `holdout` and the rest `train`
+    out = tmp_path / "audio"
+    assert main(train_cli(tiny_store, out, "unimodal", "--modalities", "audio", "--set", "data.val_split=holdout",
+                          "--set", "data.holdout_fraction=0.25")) == 0
+    assert "model selection on 2 videos held out of the training split" in capsys.readouterr().err
+    videos = {}
+    for split in ("holdout", "train"):
+        assert main(["eval", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_store), "--split", split,
+                     "--out", str(tmp_path / split)]) == 0
+        videos[split] = [v["id"] for v in json.loads((tmp_path / split / "decisions.json").read_text())]
+    assert len(videos["holdout"]) == 2 and len(videos["train"]) == 6 and not set(videos["holdout"]) & set(videos["train"])
+    # a model trained without a held-out part has no such split
+    plain = tmp_path / "plain"
+    assert main(train_cli(tiny_store, plain, "unimodal", "--modalities", "audio")) == 0
+    assert main(["eval", "--checkpoint", str(plain / "best.pt"), "--data", str(tiny_store), "--split", "holdout",
+                 "--out", str(tmp_path / "nothing")]) == 2
+    assert "data.val_split: holdout" in capsys.readouterr().err
+
+
 def test_a_non_finite_loss_stops_training_and_saves_nothing(tiny_store, tmp_path, capsys, monkeypatch):
     import adamml.train.loop as loop
 

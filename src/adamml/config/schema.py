@@ -199,7 +199,11 @@ class DataConfig:
     # (normalisation, RGB differences, the policy's resizing: `adamml.data.batch.finish_batch`) on its device: 4x
     # less data through shared memory and less work per worker, the way of the field's fast GPU loaders
     normalize_on_device: bool = False
-    val_split: str = "val"  # model selection split (never the test split)
+    # the split that selects best.pt and the operating point (never the test split); "holdout": a seeded part of
+    # the training split (`adamml.data.splits`), for sets whose only other split is the one reported
+    val_split: str = "val"
+    holdout_fraction: float = 0.1  # with val_split holdout: about this fraction of each class held out of training
+    holdout_seed: int = 0  # with val_split holdout: draws the held-out videos (the same on every training seed)
     # input conventions: "official" forms RGBDiff as the official code does, a (d + 255) / 2 image normalised
     # like an RGB frame, for checkpoints converted from it; "adamml" the difference of normalised frames
     conventions: Conventions = "adamml"
@@ -219,6 +223,11 @@ class DataConfig:
             raise ValueError(f"data.train_scale must be [low, high] with 0 < low <= high, got {list(self.train_scale)}")
         if self.val_split == "test":
             raise ValueError("data.val_split cannot be the test split: model selection never looks at it")
+        if self.val_split == "train":
+            raise ValueError("data.val_split cannot be the training split: it would select on the videos trained on "
+                             "(data.val_split: holdout holds out part of it instead)")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"data.holdout_fraction must be between 0 and 1, got {self.holdout_fraction}")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from adamml.data.sampling import (
     train_segment_starts,
     window_span,
 )
+from adamml.data.splits import HOLDOUT, Holdout, split_rows
 from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, repeat_to, silence, window_start
 from adamml.data.transforms import (
     Crop,
@@ -98,6 +99,8 @@ class SamplingConfig:
     audio_window: int = WINDOW_SAMPLES
     conventions: str = "adamml"  # `data.conventions`: how RGBDiff is formed (adamml or official)
     decode: str = "cpu"  # `data.decode`: "device" sends the JPEG files' bytes, decoded on the device (raw only)
+    # `data.val_split: holdout`: the split "holdout" is this part of the training split, "train" the rest
+    holdout: Holdout | None = None
 
     def __post_init__(self) -> None:
         if self.decode not in ("cpu", "device"):
@@ -121,6 +124,7 @@ def sampling_config(cfg: Config) -> SamplingConfig:
         raw=cfg.data.normalize_on_device or cfg.data.decode == "device",  # device decoding implies uint8 pixels
         conventions=cfg.data.conventions,
         decode=cfg.data.decode,
+        holdout=Holdout(cfg.data.holdout_fraction, cfg.data.holdout_seed) if cfg.data.val_split == HOLDOUT else None,
     )
 
 
@@ -206,14 +210,14 @@ class SegmentDataset(Dataset):
         seed: int = 0,
     ) -> None:
         self.store = store
-        self.rows = store.split(split)
+        self.cfg = sampling if sampling is not None else default_sampling()
+        self.rows = split_rows(store.rows, split, self.cfg.holdout, str(store.root))
         if not self.rows:
             raise StoreError(f"{store.root}: no prepared videos in split {split!r}")
         self.modalities = check_modalities(modalities)
         needed = list(self.modalities) + [m for m in policy_modalities(self.modalities) if m not in self.modalities]
         self.keys = tuple(needed)  # every input read: the recognizers' and the policy's
         self.train = train
-        self.cfg = sampling if sampling is not None else default_sampling()
         self.seed = seed
         # in memory shared with the loader's workers, so that workers kept across epochs (a LoaderPool) see it
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()

@@ -26,35 +26,12 @@ losses, never larger than the largest of them, and the gradient norm is clipped 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from adamml.config import BlendConfig
-
-
-def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (training part, held-out part) of a split whose videos have ``labels``: about ``fraction`` of each
-    class held out (seeded), at least one video in each part."""
-    if len(labels) < 2:
-        raise ValueError(f"gradient blending holds out part of the training split; it has {len(labels)} video(s)")
-    rng = np.random.default_rng([seed, 7717])
-    held: list[int] = []
-    groups: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        groups.setdefault(int(label), []).append(index)
-    for label in sorted(groups):
-        members = rng.permutation(groups[label]).tolist()
-        held += members[: round(fraction * len(members))]
-    if not held:  # tiny splits: hold out one video of the largest class
-        largest = max(groups.values(), key=len)
-        held = [largest[int(rng.integers(len(largest)))]]
-    if len(held) == len(labels):
-        held = held[:-1]
-    chosen = set(held)
-    return [i for i in range(len(labels)) if i not in chosen], sorted(held)
 
 
 @dataclass

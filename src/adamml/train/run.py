@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from adamml.config import LATE_FUSION_KINDS, Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.data.loader import LoaderPool, make_loader
+from adamml.data.splits import HOLDOUT, holdout_split
 from adamml.inference.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -27,7 +28,6 @@ from adamml.models.build import Model, build_model
 from adamml.runtime.distributed import DistInfo, sync_batch_norm
 from adamml.runtime.precision import FP32, Amp, amp_for, channels_last
 from adamml.stages import Stage, get_stage
-from adamml.train.blending import holdout_split
 from adamml.train.logs import RunLog
 
 # the fewest training steps per epoch a preset's schedule is meant for (fewer: a warning)
@@ -161,6 +161,10 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     run = Run(cfg, stage, out, info, model, train_set, val_set, store.multi_label, console, classes=store.classes,
               amp=amp_for(cfg.train.precision, info.device))
     _warn_small_training_set(run)
+    if cfg.data.val_split == HOLDOUT and info.is_main:
+        console.print(f"model selection on {len(val_set)} videos held out of the training split "
+                      f"(data.val_split: {HOLDOUT}, seed {cfg.data.holdout_seed}); training on the other "
+                      f"{len(train_set)}")
     warning = random_start_warning(cfg, stage, init)
     if warning and info.is_main:
         console.print(f"[yellow]warning:[/yellow] {warning}")
