@@ -65,12 +65,12 @@ def run_seed(config: str, store: Path, out: Path, seed: int, split: str, overrid
     sets = [f"train.seed={seed}", *overrides]
     methods = [Method(stage, MODALITIES) for stage in ("fusion", "adamml", "random")]
     run_compare(config, store, out, methods, split, sets, console)
-    reports = {m.stage: EvalReport.read(out / m.key / f"eval-{split}" / "report.json") for m in methods}
+    reports = {m.stage: EvalReport.read(out / m.key(MODALITIES) / f"eval-{split}" / "report.json") for m in methods}
     if zero_skip:
         folder = out / "adamml-zero-skip"
         cfg = load_config(config, [f"model.num_classes={len(Store.open(store).classes)}", *sets,
                                    "model.fusion.skipped_logits=zero"])
-        init = [out / Method("unimodal", (m,)).key / "best.pt" for m in MODALITIES]
+        init = [out / Method("unimodal", (m,)).key() / "best.pt" for m in MODALITIES]
         steps = Steps(console)
         steps.run("train AdaMML, skipped logits zero", train_once, cfg, "adamml", store, folder, console, init)
         reports["zero-skip"] = steps.run("evaluate AdaMML, skipped logits zero", eval_once, folder / "best.pt",

@@ -69,6 +69,7 @@ def made_up_evaluation(folder: Path, videos: int, classes: int = 5, segments: in
                    "min": float(gflops.min()), "max": float(gflops.max())},
         "gflops_all_layers_per_video": float(gflops.mean()) * 1.01, "gflops_always_on": always,
         "saving_vs_always_on": 1.0 - float(gflops.mean()) / always, "selection_rate": rates,
+        "videos_per_second": 50.0, "wall_seconds": 1.0, "device": "cpu", "precision": "fp32",
         "sweep": [{"threshold": t, "top1": top1 - 10 * (t - 0.5) ** 2, "mAP": top1,
                    "gflops_per_video": float(gflops.mean()) * (1.5 - t), "selection_rate": rates}
                   for t in (0.5, 0.3, 0.7)] if stage == "adamml" else [],

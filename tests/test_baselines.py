@@ -129,7 +129,7 @@ def _report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def test_baseline_and_rgbdiff_checkpoints_train_and_evaluate(tiny_store, tmp_path) -> None:  # noqa: F811
+def test_baseline_and_rgbdiff_checkpoints_train_and_evaluate(tiny_store, tmp_path, capsys) -> None:  # noqa: F811
     small = [arg for item in SMALL for arg in ("--set", item)]
     for m in ("rgb", "flow", "audio", "rgbdiff"):
         assert main(train_cli(tiny_store, tmp_path / m, "unimodal", "--modalities", m, *small)) == 0
@@ -171,7 +171,11 @@ def test_baseline_and_rgbdiff_checkpoints_train_and_evaluate(tiny_store, tmp_pat
     # the commands that need AdaMML's policy refuse a baseline with a clear error
     gating = str(tmp_path / "gating" / "best.pt")
     assert main(["export", "--checkpoint", gating, "--out", str(tmp_path / "export")]) == 2
-    assert main(["predict", "any.mp4", "--checkpoint", gating, "--threshold", "0.3"]) == 2
+    video = tmp_path / "any.mp4"
+    video.write_bytes(b"")  # exists: the refusal is the checkpoint's
+    capsys.readouterr()
+    assert main(["predict", str(video), "--checkpoint", gating, "--threshold", "0.3"]) == 2
+    assert "threshold" in capsys.readouterr().err
 
 
 def test_holdout_split_is_stratified_disjoint_and_seeded() -> None:

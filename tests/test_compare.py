@@ -25,8 +25,10 @@ def test_methods_are_parsed_and_ordered():
             parse_method(bad, default)
     order = plan([Method("random", ("rgb", "flow")), Method("fusion", ("rgb", "flow")),
                   Method("adamml", ("rgb", "flow")), Method("unimodal", ("rgb",))])
-    assert [m.key for m in order] == ["unimodal-rgb", "unimodal-flow", "fusion-rgb+flow", "adamml-rgb+flow",
-                                      "random-rgb+flow"]
+    assert [m.key(default) for m in order] == ["unimodal-rgb", "unimodal-flow", "fusion-rgb+flow",
+                                               "adamml-rgb+flow", "random-rgb+flow"]
+    # the run folders: a method on the job's own modalities by its stage alone (the demo's fusion, adamml, random)
+    assert [m.key(("rgb", "flow")) for m in order] == ["unimodal-rgb", "unimodal-flow", "fusion", "adamml", "random"]
 
 
 def test_compare_trains_evaluates_and_reuses(tiny_store, tmp_path, capsys):  # noqa: F811
@@ -91,3 +93,11 @@ def test_adamml_is_compared_with_methods_on_the_same_modalities():
     assert set(rows) == {"fusion-rgb+flow", "fusion-rgb+rgbdiff"}
     assert rows["fusion-rgb+flow"]["top1_difference"] == pytest.approx(-2.0)
     assert rows["fusion-rgb+rgbdiff"]["gflops_saving"] == pytest.approx(0.75)
+
+
+def test_a_split_the_store_lacks_is_refused_before_any_training(tiny_store, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", "tiny", "--data", str(tiny_store), "--out", str(out),
+                 "--methods", "rgb", "--split", "nosuch"]) == 2
+    assert "no prepared videos in split 'nosuch' (it has test, train, val)" in capsys.readouterr().err
+    assert not (out / "unimodal-rgb").exists()

@@ -204,3 +204,13 @@ def test_a_paper_run_from_random_weights_says_so_and_names_the_keys() -> None:
     adamml = random_start_warning(load_config("paper-rgb-audio"), "adamml", [Path("rgb.pt"), Path("audio.pt")])
     assert "model.policy.pretrained" in adamml and "model.resnet.pretrained" not in adamml  # recognizers from --init
     assert random_start_warning(load_config("tiny"), "adamml", []) is None  # the CPU preset is meant to start so
+
+
+def test_numbers_in_exponent_form_are_numbers():
+    # YAML 1.1 (PyYAML) reads 1e-3 and 1.0e30 as strings; people and YAML 1.2 read numbers
+    cfg = load_config("tiny", ["train.unimodal.lr=1e-3", "train.clip_grad_norm=1.0e30"])
+    assert cfg.train.unimodal.lr == 0.001 and cfg.train.clip_grad_norm == 1e30
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        load_config("tiny", ["train.clip_grad_norm=1e400"])
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_config("tiny", ["train.clip_grad_norm=1e-3x"])

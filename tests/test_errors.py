@@ -134,14 +134,21 @@ def test_top_k_and_json_are_checked_before_any_work(tmp_path, capsys):
                        "--top-k")
     _refused_by_parser(capsys, ["predict", "v.mp4", "--checkpoint", "c.pt", "--json", str(tmp_path)], "is a folder")
     # a missing folder is created at once: the results of the work can be written at its end
-    _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(tmp_path / "no.pt"), "--json",
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    _fails(capsys, ["predict", str(video), "--checkpoint", str(tmp_path / "no.pt"), "--json",
                     str(tmp_path / "new" / "deeper" / "p.json")], "no.pt: checkpoint not found")
     assert (tmp_path / "new" / "deeper").is_dir()
+    # a video that is not there is an argument error, named before the model is loaded
+    _fails(capsys, ["predict", str(tmp_path / "nope.mp4"), "--checkpoint", str(tmp_path / "no.pt")],
+           "nope.mp4: no such video file")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error(checkpoints, tmp_path, capsys):
-    _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["good"]), "--device", "cuda"],
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    _fails(capsys, ["predict", str(video), "--checkpoint", str(checkpoints["good"]), "--device", "cuda"],
            "--device cuda: no CUDA GPU")
     _fails(capsys, ["eval", "--checkpoint", str(checkpoints["good"]), "--data", str(tmp_path), "--device", "cuda"],
            "--device cuda: no CUDA GPU")
@@ -152,10 +159,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(checkpoints, tmp_path, capsys):
 
 def test_broken_and_malicious_checkpoints_are_refused_with_a_message(checkpoints, tmp_path, capsys):
     root = checkpoints["root"]
-    err = _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["nan"])], "nan.pt",
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    err = _fails(capsys, ["predict", str(video), "--checkpoint", str(checkpoints["nan"])], "nan.pt",
                  checkpoints["nan_tensor"], "NaN")
     _fails(capsys, ["eval", "--checkpoint", str(checkpoints["nan"]), "--data", str(tmp_path)], "nan.pt")
-    _fails(capsys, ["predict", "v.mp4", "--checkpoint", str(checkpoints["list"])], "list.pt", "not a state dict")
+    _fails(capsys, ["predict", str(video), "--checkpoint", str(checkpoints["list"])], "list.pt", "not a state dict")
     _fails(capsys, ["bench", "--checkpoint", f"fusion={checkpoints['evil']}", "--data", str(tmp_path)], "evil.pt")
     _fails(capsys, ["bench", "--synthetic", "tiny", "--set", f"model.resnet.pretrained={checkpoints['evil']}"],
            "evil.pt", "not a readable weights-only torch checkpoint")

@@ -101,3 +101,16 @@ def test_onnx_models_run_in_onnx_runtime_like_the_model(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(flow.run(None, {"cells": cells.numpy()})[0], model.recognize("flow", cells).numpy(),
                                    rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stage", ["unimodal", "fusion", "random"])
+def test_a_checkpoint_without_a_trained_policy_is_not_exported(tmp_path, capsys, stage):
+    # a unimodal or fusion model is built with an untrained policy: exporting it would ship a policy that means
+    # nothing, at threshold 0.5, with nothing in export.json saying so
+    cfg = load_config("tiny", SMALL)
+    model = build_model(cfg.model).eval()
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {**model_payload(model, cfg), "stage": stage})
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export")]) == 2
+    assert f"is a '{stage}' checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "export" / "export.json").exists()

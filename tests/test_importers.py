@@ -37,6 +37,15 @@ def test_generic_csv_with_header_multi_label_and_split(tmp_path):
     assert result["v/b"].source == "v/b.avi"
 
 
+def test_generic_csv_header_columns_in_any_order(tmp_path):
+    # label,path,split was read as a headerless list: "label" a video, "path" and "split" classes, every video failed
+    ann = tmp_path / "a.csv"
+    ann.write_text("label,path,split\nrun,v/a.mp4,train\nswim,v/b.mp4,test\n")
+    result = by_id(import_annotations("csv", ann, tmp_path))
+    assert set(result) == {"v/a", "v/b"}
+    assert result["v/a"].labels == ("run",) and result["v/a"].split == "train" and result["v/b"].split == "test"
+
+
 def test_generic_csv_without_header_uses_default_split(tmp_path):
     ann = tmp_path / "a.csv"
     ann.write_text("a.mp4,run\nb.mp4,swim,run\n")

@@ -18,7 +18,7 @@ ALLOWED = {
     "data": {"config", "runtime"},
     "models": {"config", "data"},
     "prepare": {"data", "runtime"},
-    "report": {"data", "runtime"},
+    "report": {"data", "inference", "runtime"},  # inference: the evaluation report's type
     "inference": {"config", "data", "models", "prepare", "runtime"},
     "train": {"config", "data", "models", "inference", "runtime"},
     "interop": {"config", "models", "inference", "prepare"},

@@ -55,3 +55,12 @@ def test_average_precision_by_hand():
     ap1 = average_precision(1 - scores, 1 - positives)
     assert ap1 == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert mean_average_precision(both, targets) == pytest.approx(100 * (average_precision(scores, positives) + ap1) / 2)
+
+
+def test_a_class_that_every_video_has_is_not_ranked_into_the_map():
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    one_class = np.array([[1, 0], [1, 0], [1, 0]])  # a split of one class: AP 100 % whatever the scores
+    assert np.isnan(mean_average_precision(scores, one_class))
+    # multi-label: class 1 is in every video and left out; class 0 (videos 0 and 2 of 3) is ranked
+    shared = np.array([[1, 1], [0, 1], [1, 1]])
+    assert mean_average_precision(scores, shared) == pytest.approx(100 * average_precision(scores[:, 0], shared[:, 0]))

@@ -212,8 +212,11 @@ def test_cli_writes_json_and_figure_and_reports_bad_files(setup, tmp_path, capsy
     text = capsys.readouterr().out
     assert "bad.mp4" in text and "optical flow computed for" in text
     results = json.loads(out.read_text())
-    assert len(results) == 1 and set(results[0]["seconds"]) == {"decode", "policy inputs", "policy", "rgb", "flow",
+    assert len(results) == 2 and set(results[0]["seconds"]) == {"decode", "policy inputs", "policy", "rgb", "flow",
                                                                   "recognizers"}
+    # the video that failed is listed with its error, not left out
+    assert results[0]["status"] == "ok" and results[1]["status"] == "failed"
+    assert results[1]["path"] == str(bad) and "bad.mp4" in results[1]["error"]
     assert (tmp_path / "fig-0.png").stat().st_size > 0
 
 
@@ -234,6 +237,9 @@ def test_bench_measures_network_and_end_to_end_speed(setup, tmp_path, capsys):
     assert base["flow_pairs_per_video"] >= ada["flow_pairs_per_video"]
     assert "speed-up / ratio" in capsys.readouterr().out
     assert main(["bench", "--checkpoint", f"adamml={checkpoint}", "--data", str(store)]) == 2  # no baseline
+    capsys.readouterr()
+    assert main(["bench", "--checkpoint", f"fusion={fusion}", "--data", str(store), "--threshold", "0.3"]) == 2
+    assert "--threshold applies to checkpoints with a policy" in capsys.readouterr().err  # not ignored
 
 
 def test_synthetic_bench_runs_the_configured_rates_at_any_size(tmp_path, capsys):

@@ -97,6 +97,28 @@ def test_bad_input_is_named_and_the_page_written_without_what_is_missing(tmp_pat
     assert "decisions.json: not valid JSON" in capsys.readouterr().err
 
 
+def test_a_page_that_cannot_be_written_leaves_no_page_of_an_earlier_run(tmp_path, monkeypatch):
+    import errno
+
+    from rich.console import Console
+
+    import adamml.report.page as page
+
+    folder = made_up_evaluation(tmp_path / "eval", 6)
+    assert page.write_page_after(folder, Console(file=open(tmp_path / "log", "w"))) is not None
+    assert (folder / "report.html").exists()
+
+    def full_disk(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(page, "atomic_write_text", full_disk)
+    log = tmp_path / "log2"
+    with open(log, "w") as handle:
+        assert page.write_page_after(folder, Console(file=handle, width=300)) is None
+    assert not (folder / "report.html").exists()  # not the earlier run's page beside this run's report.json
+    assert "No space left on device" in log.read_text() and "was removed" in log.read_text()
+
+
 def test_thumbnails_and_ticks():
     assert segment_centres(100, 4, 8) == [13, 38, 63, 88]  # middles of the test windows (starts 9, 34, ...)
     assert segment_centres(3, 4, 32) == [2, 2, 2, 2]  # a short video: clamped, never out of range

@@ -281,6 +281,19 @@ def test_a_link_leading_out_of_the_video_root_is_not_read(tmp_path):
     assert not (store / "rawframes" / "cat" / "link").exists()
 
 
+def test_a_symbolic_link_loop_is_one_failed_video_and_the_run_goes_on(tmp_path):
+    root = tmp_path / "videos"
+    make_clip(root / "cat" / "fine.mp4", frames=8, size=(32, 32))
+    (root / "cat" / "loop.mp4").symlink_to(root / "cat" / "other.mp4")
+    (root / "cat" / "other.mp4").symlink_to(root / "cat" / "loop.mp4")
+    store = tmp_path / "store"
+    assert main(["prepare", "--videos", str(root), "--out", str(store), *FAST]) == 0
+    rows = _rows(store)
+    assert rows["cat/fine"]["status"] == "ok"
+    assert rows["cat/loop"]["status"] == "failed" and "symbolic link loop" in rows["cat/loop"]["error"]
+    assert main(["prepare", "--videos", str(root), "--out", str(store), *FAST]) == 0  # a rerun goes on too
+
+
 def test_a_frame_folder_with_an_image_linked_out_of_the_root_is_not_read(tmp_path):
     secret = tmp_path / "private" / "secret.jpg"
     secret.parent.mkdir()

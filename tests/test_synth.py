@@ -481,6 +481,8 @@ def test_full_code_uses_every_combination():
     (dict(code="full", classes=9, values=(3, 3, 1), distractor_rate=(0.5, 0.5, 0.5)), "at least 2 audio values"),
     (dict(distractor_rate=(0.5, 1.5, 0.0)), "distractor rate must be in"),
     (dict(distractor_rate=(0.5,)), "one rate per modality"),
+    (dict(fps=float("nan")), "fps must be a positive finite number"),
+    (dict(fps=float("inf")), "fps must be a positive finite number"),
 ])
 def test_bad_codes_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

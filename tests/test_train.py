@@ -164,6 +164,10 @@ def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
     fused_report = json.loads((fused / "report.json").read_text())
     assert fused_report["selection_rate"] == {"rgb": 1.0, "audio": 1.0}
     assert fused_report["gflops_per_video"] == pytest.approx(fused_report["gflops_always_on"])
+    # a threshold means nothing to a model without a policy: refused, not ignored
+    for flag in (["--threshold", "0.3,0.7"], ["--random-at-test"]):
+        assert main(["eval", "--checkpoint", str(tmp_path / "fusion" / "best.pt"), "--data", str(tiny_store),
+                     "--out", str(tmp_path / "refused"), *flag]) == 2
 
 
 def test_model_selection_on_a_part_held_out_of_the_training_split(tiny_store, tmp_path, capsys):
@@ -211,7 +215,8 @@ def test_existing_run_needs_resume_and_bad_checkpoint_is_clear(tiny_store, tmp_p
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["eval", "--checkpoint", str(bad), "--data", str(tiny_store)]) == 2
-    assert "bad.pt: not a readable adamml checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.pt: not a readable adamml checkpoint" in err and "neither a zip archive nor a pickle" in err
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:

@@ -14,7 +14,8 @@ baseline at the same rate), else ``train.random_rates``. `--preset baselines` (e
 random policy and AdaMML on the config's modalities) and `--preset rgbdiff` (Table 2's RGB / Flow / RGBDiff
 layout) name common lists.
 
-Writes ``OUT/<method>/`` (each run with its checkpoints and ``eval-<split>/`` report), ``compare.md``,
+Writes ``OUT/<key>/`` (each run with its checkpoints and ``eval-<split>/`` report; the key is ``unimodal-rgb``,
+``fusion`` on the config's modalities, ``fusion-rgb+flow`` on others), ``compare.md``,
 ``compare.json`` and ``compare.png`` (accuracy against GFLOPs per video with AdaMML's threshold sweep). Runs that
 finished earlier are reused; an interrupted training resumes.
 """

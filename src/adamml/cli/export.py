@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, fold=False)
     model = trained.model
     fold_batch_norms(model)
-    if not isinstance(model, AdaMML):
-        raise UserError(f"{args.checkpoint} is a {trained.stage!r} baseline: adamml export writes AdaMML's "
-                        "policy and recognizers (the routing stays in Python); a baseline's fusion has no policy "
-                        "to route with")
+    if not isinstance(model, AdaMML) or not trained.uses_policy:
+        raise UserError(f"{args.checkpoint} is a {trained.stage!r} checkpoint: adamml export writes AdaMML's trained "
+                        "policy and recognizers (the routing stays in Python); this one has no trained policy to "
+                        "route with")
     if args.threshold is not None:
         model.policy.threshold = args.threshold
     files = export(model, args.out, onnx=args.onnx)

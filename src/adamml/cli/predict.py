@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adamml.cli.arguments import add_precision_argument, output_file, positive_int, probability
+from adamml.errors import UserError
 from adamml.prepare.flow import FLOW_METHODS
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flow", default="dis", choices=[m for m in FLOW_METHODS if m != "none"],
                    help="optical flow method; use the one the training store was prepared with (default dis)")
     p.add_argument("--top-k", type=positive_int, default=5)
-    p.add_argument("--json", type=output_file, help="write every prediction, decision and timing to this file")
+    p.add_argument("--json", type=output_file, help="write every prediction, decision and timing to this file (a "
+                   "video that failed: its path, status failed and the error)")
     p.add_argument("--viz", type=output_file, help="per-segment selection figure (PNG; one video: this path)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     add_precision_argument(p)
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from adamml.runtime.jsonfile import write_json
 
     console = Console(stderr=False, soft_wrap=True)
+    missing = [path for path in args.videos if not path.is_file()]
+    if missing:  # before the model is loaded: an argument error, not a failed video
+        raise UserError(f"{missing[0]}: no such video file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                               else ""))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch_device(args.device)
@@ -61,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
         except VideoError as error:
             console.print(f"[red]failed[/red] {escape(str(error))}")
             failures += 1
+            results.append({"path": str(path), "status": "failed", "error": str(error)})
             continue
         print_prediction(result, console)
-        results.append(result.to_dict())
+        results.append({**result.to_dict(), "status": "ok"})
         if args.viz is not None:
             out = args.viz if len(args.videos) == 1 else args.viz.with_name(f"{args.viz.stem}-{index}{args.viz.suffix}")
             _figure(result, figure, predictor, out)

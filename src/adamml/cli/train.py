@@ -53,6 +53,14 @@ def run(args: argparse.Namespace) -> int:
     init = [path for path in args.init if "=" not in str(path)]
     overrides += [f"model.resnet.mmaction2.{item}" for item in map(str, args.init) if "=" in item]
     cfg = load_config(args.config, overrides)
+    if any(item.partition("=")[0].strip() == "model.num_classes" for item in overrides):
+        from adamml.data.dataset import Store
+
+        classes = len(Store.open(args.data).classes)
+        if cfg.model.num_classes != classes:
+            raise UserError(f"--set model.num_classes={cfg.model.num_classes}: the store {args.data} has {classes} "
+                            "classes (its classes.txt); a model has as many outputs as the store has classes, so "
+                            "leave model.num_classes out")
     info = setup(args.device)
     try:
         summary = train(cfg, args.stage, args.data, args.out, info, init=init, resume=args.resume,

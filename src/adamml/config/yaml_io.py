@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from importlib import resources
@@ -26,6 +27,10 @@ def preset_names() -> list[str]:
     """Names of the presets shipped with the package."""
     folder = resources.files("adamml") / "configs"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+# a number in YAML 1.2 and to people; YAML 1.1 (PyYAML) reads 1e-3 and 1.0e30 as strings (it wants 1.0e-3, 1.0e+30)
+_YAML12_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -218,6 +223,8 @@ def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key!r} must be an integer, got {shorten(value)}")
         return value
     if hint is float:
+        if isinstance(value, str) and _YAML12_NUMBER.match(value.strip()):
+            value = float(value)  # 1e-3 and 1.0e30: numbers in YAML 1.2, strings to PyYAML's YAML 1.1
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key!r} must be a number, got {shorten(value)}")
         if not math.isfinite(value):

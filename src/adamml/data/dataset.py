@@ -234,6 +234,16 @@ class SegmentDataset(Dataset):
                 raise StoreError(f"{store.root}: no optical flow for {len(missing)} videos (e.g. {missing[0]}); "
                                  "prepare the store with --flow")
 
+    def silent_note(self) -> str | None:
+        """A warning when an audio model reads videos that have no audio track (each gets silence), else None."""
+        if "audio" not in self.modalities:
+            return None
+        silent = [r for r in self.rows if not r.get("has_audio") or not r.get("audio")]
+        if not silent:
+            return None
+        return (f"{len(silent)} of the {len(self.rows)} videos of {self.store.root} in this split have no audio track "
+                f"(e.g. {self.store.where(silent[0])}, {silent[0]['id']!r}): the audio recognizer hears silence there")
+
     def _check_files(self) -> None:
         """Every video's frame folder, and its audio when audio is read, exist (a clear error now, not a
         traceback in a loader worker later)."""

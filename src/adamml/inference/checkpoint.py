@@ -143,6 +143,11 @@ def load_trained(path: Path, device: str = "cpu", fold: bool = True) -> Checkpoi
                       metadata)
 
 
+def has_policy(path: Path) -> bool:
+    """Whether the checkpoint at `path` was trained by a stage whose policy decides (a decision threshold applies)."""
+    return get_stage(str(load_checkpoint(path).get("stage", "adamml"))).uses_policy
+
+
 def recorded_threshold(payload: dict[str, Any], path: Path | str = "<checkpoint>") -> float | None:
     """The decision threshold of the operating point recorded in a checkpoint payload (None: none recorded)."""
     point = payload.get("operating_point")

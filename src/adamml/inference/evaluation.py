@@ -3,6 +3,8 @@ says what is measured)."""
 
 from __future__ import annotations
 
+import math
+
 import time
 from pathlib import Path
 
@@ -58,10 +60,17 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     if note and info.is_main:
         console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     dataset = SegmentDataset(store, split, cfg.model.modalities, train=False, sampling=sampling_config(cfg))
+    silent = dataset.silent_note()
+    if silent and info.is_main:
+        console.print(f"[yellow]warning:[/yellow] {escape(silent)}")
     loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)
     uses_policy = trained.uses_policy
+    if not uses_policy and (thresholds or random_at_test):
+        given = "--threshold" if thresholds else "--random-at-test"
+        raise UserError(f"{checkpoint}: {given} applies to a model with a policy (AdaMML); this {stage} checkpoint "
+                        "has none and computes what its stage computes whatever the threshold")
     recorded = trained.operating_point if uses_policy else None
     source = ("given" if thresholds else "validation" if recorded else "config") if uses_policy else None
     thresholds = list(thresholds or [cfg.model.policy.threshold])  # load_trained applied a recorded point
@@ -85,6 +94,9 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
         gflops_all = video_gmacs(pred.decisions, costs, "all", include_policy=uses_policy)
         runs.append((threshold, pred, metrics, gflops, gflops_all, wall))
     threshold, pred, metrics, gflops, gflops_all, wall = runs[0]  # the first threshold is the one reported
+    if math.isnan(metrics.mAP) and info.is_main:
+        console.print(f"[yellow]warning:[/yellow] no mAP on split {split!r} of {data}: no class has both videos "
+                      "that show it and videos that do not (one class), so there is nothing to rank")
     num_segments = pred.decisions.shape[1]
     always = always_on_gmacs(costs, num_segments, "conv")
     report = EvalReport(

@@ -27,8 +27,12 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """mAP in percent over the classes that have at least one positive; `targets` (N, K) multi-hot."""
-    aps = [average_precision(scores[:, c], targets[:, c]) for c in range(scores.shape[1])]
+    """mAP in percent over the classes that have at least one positive and one negative video; `targets` (N, K)
+    multi-hot. A class that every video has is ranked first whatever the scores (AP 100 %), so it says nothing:
+    on a split of one class the mAP is nan, not 100 %."""
+    targets = np.asarray(targets).astype(bool)
+    ranked = targets.any(axis=0) & ~targets.all(axis=0)
+    aps = [average_precision(scores[:, c], targets[:, c]) for c in range(scores.shape[1]) if ranked[c]]
     aps = [a for a in aps if not np.isnan(a)]
     return float(100.0 * np.mean(aps)) if aps else float("nan")
 

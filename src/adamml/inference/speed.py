@@ -16,6 +16,7 @@ from rich.table import Table
 from adamml.config import ModelConfig, load_config
 from adamml.data.batch import policy_key
 from adamml.data.dataset import Store
+from adamml.inference.checkpoint import has_policy
 from adamml.inference.evaluation import evaluate
 from adamml.inference.gflops import always_on_gmacs, measure_costs, video_gmacs
 from adamml.modalities import modality_rates
@@ -48,12 +49,17 @@ def bench(checkpoints: dict[str, Path], data: Path, videos_root: Path | None, sp
     console = console or Console(stderr=True, soft_wrap=True)
     if baseline not in checkpoints:
         raise ValueError(f"the baseline {baseline!r} is not among the checkpoints ({', '.join(checkpoints)})")
+    policies = {name: has_policy(path) for name, path in checkpoints.items()}
+    if threshold is not None and not any(policies.values()):
+        raise ValueError(f"--threshold applies to checkpoints with a policy (AdaMML); none of {', '.join(checkpoints)} "
+                         "has one")
     rows: dict[str, dict[str, Any]] = {}
     for name, path in checkpoints.items():
         console.rule(f"[bold]{name}")
         best = None
         for _ in range(repeats):  # the fastest of `repeats` passes, as timing tools do
-            report = evaluate(path, data, split, None, [threshold] if threshold is not None else None,
+            given = [threshold] if threshold is not None and policies[name] else None
+            report = evaluate(path, data, split, None, given,
                               batch_size=batch_size, console=console, precision=precision)
             if best is None or report.videos_per_second > best.videos_per_second:
                 best = report

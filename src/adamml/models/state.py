@@ -46,6 +46,11 @@ def read_weights(path: Path, what: str = "weights-only torch checkpoint", allowe
         with torch.serialization.safe_globals(list(allowed)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as failure:  # truncated files, foreign pickles, objects with code: all reported with the path
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (a pickle before 1.6)
+            raise error(f"{path}: not a readable {what} (not a file that torch.save writes: it starts with "
+                        f"{head!r}, neither a zip archive nor a pickle)") from failure
         raise error(f"{path}: not a readable {what} ({load_failure(failure)})") from failure
 
 

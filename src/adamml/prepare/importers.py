@@ -194,18 +194,17 @@ def import_folder(root: Path) -> ImportResult:
 
 
 def import_csv(path: Path, default_split: str | None = None) -> ImportResult:
-    """Generic CSV: `path,label[,label...]`, or with a header naming `path`, `label`/`labels`, `split`.
+    """Generic CSV: `path,label[,label...]`, or a header naming `path` (`video`, `filename`), `label`s, `split`.
 
-    With a header, every column whose name starts with `label` holds labels, and a `labels` cell may hold
-    several separated by `|` or `;`.
-    """
+    With a header, every column whose name starts with `label` holds labels (a cell may hold several: `|`, `;`)."""
     rows = _csv_rows(path, csv.reader)
     rows = [(n, row) for n, row in enumerate(rows, 1) if row and any(c.strip() for c in row)]
     if not rows:
         return ImportResult([])
     header = [c.strip().lower() for c in rows[0][1]]
     entries = []
-    if header and header[0] in ("path", "video", "filename"):
+    path_col = next((i for i, name in enumerate(header) if name in ("path", "video", "filename")), None)
+    if path_col is not None:  # a header, its columns in any order (label,path,split as well as path,label,split)
         label_cols = [i for i, name in enumerate(header) if name.startswith("label")]
         split_col = header.index("split") if "split" in header else None
         for number, row in rows[1:]:
@@ -215,7 +214,8 @@ def import_csv(path: Path, default_split: str | None = None) -> ImportResult:
                 if i < len(row):
                     labels += re.split(r"[|;]", row[i])
             split = normalize_split(row[split_col], origin) if split_col is not None and split_col < len(row) else None
-            entries.append(_entry(row[0].strip(), labels, split or default_split, origin))
+            entries.append(_entry(row[path_col].strip() if path_col < len(row) else "", labels,
+                                  split or default_split, origin))
     else:
         for number, row in rows:
             entries.append(_entry(row[0].strip(), row[1:], default_split, f"{path}:{number}"))

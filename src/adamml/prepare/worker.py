@@ -314,7 +314,10 @@ def _outside(source: Path, root: Path) -> str | None:
     if source.is_dir():
         paths += sorted(source.iterdir())
     for path in paths:
-        real = path.resolve()
+        try:
+            real = path.resolve(strict=False)
+        except (RuntimeError, OSError) as error:  # a symbolic link loop (RuntimeError before Python 3.13)
+            return f"{path}: cannot be resolved ({error}); a symbolic link loop? not read"
         if real != base and base not in real.parents:
             return f"{path} resolves to {real}, outside the video root {base} (a symbolic link); not read"
     return None

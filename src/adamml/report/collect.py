@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adamml.errors import UserError
+from adamml.inference.results import EvalReport
 from adamml.modalities import MODALITIES
 from adamml.stages import STAGE_TABLE
 
@@ -22,8 +23,6 @@ DECISIONS_NAME = "decisions.json"
 COMPARE_NAME = "compare.json"
 TRUTH_PATH = Path("data") / "ground_truth.jsonl"  # the demo's generator truth: which cells were informative
 DEMO_STORE = "store"
-DEMO_METHODS = {"rgb": "unimodal-rgb", "flow": "unimodal-flow", "audio": "unimodal-audio", "fusion": "fusion",
-                "adamml": "adamml", "random": "random"}  # report key -> run folder (`adamml.workflows.demo_pipeline`)
 RUN_FILES = ("config.yaml", "summary.json", "best.pt", "last.pt")  # any of them: a training run
 
 
@@ -34,7 +33,7 @@ class Evaluation:
     key: str
     label: str
     folder: Path
-    report: dict[str, Any]
+    report: EvalReport
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Source:
 
     @property
     def focus(self) -> Evaluation | None:
-        policy = [e for e in self.evaluations if e.report.get("threshold") is not None]  # a policy decided
+        policy = [e for e in self.evaluations if e.report.threshold is not None]  # a policy decided
         return (policy or self.evaluations or [None])[0]
 
 
@@ -78,10 +77,11 @@ def method_label(key: str, report: dict[str, Any]) -> str:
 
 
 def _evaluation(key: str, folder: Path, report: dict[str, Any] | None = None) -> Evaluation:
+    """The evaluation in `folder`, from `report` (its JSON, as a demo or comparison holds it) or its report.json."""
     report = report if report is not None else read_json(folder / REPORT_NAME)
     if not isinstance(report, dict) or "top1" not in report:
         raise UserError(f"{folder / REPORT_NAME}: not an evaluation report (no top1)")
-    return Evaluation(key, method_label(key, report), folder, report)
+    return Evaluation(key, method_label(key, report), folder, EvalReport.from_json(report, folder / REPORT_NAME))
 
 
 def find_source(folder: Path, store: Path | None = None) -> Source:
@@ -105,7 +105,7 @@ def find_source(folder: Path, store: Path | None = None) -> Source:
 def _demo(folder: Path, report: dict[str, Any]) -> Source:
     evaluations, warnings = [], []
     for key, method in report["reports"].items():
-        eval_dir = folder / DEMO_METHODS.get(key, key) / f"eval-{method.get('split', 'test')}"
+        eval_dir = folder / key / f"eval-{method.get('split', 'test')}"  # each run in the folder of its key
         evaluations.append(_evaluation(key, eval_dir, method))
     truth = folder / TRUTH_PATH
     if not truth.exists():
@@ -147,7 +147,7 @@ def _find_store(source: Source, given: Path | None) -> Path | None:
     elif source.kind == "demo":
         candidates = [source.folder / DEMO_STORE]
     else:
-        candidates = [Path(focus.report["data"])] if focus is not None and focus.report.get("data") else []
+        candidates = [Path(focus.report.data)] if focus is not None and focus.report.data else []
     for path in candidates:
         if (path / "manifest.jsonl").exists():
             return path

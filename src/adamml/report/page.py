@@ -136,14 +136,13 @@ def _sprite(source: Source, focus: Evaluation | None, decisions: list[dict], max
 
 def _method_row(evaluation: Evaluation) -> dict[str, Any]:
     r = evaluation.report
-    return {"key": evaluation.key, "label": evaluation.label, "stage": r.get("stage", ""),
-            "modalities": "+".join(r.get("modalities", [])), "top1": r.get("top1"), "mAP": r.get("mAP"),
-            "gflops": r.get("gflops_per_video"), "saving": r.get("saving_vs_always_on"),
-            "threshold": r.get("threshold"), "selection": r.get("selection_rate", {}),
-            "chosen": r.get("threshold_source") == "validation",
-            "split": r.get("split", ""),
-            "sweep": [{"threshold": s["threshold"], "gflops": s["gflops_per_video"], "top1": s["top1"]}
-                      for s in r.get("sweep", []) if s.get("top1") is not None]}
+    return {"key": evaluation.key, "label": evaluation.label, "stage": r.stage,
+            "modalities": "+".join(r.modalities), "top1": r.top1, "mAP": r.mAP,
+            "gflops": r.gflops_per_video, "saving": r.saving_vs_always_on,
+            "threshold": r.threshold, "selection": r.selection_rate,
+            "chosen": r.threshold_source == "validation", "split": r.split,
+            "sweep": [{"threshold": s.threshold, "gflops": s.gflops_per_video, "top1": s.top1}
+                      for s in r.sweep if s.top1 is not None]}
 
 
 def _title(source: Source, focus: Evaluation | None) -> str:
@@ -153,8 +152,7 @@ def _title(source: Source, focus: Evaluation | None) -> str:
         return f"adamml compare ({source.extra.get('split', 'test')} split)"
     if focus is None:
         return f"Training run {source.folder.name}"
-    r = focus.report
-    return f"Evaluation: {focus.label} ({'+'.join(r.get('modalities', []))}) on {r.get('split', '?')}"
+    return f"Evaluation: {focus.label} ({'+'.join(focus.report.modalities)}) on {focus.report.split}"
 
 
 def page_context(source: Source, max_thumbnails: int = MAX_CELLS) -> dict[str, Any]:
@@ -165,14 +163,14 @@ def page_context(source: Source, max_thumbnails: int = MAX_CELLS) -> dict[str, A
                      if source.store is not None and (source.store / CLASSES_NAME).exists() else None)
     classes = class_names(decisions, store_classes)
     index = {name: i for i, name in enumerate(classes)}
-    modalities = list(focus.report.get("modalities", [])) if focus else []
+    modalities = list(focus.report.modalities) if focus else []
     truth = _truth(source)
     sprite = _sprite(source, focus, decisions, max_thumbnails)
     videos = [video_record(v, modalities, index, truth.get(v["id"]) if truth else None, sprite.first.get(v["id"], -1))
               for v in decisions]
     methods = [_method_row(e) for e in source.evaluations]
-    report = focus.report if focus else {}
-    always_on = report.get("gflops_always_on") or 0.0
+    report = focus.report if focus else None
+    always_on = (report.gflops_always_on if report else 0.0) or 0.0
     gflops = [v["g"] for v in videos]
     data = {"classes": classes, "modalities": modalities,
             "letters": [MODALITY_LETTERS.get(m, m[:1].upper()) for m in modalities],
@@ -205,7 +203,14 @@ def write_page_after(folder: Path, console) -> PageResult | None:
     try:
         result = write_page(folder)
     except (UserError, OSError) as error:
-        console.print(f"[yellow]warning:[/yellow] no report page: {error}")
+        stale = Path(folder) / PAGE_NAME
+        removed = ""
+        try:  # the page of an earlier run would show that run's figures beside this run's report.json
+            stale.unlink()
+            removed = f"; the earlier run's {stale} was removed"
+        except OSError:
+            pass
+        console.print(f"[yellow]warning:[/yellow] no report page: {error}{removed}")
         return None
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from adamml.config import LATE_FUSION_KINDS, Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
 from adamml.data.loader import LoaderPool, make_loader
+from adamml.data.layout import StoreError
 from adamml.data.splits import HOLDOUT, holdout_split
 from adamml.inference.checkpoint import (
     CheckpointError,
@@ -101,10 +102,14 @@ def chance_score(data: SegmentDataset, multi_label: bool) -> float | None:
 
 def _warn_small_training_set(run: Run) -> None:
     """Say so when the training split gives fewer steps than the schedule needs to move the weights."""
-    steps = len(run.train_set) // max(1, run.cfg.train.batch_size)
+    videos, wanted = len(run.train_set), max(1, run.cfg.train.batch_size)
+    batch = max(1, min(wanted, videos))  # a batch larger than the training set is cut to it (`make_loader`)
+    steps = videos // batch
     if steps < MIN_STEPS_PER_EPOCH and run.info.is_main:
-        run.console.print(f"[yellow]warning:[/yellow] {len(run.train_set)} training videos make {steps} steps of "
-                          f"{run.cfg.train.batch_size} per epoch (fewer than {MIN_STEPS_PER_EPOCH}): the "
+        cut = f" (train.batch_size {wanted}, cut to the training set)" if batch < wanted else ""
+        run.console.print(f"[yellow]warning:[/yellow] {videos} training videos make {steps} "
+                          f"step{'s' if steps != 1 else ''} of {batch} per epoch{cut} (fewer than "
+                          f"{MIN_STEPS_PER_EPOCH}): the "
                           "preset's schedule was set for more data and may learn nothing. Add videos, lower "
                           "train.batch_size, or raise the epochs of each phase.")
 
@@ -142,7 +147,13 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
         raise ValueError(f"the {stage} stage trains one modality, got {list(cfg.model.modalities)} "
                          "(give --modalities NAME)")
     store = Store.open(data)
-    if len(store.classes) != cfg.model.num_classes:
+    if len(store.classes) < 2:
+        raise StoreError(f"{data}: {len(store.classes)} class(es) in its classes.txt; training needs labelled videos "
+                         "of at least 2 classes (prepare a list with labels, or --classes FILE)")
+    if len(store.classes) != cfg.model.num_classes:  # the config's count is the preset's: the store decides
+        if info.is_main:
+            console.print(f"model.num_classes: {len(store.classes)}, the classes of {data} (the config says "
+                          f"{cfg.model.num_classes})")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(store.classes)))
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
@@ -168,6 +179,9 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     warning = random_start_warning(cfg, stage, init)
     if warning and info.is_main:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    silent = train_set.silent_note()
+    if silent and info.is_main:
+        console.print(f"[yellow]warning:[/yellow] {escape(silent)}")
     note = store.stale_note()
     if note and info.is_main:
         console.print(f"[yellow]warning:[/yellow] {escape(note)}")

@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from adamml.config import Config, load_config
-from adamml.data.dataset import Store
+from adamml.data.dataset import Store, sampling_config
+from adamml.data.layout import StoreError
+from adamml.data.splits import TRAIN, split_rows
 from adamml.inference.results import EvalReport
 from adamml.modalities import MODALITIES, check_modalities
 from adamml.report.page import write_page_after
@@ -29,9 +31,11 @@ class Method:
     stage: str
     modalities: tuple[str, ...]
 
-    @property
-    def key(self) -> str:
-        """Folder and JSON key, e.g. ``fusion-rgb+flow`` or ``unimodal-rgb``."""
+    def key(self, default: tuple[str, ...] = ()) -> str:
+        """The run's folder and JSON key: ``unimodal-rgb``; ``fusion`` on the job's own modalities (`default`: the
+        config's), ``fusion-rgb+flow`` on others. `adamml demo` and `adamml compare` lay their runs out this way."""
+        if self.modalities == tuple(default) and not self.record.one_modality:
+            return self.stage
         return f"{self.stage}-{'+'.join(self.modalities)}"
 
     @property
@@ -90,39 +94,71 @@ def method_config(cfg: Config, method: Method) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, modalities=method.modalities))
 
 
+def with_random_rates(cfg: Config, rates: dict[str, float]) -> Config:
+    """`cfg` with the random policy deciding at `rates` (per modality, to 4 decimals: as `config.yaml` shows them)."""
+    rounded = {m: round(float(r), 4) for m, r in rates.items()}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, random_rates=rounded))
+
+
+@dataclass
+class PlanRun:
+    """What `run_plan` did for one method: where, its report on the split evaluated, and how long each took."""
+
+    method: Method
+    key: str
+    folder: Path
+    report: EvalReport
+    seconds: dict[str, float]
+
+
+def run_plan(cfg: Config, data: Path, out: Path, methods: list[Method], split: str, steps: Steps,
+             console: Console) -> list[PlanRun]:
+    """Train and evaluate `methods` and the unimodal models they need, in `plan` order, each in `out / key`:
+    the recognizers of a fused method start from its unimodal models; a method whose rates come from another
+    (the random policy) decides at that one's selection rates on `cfg.data.val_split`; a policy is evaluated at
+    its operating point with the `SWEEP` thresholds beside. Finished steps are reused (`adamml.workflows.steps`)."""
+    store = Store.open(data)
+    holdout = sampling_config(cfg).holdout
+    for name in dict.fromkeys((TRAIN, cfg.data.val_split, split)):  # before the first training, not after it
+        if not split_rows(store.rows, name, holdout, str(data)):
+            have = sorted({str(r.get("split")) for r in store.rows})
+            raise StoreError(f"{data}: no prepared videos in split {name!r} (it has {', '.join(have) or 'none'})")
+    default = cfg.model.modalities
+    runs: list[PlanRun] = []
+    for method in plan(methods):
+        key = method.key(default)
+        folder = out / key
+        run_cfg = method_config(cfg, method)
+        source = rates_source(method)
+        if source is not None and (out / source.key(default) / "best.pt").exists():
+            source_folder = out / source.key(default)
+            val = steps.run(f"{source_folder.name}: selection rates ({cfg.data.val_split})", eval_once,
+                            source_folder / "best.pt", data, cfg.data.val_split,
+                            source_folder / f"eval-{cfg.data.val_split}", console)
+            run_cfg = with_random_rates(run_cfg, {m: val.selection_rate[m] for m in method.modalities})
+        init = [out / Method(UNIMODAL, (m,)).key() / "best.pt" for m in method.modalities] \
+            if method.record.needs_init else []
+        steps.run(f"train {key}", train_once, run_cfg, method.stage, data, folder, console, init)
+        sweep = SWEEP if method.record.uses_policy else ()
+        report = steps.run(f"evaluate {key}", eval_once, folder / "best.pt", data, split, folder / f"eval-{split}",
+                           console, None, sweep)
+        runs.append(PlanRun(method, key, folder, report, {"train": steps.times[f"train {key}"],
+                                                          "evaluate": steps.times[f"evaluate {key}"]}))
+    return runs
+
+
 def run_compare(config: str, data: Path, out: Path, methods: list[Method], split: str = "test",
                 overrides: list[str] = (), console: Console | None = None) -> dict[str, Any]:
     """Train / evaluate `methods` (plus the unimodal models they need) and write the comparison into `out`."""
     console = console or Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
-    store = Store.open(data)
-    num_classes = len(store.classes)
-    overrides = [f"model.num_classes={num_classes}", *overrides]
-    cfg = load_config(config, overrides)
+    num_classes = len(Store.open(data).classes)
+    cfg = load_config(config, [f"model.num_classes={num_classes}", *overrides])
     out.mkdir(parents=True, exist_ok=True)
-    steps = Steps(console, record=out / "steps.json")
-    reports: dict[str, EvalReport] = {}
-    labels: dict[str, str] = {}
-    seconds: dict[str, dict[str, float]] = {}
-    for method in plan(methods):
-        folder = out / method.key
-        extra: list[str] = []
-        if method.record.rates_from:
-            source = out / rates_source(method).key
-            if (source / "best.pt").exists():
-                val = steps.run(f"{source.name}: selection rates (validation)", eval_once, source / "best.pt", data,
-                                cfg.data.val_split, source / "eval-val", console)
-                extra = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in method.modalities]
-        run_cfg = method_config(load_config(config, overrides + extra) if extra else cfg, method)
-        init = [out / Method(UNIMODAL, (m,)).key / "best.pt" for m in method.modalities] \
-            if method.record.needs_init else []
-        steps.run(f"train {method.key}", train_once, run_cfg, method.stage, data, folder, console, init)
-        sweep = SWEEP if get_stage(method.stage).uses_policy else ()
-        reports[method.key] = steps.run(f"evaluate {method.key}", eval_once, folder / "best.pt", data, split,
-                                        folder / f"eval-{split}", console, None, sweep)
-        labels[method.key] = method.label
-        seconds[method.key] = {"train": steps.times[f"train {method.key}"],
-                               "evaluate": steps.times[f"evaluate {method.key}"]}
+    runs = run_plan(cfg, data, out, methods, split, Steps(console, record=out / "steps.json"), console)
+    reports = {r.key: r.report for r in runs}
+    labels = {r.key: r.method.label for r in runs}
+    seconds = {r.key: r.seconds for r in runs}
     result = write_comparison(out, reports, labels, seconds, split, time.perf_counter() - started)
     console.print(comparison_table(reports, labels, seconds))
     console.print(f"{len(reports)} methods in {time.perf_counter() - started:.0f} s -> {out / 'compare.md'}")

@@ -27,20 +27,19 @@ from adamml.report.page import write_page_after
 from adamml.report.viz import normalize_spectrogram, pareto_figure, selection_figure
 from adamml.runtime.devices import machine_info
 from adamml.runtime.jsonfile import write_json
-from adamml.stages import get_stage
-from adamml.workflows.steps import SWEEP, Reused, Steps, eval_once, train_once
+from adamml.stages import UNIMODAL
+from adamml.workflows.comparison import Method, run_plan
+from adamml.workflows.steps import Reused, Steps
 from adamml.workflows.synthetic import SynthConfig, generate
 
 MODALITIES = ("rgb", "flow", "audio")
 VISUAL = ("rgb", "flow")  # the expensive recognizers, whose cells the policy must choose well
-# the demo's methods: report key -> training stage, in the order of its tables
-METHODS = {"rgb": "unimodal", "flow": "unimodal", "audio": "unimodal", "fusion": "fusion", "random": "random",
-           "adamml": "adamml"}
-
-
-def label(key: str) -> str:
-    """A demo method's name for people: "RGB", "Weighted fusion", "AdaMML"."""
-    return get_stage(METHODS[key]).method_label((key,) if key in MODALITIES else MODALITIES)
+# the demo's methods (`adamml compare`'s plan: their unimodal models first, the random policy after AdaMML);
+# each run is in the folder of its key (`Method.key`): unimodal-rgb, ..., fusion, adamml, random
+METHODS = [Method("fusion", MODALITIES), Method("adamml", MODALITIES), Method("random", MODALITIES)]
+UNIMODAL_KEYS = {m: Method(UNIMODAL, (m,)).key() for m in MODALITIES}
+FUSION, ADAMML, RANDOM = (m.key(MODALITIES) for m in METHODS)
+TABLE_ORDER = [*UNIMODAL_KEYS.values(), FUSION, RANDOM, ADAMML]  # the rows of the demo's tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,56 +188,38 @@ def run_demo(settings: DemoSettings) -> int:
         return 1
 
     cfg = load_config(settings.config, [f"model.num_classes={len(classes)}", *settings.overrides])
-    runs: dict[str, Path] = {}
-    for m in MODALITIES:
-        runs[m] = out / f"unimodal-{m}"
-        unimodal = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, modalities=(m,)))
-        steps.run(f"train unimodal {m}", train_once, unimodal, "unimodal", store, runs[m], console)
-    init = [runs[m] / "best.pt" for m in MODALITIES]
-    runs["fusion"] = out / "fusion"
-    steps.run("train weighted fusion", train_once, cfg, "fusion", store, runs["fusion"], console, init)
-    runs["adamml"] = out / "adamml"
-    steps.run("train AdaMML", train_once, cfg, "adamml", store, runs["adamml"], console, init)
-    val = steps.run("AdaMML selection rate (validation)", eval_once, runs["adamml"] / "best.pt", store, "val",
-                    runs["adamml"] / "eval-val", console)
-    rates = [f"train.random_rates.{m}={val.selection_rate[m]:.4f}" for m in MODALITIES]
-    runs["random"] = out / "random"
-    random_cfg = load_config(settings.config, [f"model.num_classes={len(classes)}", *settings.overrides, *rates])
-    steps.run("train random policy", train_once, random_cfg, "random", store, runs["random"], console, init)
-
-    reports: dict[str, EvalReport] = {}
-    for name, folder in runs.items():
-        reports[name] = steps.run(f"evaluate {name}", eval_once, folder / "best.pt", store, "test",
-                                  folder / "eval-test", console, None,
-                                  SWEEP if get_stage(METHODS[name]).uses_policy else ())
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, modalities=MODALITIES))
+    runs = {run.key: run for run in run_plan(cfg, store, out, METHODS, "test", steps, console)}
+    reports = {key: runs[key].report for key in TABLE_ORDER}
+    labels = {key: runs[key].method.label for key in TABLE_ORDER}
 
     truth = {row["id"]: row for row in read_jsonl(data / "ground_truth.jsonl")}
-    decisions = json.loads((runs["adamml"] / "eval-test" / "decisions.json").read_text())
-    random_decisions = json.loads((runs["random"] / "eval-test" / "decisions.json").read_text())
+    decisions = json.loads((runs[ADAMML].folder / "eval-test" / "decisions.json").read_text())
+    random_decisions = json.loads((runs[RANDOM].folder / "eval-test" / "decisions.json").read_text())
     vs_truth = {"adamml": policy_vs_truth(decisions, truth), "random": policy_vs_truth(random_decisions, truth)}
 
     selection_figure(_selection_videos(decisions, truth, store, 4), MODALITIES, out / "selections.png")
-    points = [{"name": label(k), "gflops": r.gflops_per_video, "top1": r.top1,
-               "marker": "s" if k in MODALITIES else "D"} for k, r in reports.items()
-              if not get_stage(METHODS[k]).uses_policy]
-    points.append({"name": f"AdaMML (threshold {reports['adamml'].threshold:g}, chosen on validation)",
-                   "gflops": reports["adamml"].gflops_per_video,
-                   "top1": reports["adamml"].top1, "marker": "*"})
+    points = [{"name": labels[k], "gflops": r.gflops_per_video, "top1": r.top1,
+               "marker": "s" if runs[k].method.record.one_modality else "D"} for k, r in reports.items()
+              if not r.uses_policy]
+    points.append({"name": f"AdaMML (threshold {reports[ADAMML].threshold:g}, chosen on validation)",
+                   "gflops": reports[ADAMML].gflops_per_video,
+                   "top1": reports[ADAMML].top1, "marker": "*"})
     sweep = sorted(({"threshold": r.threshold, "gflops": r.gflops_per_video, "top1": r.top1}
-                    for r in reports["adamml"].sweep), key=lambda r: r["threshold"])
+                    for r in reports[ADAMML].sweep), key=lambda r: r["threshold"])
     pareto_figure(points, sweep, out / "pareto.png", title="Built-in benchmark (test split)")
 
     times = {steps.label(name): seconds for name, seconds in steps.times.items()}
-    result = write_demo_report(out, reports, vs_truth, times, time.perf_counter() - started, made, summary)
-    console.print(demo_table(reports))
-    console.print(result["text"])
+    text = write_demo_report(out, reports, labels, vs_truth, times, time.perf_counter() - started, made, summary)
+    console.print(demo_table(reports, labels))
+    console.print(text)
     write_page_after(out, console)
     return 0
 
 
 def _targets(reports: dict[str, EvalReport], vs_truth: dict[str, dict]) -> list[tuple[str, str, bool]]:
-    fusion, ada, rnd = reports["fusion"], reports["adamml"], reports["random"]
-    best_uni = max(reports[m].top1 for m in MODALITIES)
+    fusion, ada, rnd = reports[FUSION], reports[ADAMML], reports[RANDOM]
+    best_uni = max(reports[key].top1 for key in UNIMODAL_KEYS.values())
     ratio = ada.gflops_per_video / fusion.gflops_per_video
     return [
         ("weighted fusion beats every unimodal model by >= 10 points",
@@ -255,21 +236,22 @@ def _targets(reports: dict[str, EvalReport], vs_truth: dict[str, dict]) -> list[
     ]
 
 
-def demo_table(reports: dict[str, EvalReport]) -> Table:
+def demo_table(reports: dict[str, EvalReport], labels: dict[str, str]) -> Table:
     table = Table(title="Built-in benchmark, test split (the paper's table form)")
     for col in ("method", "modalities", "top-1 (%)", "GFLOPs / video", "rgb", "flow", "audio", "videos/s"):
         table.add_column(col, justify="right" if col not in ("method", "modalities") else "left")
-    for name in METHODS:
-        r = reports[name]
+    for name, r in reports.items():
         sel = [f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES]
-        table.add_row(label(name), "+".join(r.modalities), f"{r.top1:.2f}", f"{r.gflops_per_video:.4f}", *sel,
+        table.add_row(labels[name], "+".join(r.modalities), f"{r.top1:.2f}", f"{r.gflops_per_video:.4f}", *sel,
                       f"{r.videos_per_second:.1f}")
     return table
 
 
-def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[str, dict], times: dict[str, float],
-                      total: float, synth: dict, prepared) -> dict[str, Any]:
-    fusion, ada = reports["fusion"], reports["adamml"]
+def write_demo_report(out: Path, reports: dict[str, EvalReport], labels: dict[str, str], vs_truth: dict[str, dict],
+                      times: dict[str, float], total: float, synth: dict, prepared) -> str:
+    """`out/report.md` and `report.json` (every method's report under its run folder's name); returns the
+    one-line summary."""
+    fusion, ada = reports[FUSION], reports[ADAMML]
     saving = 1.0 - ada.gflops_per_video / fusion.gflops_per_video
     targets = _targets(reports, vs_truth)
     lines = ["# adamml demo: the built-in audio-visual benchmark", "",
@@ -279,10 +261,9 @@ def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[
              "actually taken; videos/s is network time on this machine's CPU.", "",
              "| method | modalities | top-1 (%) | mAP (%) | GFLOPs / video | selection rgb / flow / audio | videos/s |",
              "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
-    for name in METHODS:
-        r = reports[name]
+    for name, r in reports.items():
         sel = " / ".join(f"{100 * r.selection_rate[m]:.0f} %" if m in r.selection_rate else "-" for m in MODALITIES)
-        lines.append(f"| {label(name)} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
+        lines.append(f"| {labels[name]} | {'+'.join(r.modalities)} | {r.top1:.2f} | {r.mAP:.2f} | "
                      f"{r.gflops_per_video:.4f} | {sel} | {r.videos_per_second:.1f} |")
     op = ada.operating_point
     chosen = (f" It decides at threshold {ada.threshold:g}, chosen on the {op['videos']} validation videos "
@@ -324,4 +305,4 @@ def write_demo_report(out: Path, reports: dict[str, EvalReport], vs_truth: dict[
                f"{fusion.top1:.1f} % at {fusion.gflops_per_video:.4f} ({100 * saving:.1f} % saved); "
                f"{100 * vs_truth['adamml']['visual_precision']:.0f} % of computed RGB and flow cells informative; "
                f"targets met {sum(ok for *_x, ok in targets)}/{len(targets)}; {total:.0f} s in all -> {out}/report.md")
-    return {"text": summary}
+    return summary

@@ -71,8 +71,8 @@ class SynthConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.segments < 1 or self.frames_per_segment < 2:
             raise ValueError("need at least 1 segment of at least 2 frames")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        if not 0 < self.fps < float("inf"):  # nan fails this too
+            raise ValueError(f"fps must be a positive finite number, got {self.fps}")
         if self.size < 16 or self.size % 2:
             raise ValueError(f"size must be even and >= 16 (H.264), got {self.size}")
         if not 0 <= self.crf <= 51:
