@@ -378,3 +378,12 @@ def test_val_split_holdout_comes_from_the_config_and_bad_values_are_refused():
         load_config("tiny", ["data.val_split=train"])
     with pytest.raises(ValueError, match="holdout_fraction"):
         load_config("tiny", ["data.val_split=holdout", "data.holdout_fraction=1"])
+
+
+def test_a_store_prepared_otherwise_than_the_training_store_is_said(tmp_path):
+    store = Store(tmp_path, [], ["a", "b"], {"flow": "dis", "short_side": 64, "audio_rate": 24000}, {})
+    assert store.settings_note(None) is None  # a checkpoint that does not record its store
+    assert store.settings_note({"flow": "dis", "short_side": 64, "flow_bound": None}) is None
+    note = store.settings_note({"flow": "tvl1", "short_side": 256, "audio_rate": 24000})
+    assert "flow 'tvl1' there, 'dis' here" in note and "short_side 256 there, 64 here" in note
+    assert "audio_rate" not in note

@@ -219,3 +219,13 @@ def test_only_newlines_end_lines_of_a_list(tmp_path):
     entries = by_id(import_annotations("mmaction-video", ann, tmp_path))
     assert sorted(entries) == ["v/a", "v/b"]
     assert "list.txt:1: label 'dive\\x07' holds the control character" in entries["v/a"].error
+
+
+def test_a_backslash_in_a_file_name_is_named_not_lost(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "a\\b.mp4").write_bytes(b"")
+    (tmp_path / "run" / "fine.mp4").write_bytes(b"")
+    result = by_id(import_annotations("folder", tmp_path, tmp_path))
+    assert result["run/fine"].error is None
+    (odd,) = [e for e in result.values() if e.error]
+    assert "a '\\' in a file name reads as a folder separator" in odd.error

@@ -298,3 +298,16 @@ def test_synthetic_bench_end_to_end_on_video_files(setup, tmp_path, capsys):
     assert "network videos/s" not in capsys.readouterr().out
     assert main(["bench", "--synthetic", "tiny", "--videos", str(tmp_path / "none")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_a_one_frame_video_and_a_prediction_without_any_recognizer_are_said():
+    from adamml.cli.predict import prediction_warnings
+    from adamml.inference.prediction import VideoPrediction
+
+    def result(frames, segments):
+        return VideoPrediction(path="v.mp4", top=[], segments=segments, p_use=[], gflops=0.0, gflops_always_on=1.0,
+                               flow_pairs=0, flow_pairs_always_on=4, num_frames=frames)
+
+    assert prediction_warnings(result(48, [["rgb"], []])) == []
+    short, empty = prediction_warnings(result(1, [[], []]))
+    assert "1 frame(s): no motion" in short and "computed no modality on any segment" in empty

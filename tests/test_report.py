@@ -119,6 +119,21 @@ def test_a_page_that_cannot_be_written_leaves_no_page_of_an_earlier_run(tmp_path
     assert "No space left on device" in log.read_text() and "was removed" in log.read_text()
 
 
+def test_a_method_without_a_finite_top1_is_not_drawn(tmp_path):
+    from adamml.report.collect import find_source
+    from adamml.report.page import page_context
+
+    folder = made_up_demo(tmp_path / "demo")
+    report = json.loads((folder / "report.json").read_text())
+    report["reports"]["fusion"]["top1"] = float("nan")  # as a report of an empty split would hold it
+    (folder / "report.json").write_text(json.dumps(report))
+    context = page_context(find_source(folder))
+    drawn = {p["method"] for p in context["scatter"]["points"]}
+    assert "Weighted fusion" not in drawn and "AdaMML" in drawn
+    assert all(str(p["y"]) != "nan" for p in context["scatter"]["points"])
+    assert write_page(folder).path.exists()
+
+
 def test_thumbnails_and_ticks():
     assert segment_centres(100, 4, 8) == [13, 38, 63, 88]  # middles of the test windows (starts 9, 34, ...)
     assert segment_centres(3, 4, 32) == [2, 2, 2, 2]  # a short video: clamped, never out of range

@@ -139,6 +139,7 @@ def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
     assert phases == ["policy_pretrain", "warmup", "alternating", "alternating", "alternating", "finetune"]
     payload = torch.load(tmp_path / "ada" / "best.pt", weights_only=True)
     assert payload["stage"] == "adamml" and "model" in payload
+    assert payload["store"]["flow"] == "dis" and payload["store"]["short_side"] == 32  # how its store was prepared
     out = tmp_path / "report"
     assert main(["eval", "--checkpoint", str(tmp_path / "ada" / "best.pt"), "--data", str(tiny_store),
                  "--split", "test", "--out", str(out), "--threshold", "0.5,0.0,1.0"]) == 0

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = torch_device(args.device)
     predictor = load_predictor(args.checkpoint, args.flow, args.threshold, str(device), args.precision)
+    for note in predictor.notes:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     results, failures = [], 0
     for index, path in enumerate(args.videos):
         try:
@@ -70,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
             results.append({"path": str(path), "status": "failed", "error": str(error)})
             continue
         print_prediction(result, console)
-        results.append({**result.to_dict(), "status": "ok"})
+        notes = prediction_warnings(result)
+        for note in notes:
+            console.print(f"[yellow]warning:[/yellow] {escape(note)}")
+        results.append({**result.to_dict(), "status": "ok", "warnings": notes})
         if args.viz is not None:
             out = args.viz if len(args.videos) == 1 else args.viz.with_name(f"{args.viz.stem}-{index}{args.viz.suffix}")
             _figure(result, figure, predictor, out)
@@ -78,6 +83,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(args.json, results, indent=1, ensure_ascii=False)
     return 0 if failures == 0 else 1
+
+
+def prediction_warnings(result: VideoPrediction) -> list[str]:
+    """What a person should know before trusting `result`: a video too short to show motion, or a prediction
+    made with no recognizer computed."""
+    notes = []
+    if result.num_frames < 2:
+        notes.append(f"{result.path}: {result.num_frames} frame(s): no motion to see (optical flow and RGB "
+                     "differences are zero), every segment shows the same picture")
+    if not any(result.segments):
+        notes.append(f"{result.path}: the policy computed no modality on any segment: the prediction rests on the "
+                     "fusion's skipped-modality logits alone, not on the video")
+    return notes
 
 
 def escape(text: str) -> str:

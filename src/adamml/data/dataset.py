@@ -23,9 +23,8 @@ into that uint8 layout on the device.
 from __future__ import annotations
 
 import dataclasses
-import json
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -37,18 +36,7 @@ from torch.utils.data import Dataset
 from adamml.config import Config, ModelConfig
 from adamml.data.batch import network_ready
 from adamml.data.jpeg import JpegPacker, at_key
-from adamml.data.layout import (
-    CLASSES_NAME,
-    FLOW_X_TEMPLATE,
-    FLOW_Y_TEMPLATE,
-    IMG_TEMPLATE,
-    MANIFEST_NAME,
-    SETTINGS_NAME,
-    StoreError,
-    check_video_row,
-    iter_jsonl,
-    read_classes,
-)
+from adamml.data.layout import FLOW_X_TEMPLATE, FLOW_Y_TEMPLATE, IMG_TEMPLATE, StoreError
 from adamml.data.sampling import (
     consecutive_frames,
     diff_frame_indices,
@@ -60,6 +48,7 @@ from adamml.data.sampling import (
     window_span,
 )
 from adamml.data.splits import HOLDOUT, Holdout, split_rows
+from adamml.data.store import Store
 from adamml.data.spectrogram import WINDOW_SAMPLES, log_spectrogram, repeat_to, silence, window_start
 from adamml.data.transforms import (
     Crop,
@@ -131,70 +120,6 @@ def sampling_config(cfg: Config) -> SamplingConfig:
 def default_sampling() -> SamplingConfig:
     """The paper's sampling with items in the stored layout (no network's sizes)."""
     return dataclasses.replace(sampling_config(Config()), network=None)
-
-
-@dataclass
-class Store:
-    """What a prepared store holds: its ok videos, classes and settings."""
-
-    root: Path
-    rows: list[dict]
-    classes: list[str]
-    settings: dict
-    lines: dict[str, int] = field(default_factory=dict)  # video id -> its line in the manifest
-
-    @classmethod
-    def open(cls, root: Path) -> Store:
-        root = Path(root)
-        manifest = root / MANIFEST_NAME
-        if not manifest.exists():
-            parts = sorted(root.glob("manifest.shard-*.jsonl"))
-            hint = " (shard parts found: run `adamml prepare --merge`)" if parts else ""
-            raise StoreError(f"{root}: no {MANIFEST_NAME}, not a prepared store{hint}")
-        classes_path = root / CLASSES_NAME
-        if not classes_path.exists():
-            raise StoreError(f"{classes_path}: missing")
-        settings_path = root / SETTINGS_NAME
-        try:
-            settings = json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{settings_path}: not valid JSON ({exc})") from exc
-        classes = read_classes(classes_path)
-        rows, lines = [], {}
-        for number, row in iter_jsonl(manifest):
-            if row.get("status", "ok") == "ok":
-                check_video_row(row, f"{manifest}:{number}", len(classes))
-                if row["id"] in lines:  # it would be evaluated twice
-                    raise StoreError(f"{manifest}:{number}: video {row['id']!r} again (first at line "
-                                     f"{lines[row['id']]}); each video once")
-                rows.append(row)
-                lines[row["id"]] = number
-        return cls(root, rows, classes, settings, lines)
-
-    def where(self, row: dict) -> str:
-        """"manifest:line" of a row, for messages."""
-        return f"{self.root / MANIFEST_NAME}:{self.lines.get(row['id'], '?')}"
-
-    def split(self, name: str) -> list[dict]:
-        return [r for r in self.rows if r.get("split") == name]
-
-    @property
-    def multi_label(self) -> bool:
-        return any(len(r.get("label_ids", [])) > 1 for r in self.rows)
-
-    def stale_note(self) -> str | None:
-        """A warning when some videos were prepared before variable-frame-rate videos were read at a constant rate
-        (their manifest rows have no ``source_frames``): such a video's frames were sampled by index, so a segment
-        of a video whose rate drops covers more time than its neighbours and its audio is cut at the wrong time.
-        Constant-rate videos came out the same, so this is a "may": re-preparing is the one way to be sure."""
-        old = [r for r in self.rows if "source_frames" not in r]
-        if not old:
-            return None
-        first = self.where(old[0])
-        return (f"{len(old)} of the {len(self.rows)} videos of {self.root} were prepared by an adamml that read "
-                f"variable-frame-rate videos by frame index (no source_frames in their manifest rows, e.g. {first}); "
-                "if any source video has a variable frame rate (phone or screen recordings), prepare the list again "
-                "with --overwrite")
 
 
 class SegmentDataset(Dataset):

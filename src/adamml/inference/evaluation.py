@@ -56,9 +56,9 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     if len(store.classes) != cfg.model.num_classes:
         raise StoreError(f"{data} has {len(store.classes)} classes, the checkpoint {checkpoint} was trained for "
                          f"{cfg.model.num_classes}")
-    note = store.stale_note()
-    if note and info.is_main:
-        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
+    for note in (store.settings_note(trained.metadata.get("store")), store.stale_note()):
+        if note and info.is_main:
+            console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     dataset = SegmentDataset(store, split, cfg.model.modalities, train=False, sampling=sampling_config(cfg))
     silent = dataset.silent_note()
     if silent and info.is_main:

@@ -141,6 +141,7 @@ class Predictor:
         # decisions (1, S, M) used instead of the policy's, which still runs (`adamml bench --synthetic --videos`
         # fixes the selection rates of a model with random weights)
         self.override = override
+        self.notes: list[str] = []  # what a person should know about these predictions (`load_predictor`)
         self.amp = amp_for(precision, self.device)
         self.stage = stage
         self.sampling: SamplingConfig = sampling_config(cfg)
@@ -313,5 +314,11 @@ def load_predictor(checkpoint: Path, flow_method: str = "dis", threshold: float 
     if threshold is not None and not get_stage(trained.stage).uses_policy:
         raise UserError(f"{checkpoint}: --threshold sets AdaMML's decision threshold, but this is a "
                         f"{trained.stage!r} model, which runs every modality on every segment")
-    return Predictor(trained.model, trained.config, trained.stage, trained.classes, flow_method, device, precision,
-                     rule=DecisionRule(threshold) if threshold is not None else None)
+    predictor = Predictor(trained.model, trained.config, trained.stage, trained.classes, flow_method, device,
+                          precision, rule=DecisionRule(threshold) if threshold is not None else None)
+    trained_flow = (trained.metadata.get("store") or {}).get("flow")
+    uses_flow = "flow" in trained.config.model.modalities
+    predictor.notes = ([f"{checkpoint} was trained on {trained_flow} flow; --flow {flow_method} gives its flow "
+                        f"recognizer fields it never saw (use --flow {trained_flow})"]
+                       if uses_flow and trained_flow not in (None, "none", flow_method) else [])
+    return predictor

@@ -184,12 +184,12 @@ def import_folder(root: Path) -> ImportResult:
                 continue
             rel = Path(dirpath, name).relative_to(root).as_posix()
             parts = rel.split("/")[:-1]
-            split = None
-            if parts and parts[0].lower() in _SPLIT_ALIASES:
-                split = _SPLIT_ALIASES[parts[0].lower()]
-                parts = parts[1:]
-            labels = parts[:1]
-            entries.append(_entry(rel, labels, split, origin=f"{root}/{rel}"))
+            split = _SPLIT_ALIASES.get(parts[0].lower()) if parts else None
+            entry = _entry(rel, parts[1:2] if split else parts[:1], split, origin=f"{root}/{rel}")
+            if "\\" in rel:  # paths read from lists turn it into "/" (lists written on Windows)
+                entry = replace(entry, error=f"{entry.origin}: a '\\' in a file name reads as a folder separator: "
+                                "rename the file")
+            entries.append(entry)
     return ImportResult(entries)
 
 

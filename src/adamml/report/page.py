@@ -142,7 +142,7 @@ def _method_row(evaluation: Evaluation) -> dict[str, Any]:
             "threshold": r.threshold, "selection": r.selection_rate,
             "chosen": r.threshold_source == "validation", "split": r.split,
             "sweep": [{"threshold": s.threshold, "gflops": s.gflops_per_video, "top1": s.top1}
-                      for s in r.sweep if s.top1 is not None]}
+                      for s in r.sweep if _is_number(s.top1) and _is_number(s.gflops_per_video)]}
 
 
 def _title(source: Source, focus: Evaluation | None) -> str:
@@ -176,7 +176,7 @@ def page_context(source: Source, max_thumbnails: int = MAX_CELLS) -> dict[str, A
             "letters": [MODALITY_LETTERS.get(m, m[:1].upper()) for m in modalities],
             "always_on": always_on, "truth": bool(truth), "videos": videos,
             "sprite": {"columns": sprite.columns, "width": CELL_WIDTH, "height": CELL_HEIGHT}}
-    plotted = [m for m in methods if m["gflops"] is not None and m["top1"] is not None]
+    plotted = [m for m in methods if _is_number(m["gflops"]) and _is_number(m["top1"])]  # NaN is no point
     return {
         "title": _title(source, focus),
         "source": source,

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, Subset
 
 from adamml.config import LATE_FUSION_KINDS, Config
 from adamml.data.dataset import SegmentDataset, Store, sampling_config
+from adamml.data.store import PREPARED_KEYS
 from adamml.data.loader import LoaderPool, make_loader
 from adamml.data.layout import StoreError
 from adamml.data.splits import HOLDOUT, holdout_split
@@ -76,6 +77,11 @@ class Run:
     amp: Amp = FP32  # train.precision on this device
     # the loaders kept from epoch to epoch, their workers running (data.persistent_workers); closed by `train`
     loaders: LoaderPool = dataclasses.field(default_factory=LoaderPool)
+
+    @property
+    def store_settings(self) -> dict:
+        """How the training store was prepared, saved in checkpoints (`Store.settings_note` compares it later)."""
+        return {key: self.train_set.store.settings.get(key) for key in PREPARED_KEYS}
 
     def loader(self, data: Dataset, batch: int, seed: int, train: bool, workers: int | None = None):
         """`make_loader` for this run: `data` in batches of `batch` (global), in the order of `seed` when `train`,

@@ -173,7 +173,7 @@ def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, re
         for epoch in range(first, phase.epochs):
             _run_epoch(run, state, phase, epoch)
             if info.is_main:
-                save_checkpoint(last, {**model_payload(run.model, cfg, classes=run.classes),
+                save_checkpoint(last, {**model_payload(run.model, cfg, classes=run.classes, store=run.store_settings),
                                        **_progress(run, stage, index, epoch, state)})
             barrier(info)
     run.log.close()
@@ -188,7 +188,7 @@ def _train_run(run: Run, phases: list[Phase], payload: dict[str, Any] | None, re
                           "wants some 20 per class), train longer (e.g. --set train.unimodal.epochs=...), or check the "
                           "labels.")
     if info.is_main and not (out / "best.pt").exists():  # no epoch selected (e.g. only warm-up epochs)
-        save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg, classes=run.classes), "stage": stage})
+        save_checkpoint(out / "best.pt", {**model_payload(run.model, cfg, classes=run.classes, store=run.store_settings), "stage": stage})
     if run.record.uses_policy and cfg.train.operating_point.target != "fixed":
         barrier(info)  # best.pt is written
         if len(run.val_set):
@@ -265,7 +265,7 @@ def _run_epoch(run: Run, state: PhaseState, phase: Phase, epoch: int) -> None:
     if improved:
         run.best_score = val.score
         if info.is_main:
-            save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg, classes=run.classes), "stage": run.stage,
+            save_checkpoint(run.out / "best.pt", {**model_payload(model, cfg, classes=run.classes, store=run.store_settings), "stage": run.stage,
                                                   "val": val.to_json(), "phase": phase.name, "epoch": epoch,
                                                   "random_rates": _random_rates(run)})
     if info.is_main:
