@@ -387,3 +387,10 @@ def test_a_store_prepared_otherwise_than_the_training_store_is_said(tmp_path):
     note = store.settings_note({"flow": "tvl1", "short_side": 256, "audio_rate": 24000})
     assert "flow 'tvl1' there, 'dis' here" in note and "short_side 256 there, 64 here" in note
     assert "audio_rate" not in note
+
+
+def test_frames_stored_smaller_than_the_model_reads_them_are_said(tmp_path):
+    store = Store(tmp_path, [], ["a", "b"], {"short_side": 64}, {})
+    assert store.size_note(64) is None and store.size_note(32) is None
+    assert "short side 64 and the model reads them at 256" in store.size_note(256)
+    assert Store(tmp_path, [], ["a", "b"], {}, {}).size_note(256) is None  # a store that does not say

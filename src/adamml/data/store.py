@@ -84,6 +84,16 @@ class Store:
                 + "; ".join(differ) + "): its inputs are not what the model learned from; prepare the videos "
                 "with the training store's settings")
 
+    def size_note(self, short_side: int) -> str | None:
+        """A warning when the stored frames are smaller than the model reads them (`short_side`:
+        ``data.test_short_side``): they are upscaled, and the model sees blurred frames."""
+        stored = self.settings.get("short_side")
+        if not isinstance(stored, int) or stored <= 0 or stored >= short_side:
+            return None
+        return (f"{self.root} holds frames at short side {stored} and the model reads them at {short_side} "
+                f"(data.test_short_side): they are upscaled and blurred; prepare the videos with --short-side "
+                f"{short_side} or set data.test_short_side and data.train_scale to the store's size")
+
     def stale_note(self) -> str | None:
         """A warning when some videos were prepared before variable-frame-rate videos were read at a constant rate
         (their manifest rows have no ``source_frames``): such a video's frames were sampled by index, so a segment

@@ -56,13 +56,11 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", out: Path | None
     if len(store.classes) != cfg.model.num_classes:
         raise StoreError(f"{data} has {len(store.classes)} classes, the checkpoint {checkpoint} was trained for "
                          f"{cfg.model.num_classes}")
-    for note in (store.settings_note(trained.metadata.get("store")), store.stale_note()):
+    dataset = SegmentDataset(store, split, cfg.model.modalities, train=False, sampling=sampling_config(cfg))
+    for note in (store.settings_note(trained.metadata.get("store")), store.size_note(cfg.data.test_short_side),
+                 dataset.silent_note(), store.stale_note()):
         if note and info.is_main:
             console.print(f"[yellow]warning:[/yellow] {escape(note)}")
-    dataset = SegmentDataset(store, split, cfg.model.modalities, train=False, sampling=sampling_config(cfg))
-    silent = dataset.silent_note()
-    if silent and info.is_main:
-        console.print(f"[yellow]warning:[/yellow] {escape(silent)}")
     loader = make_loader(dataset, batch_size or cfg.train.eval_batch_size, info, 0, train=False,
                          workers=cfg.data.workers)
     costs = measure_costs(cfg.model)

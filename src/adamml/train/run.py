@@ -185,12 +185,9 @@ def build_run(cfg: Config, stage: str, data: Path, out: Path, info: DistInfo, co
     warning = random_start_warning(cfg, stage, init)
     if warning and info.is_main:
         console.print(f"[yellow]warning:[/yellow] {warning}")
-    silent = train_set.silent_note()
-    if silent and info.is_main:
-        console.print(f"[yellow]warning:[/yellow] {escape(silent)}")
-    note = store.stale_note()
-    if note and info.is_main:
-        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
+    for note in (train_set.silent_note(), store.size_note(cfg.data.test_short_side), store.stale_note()):
+        if note and info.is_main:
+            console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     if run.record.holds_out:
         _split_for_blending(run)
     return run
