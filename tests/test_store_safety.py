@@ -241,6 +241,11 @@ def test_unlabelled_videos_are_prepared_but_training_refuses_them_by_line(clips,
     assert "2 videos have no label" in capsys.readouterr().err
     with pytest.raises(StoreError, match=r"manifest.jsonl:1: video 'cat/a' has no label"):
         SegmentDataset(Store.open(store), "train", ["rgb"], train=True)
+    # training and comparing say what is missing (not "model.num_classes must be positive")
+    for argv in (["train", "--config", "tiny", "--stage", "unimodal", "--modalities", "rgb"],
+                 ["compare", "--config", "tiny", "--methods", "rgb"]):
+        assert main([*argv, "--data", str(store), "--out", str(tmp_path / argv[0])]) == 2
+        assert "0 class(es) in its classes.txt" in capsys.readouterr().err
 
 
 # --- arguments -----------------------------------------------------------------------------------------

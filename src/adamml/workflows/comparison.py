@@ -153,6 +153,9 @@ def run_compare(config: str, data: Path, out: Path, methods: list[Method], split
     console = console or Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
     num_classes = len(Store.open(data).classes)
+    if num_classes < 2:  # else the config would say "model.num_classes must be positive"
+        raise StoreError(f"{data}: {num_classes} class(es) in its classes.txt; a comparison trains on labelled "
+                         "videos of at least 2 classes (prepare a list with labels, or --classes FILE)")
     cfg = load_config(config, [f"model.num_classes={num_classes}", *overrides])
     out.mkdir(parents=True, exist_ok=True)
     runs = run_plan(cfg, data, out, methods, split, Steps(console, record=out / "steps.json"), console)
