@@ -394,3 +394,14 @@ def test_frames_stored_smaller_than_the_model_reads_them_are_said(tmp_path):
     assert store.size_note(64) is None and store.size_note(32) is None
     assert "short side 64 and the model reads them at 256" in store.size_note(256)
     assert Store(tmp_path, [], ["a", "b"], {}, {}).size_note(256) is None  # a store that does not say
+
+
+def test_an_audio_model_on_videos_without_audio_is_said(tmp_path):
+    from types import SimpleNamespace
+
+    rows = [{"id": "a", "has_audio": True, "audio": "a.wav"}, {"id": "b", "has_audio": False, "audio": None}]
+    store = Store(tmp_path, rows, ["x", "y"], {}, {"a": 1, "b": 2})
+    data = SimpleNamespace(modalities=("rgb", "audio"), rows=rows, store=store)
+    note = SegmentDataset.silent_note(data)
+    assert "1 of the 2 videos" in note and "manifest.jsonl:2" in note and "'b'" in note
+    assert SegmentDataset.silent_note(SimpleNamespace(modalities=("rgb",), rows=rows, store=store)) is None

@@ -171,6 +171,13 @@ def test_stages_end_to_end_and_the_eval_report(tiny_store, tmp_path):
                      "--out", str(tmp_path / "refused"), *flag]) == 2
 
 
+def test_a_number_of_classes_the_store_does_not_have_is_refused(tiny_store, tmp_path, capsys):
+    # the config's count is the preset's and the store's replaces it; one the user gives is not replaced silently
+    assert main(train_cli(tiny_store, tmp_path / "run", "unimodal", "--modalities", "rgb",
+                          "--set", "model.num_classes=5")) == 2
+    assert "model.num_classes=5: the store" in capsys.readouterr().err
+
+
 def test_model_selection_on_a_part_held_out_of_the_training_split(tiny_store, tmp_path, capsys):
     # data.val_split: holdout selects best.pt on a quarter of each class of the training list (8 videos: 2 held
     # out), never trained on; eval names the same videos `holdout` and the rest `train`
