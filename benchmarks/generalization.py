@@ -26,12 +26,18 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from rich.console import Console
 
 from adamml.config import load_config
 from adamml.data.dataset import Store
+from adamml.inference.calibration import calibrate
+from adamml.inference.gflops import video_gmacs
+from adamml.inference.operating_point import GRID, at_threshold
 from adamml.inference.results import EvalReport
 from adamml.prepare.importers import assign_classes, import_annotations
 from adamml.prepare.runner import prepare_with_progress
@@ -45,10 +51,18 @@ MODALITIES = ("rgb", "flow", "audio")
 PAPER_THRESHOLD = 0.5
 
 
-def prepare_variant(name: str, out: Path, workers: int, console: Console) -> Path:
-    """Generate and prepare one variant (both reused when done); returns the store."""
-    data, store = out / "data", out / "store"
+def prepare_variant(name: str, out: Path, workers: int, console: Console, scale: int | None = None) -> Path:
+    """Generate and prepare one variant (both reused when done); returns the store. With `scale`, only its
+    validation and test splits, `scale` times larger (`data-x{scale}`, `store-x{scale}`): a video depends only on
+    its split, class and index, so the training store's validation and test videos are the first of each class
+    there, and its training videos are the same."""
     config = variant_config(name, seed=0)
+    suffix = ""
+    if scale is not None:
+        config = variant_config(name, seed=0, train_per_class=0, val_per_class=config.val_per_class * scale,
+                                test_per_class=config.test_per_class * scale)
+        suffix = f"-x{scale}"
+    data, store = out / f"data{suffix}", out / f"store{suffix}"
     generate(config, data, workers=workers, console=console)
     imported = import_annotations("csv", data / "annotations.csv", data)
     classes, entries = assign_classes(imported.entries, None, None)
@@ -76,6 +90,40 @@ def run_seed(config: str, store: Path, out: Path, seed: int, split: str, overrid
         reports["zero-skip"] = steps.run("evaluate AdaMML, skipped logits zero", eval_once, folder / "best.pt",
                                          store, split, folder / f"eval-{split}", console, None, SWEEP)
     return row(reports)
+
+
+def run_scaled(out: Path, train_store: Path, store: Path, scale: int, split: str, console: Console) -> dict:
+    """The trained runs of one seed (`run_seed`) on the larger splits of `store`: AdaMML's operating point chosen
+    again on its validation split (a copy of the checkpoint; the curves of every validation video are kept in
+    `val-curves.npz` for studying threshold rules), then fusion, AdaMML and the random policy (at the rates it was
+    trained at, from the training store's validation split) evaluated on `split`; returns the row."""
+    if Store.open(store).classes != Store.open(train_store).classes:
+        raise SystemExit(f"{store} and {train_store} name their classes differently")
+    folder = out / f"x{scale}"
+    steps = Steps(console)
+    trained, calibrated = out / "adamml" / "best.pt", folder / "adamml" / "best.pt"
+    if not calibrated.exists() or calibrated.stat().st_mtime < trained.stat().st_mtime:
+        calibrated.parent.mkdir(parents=True, exist_ok=True)
+        steps.run(f"calibrate AdaMML on the x{scale} validation split", calibrate, trained, store, "val",
+                  out=calibrated, console=console, on_dense=partial(save_curves, folder / "adamml" / "val-curves.npz"))
+    reports = {}
+    for method, checkpoint in (("fusion", out / "fusion" / "best.pt"), ("adamml", calibrated),
+                               ("random", out / "random" / "best.pt")):
+        reports[method] = steps.run(f"evaluate {method} on the x{scale} {split} split", eval_once, checkpoint, store,
+                                    split, folder / method / f"eval-{split}", console, None,
+                                    (PAPER_THRESHOLD,) if method == "adamml" else ())
+    return row(reports)
+
+
+def save_curves(path: Path, model, dense, costs) -> None:
+    """Per validation video and grid threshold: correct at top-1 and GFLOPs (what a threshold rule reads)."""
+    correct, gflops = [], []
+    for threshold in GRID:
+        logits, decisions = at_threshold(model, dense, threshold)
+        correct.append(logits.argmax(axis=1) == dense.labels)
+        gflops.append(video_gmacs(decisions, costs, "conv", include_policy=True))
+    np.savez_compressed(path, thresholds=np.array(GRID), correct=np.array(correct), gflops=np.array(gflops),
+                        labels=dense.labels)
 
 
 def row(reports: dict[str, EvalReport]) -> dict:
@@ -112,7 +160,7 @@ def table(results: dict[str, dict[str, dict]], split: str) -> str:
     present = [c for c in COLUMNS if any(c[0] in r for seeds in results.values() for r in seeds.values())]
     head = ["variant", "seed"] + [HEADERS[c[0]] for c in present] + ["threshold", "AdaMML - fusion",
                                                                       "AdaMML - random"]
-    lines = [f"Top-1 (%) on the {split} split and, in brackets, GFLOPs per video as a share of weighted fusion's.", "",
+    lines = [f"Top-1 (%) on the {split} and, in brackets, GFLOPs per video as a share of weighted fusion's.", "",
              "| " + " | ".join(head) + " |", "| --- | ---: |" + " ---: |" * (len(head) - 2)]
 
     def cells(r: dict) -> list[str]:
@@ -147,12 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--split", default="test", help="the split reported (val while designing a recipe)")
     parser.add_argument("--zero-skip", action="store_true", help="also AdaMML with model.fusion.skipped_logits=zero")
+    parser.add_argument("--eval-scale", type=int, metavar="K",
+                        help="choose AdaMML's operating point and report on validation and test splits K times larger "
+                             "(the same trainings; the videos of the usual splits included)")
     parser.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
     parser.add_argument("--table-only", action="store_true", help="print the table of what --out holds, run nothing")
     args = parser.parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
-    record = args.out / f"generalization-{args.split}.json"
+    name = f"generalization-{args.split}" + (f"-x{args.eval_scale}" if args.eval_scale else "")
+    record = args.out / f"{name}.json"
     results: dict[str, dict[str, dict]] = json.loads(record.read_text()) if record.exists() else {}
     if not args.table_only:
         for variant in args.variants:
@@ -162,13 +214,17 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault(variant, {})[str(seed)] = run_seed(
                     args.config, store, args.out / variant / f"seed-{seed}", seed, args.split, args.set,
                     args.zero_skip, console)
+                if args.eval_scale:
+                    larger = prepare_variant(variant, args.out / variant, args.workers, console, args.eval_scale)
+                    results[variant][str(seed)] = run_scaled(args.out / variant / f"seed-{seed}", store, larger,
+                                                             args.eval_scale, args.split, console)
                 args.out.mkdir(parents=True, exist_ok=True)
                 record.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    text = table(results, args.split)
-    (args.out / f"generalization-{args.split}.md").write_text(text, encoding="utf-8")
+    text = table(results, f"{args.split} split" + (f" ({args.eval_scale} times larger)" if args.eval_scale else ""))
+    (args.out / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
     console.print(f"{sum(len(s) for s in results.values())} runs in the table; {time.perf_counter() - started:.0f} s "
-                  f"this time -> {args.out / f'generalization-{args.split}.md'}")
+                  f"this time -> {args.out / f'{name}.md'}")
     return 0
 
 

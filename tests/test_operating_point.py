@@ -10,8 +10,10 @@ import torch
 
 from adamml.cli import main
 from adamml.inference.checkpoint import load_trained
+from adamml.inference.calibration import calibrate
 from adamml.inference.evaluation import evaluate
-from adamml.inference.operating_point import CurvePoint, OperatingPoint, allowed_drop, choose
+from adamml.inference.gflops import video_gmacs
+from adamml.inference.operating_point import CurvePoint, OperatingPoint, allowed_drop, at_threshold, choose
 from adamml.inference.prediction import load_predictor
 from tests.conftest import train_cli
 
@@ -137,3 +139,15 @@ def test_calibrate_refuses_a_model_without_a_policy(tiny_store, tmp_path, capsys
     assert main(train_cli(tiny_store, out, "unimodal", "--modalities", "rgb")) == 0
     assert main(["calibrate", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_store)]) == 2
     assert "no policy" in capsys.readouterr().err
+
+
+def test_calibrate_hands_over_the_dense_outputs_its_curve_was_read_from(calibrated, tiny_store, tmp_path):
+    seen = {}
+    point = calibrate(calibrated, tiny_store, "val", out=tmp_path / "again.pt",
+                      on_dense=lambda model, dense, costs: seen.update(model=model, dense=dense, costs=costs))
+    dense = seen["dense"]
+    assert len(dense.labels) == point.videos
+    # what a threshold rule studied on these outputs sees is the recorded curve, point for point
+    logits, decisions = at_threshold(seen["model"], dense, point.threshold)
+    assert 100.0 * float((logits.argmax(axis=1) == dense.labels).mean()) == pytest.approx(point.score)
+    assert float(video_gmacs(decisions, seen["costs"]).mean()) == pytest.approx(point.gflops_per_video)

@@ -23,10 +23,11 @@ from adamml.runtime.distributed import DistInfo
 
 def calibrate(checkpoint: Path, data: Path, split: str = "val", settings: OperatingPointConfig | None = None,
               out: Path | None = None, info: DistInfo | None = None, batch_size: int | None = None,
-              console: Console | None = None) -> OperatingPoint:
+              console: Console | None = None, on_dense=None) -> OperatingPoint:
     """Choose the operating point of the AdaMML `checkpoint` on `split` of the store `data` for `settings` (default:
     the checkpoint's own ``train.operating_point``) and record it in `out` (default: the checkpoint itself,
-    rewritten atomically; the main process writes)."""
+    rewritten atomically; the main process writes). `on_dense(model, dense, costs)`, if given, also receives the
+    split's dense outputs (e.g. to study threshold rules without another pass over the videos)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
     if split == "test" and info.is_main:
@@ -41,13 +42,13 @@ def calibrate(checkpoint: Path, data: Path, split: str = "val", settings: Operat
     if len(dataset) == 0:
         raise UserError(f"{data} has no {split!r} videos to calibrate on")
     return calibrate_dataset(checkpoint, dataset, store.multi_label, split, settings, out, info, batch_size, console,
-                             Path(data).resolve())
+                             Path(data).resolve(), on_dense)
 
 
 def calibrate_dataset(checkpoint: Path, dataset: SegmentDataset, multi_label: bool, split: str,
                       settings: OperatingPointConfig | None = None, out: Path | None = None,
                       info: DistInfo | None = None, batch_size: int | None = None, console: Console | None = None,
-                      data: Path | None = None) -> OperatingPoint:
+                      data: Path | None = None, on_dense=None) -> OperatingPoint:
     """`calibrate` on a dataset already built (training's validation set)."""
     console = console or Console(stderr=True, soft_wrap=True)
     info = info or DistInfo()
@@ -65,8 +66,11 @@ def calibrate_dataset(checkpoint: Path, dataset: SegmentDataset, multi_label: bo
     with progress:
         task = progress.add_task("calibrate", total=len(dataset))
         dense = dense_outputs(model, loader, info, on_batch=lambda n: progress.update(task, advance=n))
-    point = calibrate_model(model, dense, measure_costs(cfg.model), multi_label, split, settings.target,
-                            settings.margin, settings.budget, settings.thresholds, data)
+    costs = measure_costs(cfg.model)
+    point = calibrate_model(model, dense, costs, multi_label, split, settings.target, settings.margin,
+                            settings.budget, settings.thresholds, data)
+    if on_dense is not None and info.is_main:
+        on_dense(model, dense, costs)
     if info.is_main:
         record_operating_point(checkpoint, point, out)
         for warning in point.warnings:
