@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import time
 from fractions import Fraction
@@ -27,6 +28,15 @@ TINY = [
     "train.unimodal.epochs=1", "train.fusion.epochs=1", "train.warmup.epochs=1", "train.alternating.epochs=1",
     "train.finetune.epochs=1", "train.policy_pretrain.epochs=1", "train.policy_passes=2",
 ]
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def train_cli(store: Path, out: Path, stage: str, *extra: str) -> list[str]:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_errors.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def demo_errors():
-    spec = importlib.util.spec_from_file_location("demo_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("demo_errors")
 
 
 def cells(*informative: str) -> list[dict]:

@@ -3,21 +3,17 @@ other, against the same half with every cell computed."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "operating_rules.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def rules():
-    spec = importlib.util.spec_from_file_location("operating_rules", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("operating_rules")
 
 
 def write_curves(path: Path) -> None:
