@@ -15,6 +15,12 @@ resumes), as `adamml compare` does.
     python benchmarks/generalization.py --out runs/generalization                      # 5 variants x seeds 0-2
     python benchmarks/generalization.py --variants any-one uneven --seeds 0 --zero-skip --out runs/gen
     python benchmarks/generalization.py --out runs/generalization --table-only          # print what is there
+    python benchmarks/generalization.py --split val --eval-scale 5 --out runs/generalization  # splits 5x larger
+
+With --eval-scale K the same trainings are read on validation and test splits K times larger (`data-xK/`,
+`store-xK/`; the usual splits' videos are among them): AdaMML's operating point is chosen again on the larger
+validation split (a copy of its checkpoint, `seed-N/xK/`) and each validation video's curve is kept for
+`benchmarks/operating_rules.py`; the table is `generalization-SPLIT-xK.md`.
 
 On 2 CPU cores one (variant, seed) takes about as long as `make demo` (13-25 min); the whole grid some hours.
 """
@@ -96,22 +102,30 @@ def run_scaled(out: Path, train_store: Path, store: Path, scale: int, split: str
     """The trained runs of one seed (`run_seed`) on the larger splits of `store`: AdaMML's operating point chosen
     again on its validation split (a copy of the checkpoint; the curves of every validation video are kept in
     `val-curves.npz` for studying threshold rules), then fusion, AdaMML and the random policy (at the rates it was
-    trained at, from the training store's validation split) evaluated on `split`; returns the row."""
+    trained at, from the training store's validation split) evaluated on `split`, and AdaMML with skipped logits
+    zero where `--zero-skip` trained it; returns the row."""
     if Store.open(store).classes != Store.open(train_store).classes:
         raise SystemExit(f"{store} and {train_store} name their classes differently")
     folder = out / f"x{scale}"
     steps = Steps(console)
-    trained, calibrated = out / "adamml" / "best.pt", folder / "adamml" / "best.pt"
-    if not calibrated.exists() or calibrated.stat().st_mtime < trained.stat().st_mtime:
-        calibrated.parent.mkdir(parents=True, exist_ok=True)
-        steps.run(f"calibrate AdaMML on the x{scale} validation split", calibrate, trained, store, "val",
-                  out=calibrated, console=console, on_dense=partial(save_curves, folder / "adamml" / "val-curves.npz"))
+    policies = {"adamml": "adamml", "zero-skip": "adamml-zero-skip"}  # the zero-skip model where --zero-skip made it
+    calibrated = {}
+    for method, name in policies.items():
+        trained, calibrated[method] = out / name / "best.pt", folder / name / "best.pt"
+        if not trained.exists():
+            continue
+        if not calibrated[method].exists() or calibrated[method].stat().st_mtime < trained.stat().st_mtime:
+            calibrated[method].parent.mkdir(parents=True, exist_ok=True)
+            steps.run(f"calibrate {name} on the x{scale} validation split", calibrate, trained, store, "val",
+                      out=calibrated[method], console=console,
+                      on_dense=partial(save_curves, folder / name / "val-curves.npz"))
+    checkpoints = {"fusion": out / "fusion" / "best.pt", **calibrated, "random": out / "random" / "best.pt"}
     reports = {}
-    for method, checkpoint in (("fusion", out / "fusion" / "best.pt"), ("adamml", calibrated),
-                               ("random", out / "random" / "best.pt")):
-        reports[method] = steps.run(f"evaluate {method} on the x{scale} {split} split", eval_once, checkpoint, store,
-                                    split, folder / method / f"eval-{split}", console, None,
-                                    (PAPER_THRESHOLD,) if method == "adamml" else ())
+    for method, checkpoint in checkpoints.items():
+        if checkpoint.exists():  # evaluated into x{scale}/, never beside the smaller split's reports
+            reports[method] = steps.run(f"evaluate {method} on the x{scale} {split} split", eval_once, checkpoint,
+                                        store, split, folder / policies.get(method, method) / f"eval-{split}",
+                                        console, None, (PAPER_THRESHOLD,) if method == "adamml" else ())
     return row(reports)
 
 
