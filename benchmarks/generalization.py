@@ -223,13 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         for variant in args.variants:
             store = prepare_variant(variant, args.out / variant, args.workers, console)
+            larger = (prepare_variant(variant, args.out / variant, args.workers, console, args.eval_scale)
+                      if args.eval_scale else None)
             for seed in args.seeds:
                 console.rule(f"[bold]{variant}, training seed {seed}")
                 results.setdefault(variant, {})[str(seed)] = run_seed(
                     args.config, store, args.out / variant / f"seed-{seed}", seed, args.split, args.set,
                     args.zero_skip, console)
-                if args.eval_scale:
-                    larger = prepare_variant(variant, args.out / variant, args.workers, console, args.eval_scale)
+                if larger is not None:
                     results[variant][str(seed)] = run_scaled(args.out / variant / f"seed-{seed}", store, larger,
                                                              args.eval_scale, args.split, console)
                 args.out.mkdir(parents=True, exist_ok=True)
